@@ -1,0 +1,3 @@
+from slimkit.data.digits import load_digits
+
+__all__ = ["load_digits"]

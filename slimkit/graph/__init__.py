@@ -1,0 +1,1 @@
+"""Graph-level views of a model: layer pairs, fusion, sizes."""

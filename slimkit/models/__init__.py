@@ -1,0 +1,3 @@
+from slimkit.models.digits_cnn import DigitsCNN
+
+__all__ = ["DigitsCNN"]

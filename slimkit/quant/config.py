@@ -1,0 +1,134 @@
+"""QuantConfig: a default layer scheme, per-layer rules, and QAT options.
+
+Rules select layers by qualified-name glob and/or module type; the *last* matching rule
+wins (general rules first, exceptions after). `resolve_plan` (plan.py) turns a config and a
+model into the per-layer plan that says which layer got what and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from torch import nn
+
+from slimkit.errors import ConfigError
+from slimkit.graph.modules import name_matches
+from slimkit.quant.granularity import PerChannel, PerGroup, PerToken
+from slimkit.quant.nonuniform import NonUniformScheme
+from slimkit.quant.observers import MinMax, MovingAverage, ObserverConfig
+from slimkit.quant.qscheme import QScheme
+from slimkit.quant.spec import ActQuant, LayerQuant, WeightQuant, uint8_act
+
+
+@dataclass(frozen=True)
+class QATOptions:
+    """lsq: learn scales (Esser et al. 2020). fold_bn: train Conv+BN folded. freeze_*_after:
+    steps after which BN uses running statistics / observers stop updating (None: never)."""
+
+    lsq: bool = False
+    fold_bn: bool = True
+    freeze_bn_after: int | None = None
+    freeze_observers_after: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in ("freeze_bn_after", "freeze_observers_after"):
+            v = getattr(self, f)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise ConfigError(f"QATOptions.{f}={v!r} must be None or an int ≥ 0")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Layers whose name matches `pattern` (glob) and whose type is one of `types` get
+    `spec`; spec=None keeps them float. An empty pattern / types matches any."""
+
+    pattern: str | None = None
+    types: tuple[type[nn.Module], ...] = ()
+    spec: LayerQuant | None = None
+
+    def __post_init__(self) -> None:
+        if self.pattern is None and not self.types:
+            raise ConfigError("Rule needs a name pattern, module types, or both")
+
+    def matches(self, name: str, module: nn.Module) -> bool:
+        ok_name = self.pattern is None or name_matches(self.pattern, name)
+        return ok_name and (not self.types or isinstance(module, self.types))
+
+    def describe(self) -> str:
+        what = []
+        if self.pattern is not None:
+            what.append(f"name '{self.pattern}'")
+        if self.types:
+            what.append("type " + "|".join(t.__name__ for t in self.types))
+        action = "skip" if self.spec is None else self.spec.describe()
+        return f"{' and '.join(what)} → {action}"
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    default: LayerQuant
+    rules: tuple[Rule, ...] = ()
+    layer_types: tuple[type[nn.Module], ...] = ()  # () = every type with a quantized wrapper
+    qat: QATOptions = field(default_factory=QATOptions)
+    name: str = "custom"
+
+    # ---- presets -------------------------------------------------------------------------
+    @classmethod
+    def w8a8(cls, observer: ObserverConfig | None = None) -> QuantConfig:
+        """int8 symmetric per-channel weights, uint8 affine per-tensor activations."""
+        return cls(LayerQuant(_w(8), uint8_act(observer)), name="w8a8")
+
+    @classmethod
+    def w4a8(cls, observer: ObserverConfig | None = None) -> QuantConfig:
+        return cls(LayerQuant(_w(4), uint8_act(observer)), name="w4a8")
+
+    @classmethod
+    def weight_only(
+        cls, bits: int = 8, group_size: int | None = None, observer: ObserverConfig | None = None
+    ) -> QuantConfig:
+        gran = PerGroup(group_size) if group_size else PerChannel(0)
+        wq = WeightQuant(QScheme(bits, granularity=gran), observer or MinMax())
+        name = f"w{bits}" + (f"g{group_size}" if group_size else "")
+        return cls(LayerQuant(wq), name=name)
+
+    @classmethod
+    def dynamic(cls, bits: int = 8) -> QuantConfig:
+        """Linear layers: int8 per-channel weights, activations quantized per token at run
+        time (uint8 affine, the range of each row) — no calibration data needed."""
+        act = ActQuant(QScheme(8, symmetric=False, signed=False, granularity=PerToken()),
+                       dynamic=True)
+        return cls(LayerQuant(_w(bits), act), layer_types=(nn.Linear,), name=f"dynamic-w{bits}")
+
+    @classmethod
+    def nonuniform(cls, kind: str, bits: int = 4) -> QuantConfig:
+        return cls(LayerQuant(WeightQuant(NonUniformScheme(kind, bits))), name=f"{kind}{bits}")
+
+    # ---- refinements (each returns a new config) -------------------------------------------
+    def skip(self, pattern: str | None = None, types: tuple[type[nn.Module], ...] = ()):
+        return replace(self, rules=(*self.rules, Rule(pattern, tuple(types), None)))
+
+    def override(self, spec: LayerQuant, pattern: str | None = None,
+                 types: tuple[type[nn.Module], ...] = ()) -> QuantConfig:
+        return replace(self, rules=(*self.rules, Rule(pattern, tuple(types), spec)))
+
+    def with_qat(self, **options) -> QuantConfig:
+        return replace(self, qat=replace(self.qat, **options))
+
+    def with_act_observer(self, observer: ObserverConfig) -> QuantConfig:
+        """Same config, activations observed with `observer` (e.g. MovingAverage for QAT)."""
+        def swap(spec: LayerQuant | None) -> LayerQuant | None:
+            if spec is None:
+                return None
+            acts = {k: replace(a, observer=observer) if a is not None and not a.dynamic else a
+                    for k, a in (("input", spec.input), ("output", spec.output))}
+            return replace(spec, **acts)
+
+        rules = tuple(replace(r, spec=swap(r.spec)) for r in self.rules)
+        return replace(self, default=swap(self.default), rules=rules)
+
+
+def _w(bits: int) -> WeightQuant:
+    return WeightQuant(QScheme(bits, symmetric=True, signed=True, granularity=PerChannel(0)))
+
+
+QAT_ACT_OBSERVER = MovingAverage()

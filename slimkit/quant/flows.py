@@ -1,0 +1,111 @@
+"""The public flows: quantize (PTQ), prepare_qat → train → convert.
+
+prepare:  swap each planned layer for its quantized wrapper (observers on, fake-quant off)
+PTQ:      fold BN (inference), prepare, calibrate, convert
+QAT:      prepare (Conv+BN kept as one folded-BN module), start fake-quant, the user trains,
+          convert folds BN for good and packs the weights
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from slimkit.graph.fusion import conv_bn_pairs, fuse_conv_bn
+from slimkit.graph.modules import set_submodule
+from slimkit.quant.calibrate import calibrate, call_model
+from slimkit.quant.config import QAT_ACT_OBSERVER, QuantConfig
+from slimkit.quant.modules import QUANT_MODULES, QuantConvBn, QuantLayer
+from slimkit.quant.observers import MinMax
+from slimkit.quant.plan import QuantPlan, resolve_plan
+
+
+def quant_layers(model: nn.Module) -> list[QuantLayer]:
+    return [m for m in model.modules() if isinstance(m, QuantLayer)]
+
+
+def _swap(model: nn.Module, plan: QuantPlan, config: QuantConfig, bn_pairs: dict[str, str]):
+    opts = config.qat
+    for e in plan.quantized():
+        mod = model.get_submodule(e.name)
+        if e.name in bn_pairs:
+            bn_name = bn_pairs[e.name]
+            wrapped = QuantConvBn(mod, model.get_submodule(bn_name), e.spec, e.name,
+                                  opts.freeze_observers_after, opts.freeze_bn_after)
+            set_submodule(model, bn_name, nn.Identity())
+        else:
+            wrapped = QUANT_MODULES[type(mod)](mod, e.spec, e.name, opts.freeze_observers_after)
+        set_submodule(model, e.name, wrapped)
+
+
+def quantize(
+    model: nn.Module,
+    config: QuantConfig,
+    calib: Iterable | None = None,
+    *,
+    inplace: bool = False,
+    progress: bool = True,
+    max_batches: int | None = None,
+) -> nn.Module:
+    """Post-training quantization. Static configs calibrate on `calib`; dynamic and
+    weight-only configs need no data. Returns an ordinary nn.Module with packed weights;
+    its plan is at `.slimkit_plan`."""
+    model = model if inplace else copy.deepcopy(model)
+    model.eval()
+    fuse_conv_bn(model)  # quantize the weights that will be deployed: BN folded in
+    plan = resolve_plan(model, config)
+    _swap(model, plan, config, {})
+    if plan.needs_calibration:
+        calibrate(model, calib, progress, max_batches)
+    _freeze(model)
+    model.slimkit_plan = plan
+    return model
+
+
+def prepare_qat(
+    model: nn.Module, config: QuantConfig, example_inputs, *, inplace: bool = False
+) -> nn.Module:
+    """A trainable model with fake-quant + STE. Conv→BN pairs train folded (config.qat).
+    `example_inputs` (a tensor, tuple or dict batch) seeds the activation ranges and LSQ scales.
+    Activations observed with min-max in the config are switched to an EMA for training."""
+    model = model if inplace else copy.deepcopy(model)
+    if _uses_plain_minmax(config):
+        config = config.with_act_observer(QAT_ACT_OBSERVER)
+    plan = resolve_plan(model, config)
+    pairs = dict(conv_bn_pairs(model)) if config.qat.fold_bn else {}
+    planned = {e.name for e in plan.quantized()}
+    _swap(model, plan, config, {c: b for c, b in pairs.items() if c in planned})
+    model.eval()
+    with torch.no_grad():  # one pass to seed observers (BN in eval: running stats untouched)
+        call_model(model, example_inputs)
+    for layer in quant_layers(model):
+        layer.start_qat(config.qat.lsq)
+    model.train()
+    model.slimkit_plan = plan
+    return model
+
+
+def _uses_plain_minmax(config: QuantConfig) -> bool:
+    specs = [config.default, *(r.spec for r in config.rules)]
+    acts = [a for s in specs if s is not None for a in (s.input, s.output) if a is not None]
+    return any(isinstance(a.observer, MinMax) and not a.dynamic for a in acts)
+
+
+def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Freeze a prepared / QAT model: fold BN, pack weights, fix activation qparams."""
+    model = model if inplace else copy.deepcopy(model)
+    model.eval()
+    _freeze(model)
+    return model
+
+
+def _freeze(model: nn.Module) -> None:
+    for name, m in list(model.named_modules()):
+        if isinstance(m, QuantConvBn):
+            set_submodule(model, name, m.to_conv())
+    for layer in quant_layers(model):
+        if layer.packed is None:
+            layer.freeze()

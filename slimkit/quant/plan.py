@@ -1,0 +1,86 @@
+"""The per-layer plan: which layer gets which scheme, and why. Printable and serializable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from slimkit.errors import ConfigError
+from slimkit.quant.config import QuantConfig
+from slimkit.quant.modules import QUANT_MODULES
+from slimkit.quant.spec import LayerQuant
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    name: str
+    module_type: str
+    spec: LayerQuant | None  # None: stays float
+    reason: str
+
+
+@dataclass(frozen=True)
+class QuantPlan:
+    config_name: str
+    entries: tuple[PlanEntry, ...]
+
+    def quantized(self) -> list[PlanEntry]:
+        return [e for e in self.entries if e.spec is not None]
+
+    @property
+    def needs_calibration(self) -> bool:
+        return any(e.spec.needs_calibration for e in self.quantized())
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config_name,
+            "layers": [
+                {"name": e.name, "type": e.module_type,
+                 "scheme": e.spec.describe() if e.spec else "float", "reason": e.reason}
+                for e in self.entries
+            ],
+        }
+
+    def __str__(self) -> str:
+        rows = [(e.name, e.module_type, e.spec.describe() if e.spec else "float", e.reason)
+                for e in self.entries]
+        heads = ("layer", "type", "scheme", "why")
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+        line = "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))
+        body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        return "\n".join([f"quantization plan ({self.config_name})", line, *body])
+
+
+def resolve_plan(model: nn.Module, config: QuantConfig) -> QuantPlan:
+    layers = [(n, m) for n, m in model.named_modules() if type(m) in QUANT_MODULES]
+    if not layers:
+        raise ConfigError(f"{type(model).__name__} has no quantizable layer; supported types: "
+                          f"{sorted(t.__name__ for t in QUANT_MODULES)}")
+    for i, rule in enumerate(config.rules):
+        if not any(rule.matches(n, m) for n, m in layers):
+            names = ", ".join(n for n, _ in layers[:8])
+            raise ConfigError(f"rule {i} ({rule.describe()}) matches no quantizable layer; "
+                              f"layers are: {names}{' …' if len(layers) > 8 else ''}")
+    entries = [_entry(n, m, config) for n, m in layers]
+    for e in entries:
+        if e.spec is not None and e.spec.weight is not None:
+            _check_fits(e, model.get_submodule(e.name))
+    return QuantPlan(config.name, tuple(entries))
+
+
+def _entry(name: str, module: nn.Module, config: QuantConfig) -> PlanEntry:
+    spec, reason = config.default, f"default ({config.name})"
+    if config.layer_types and not isinstance(module, config.layer_types):
+        allowed = "|".join(t.__name__ for t in config.layer_types)
+        spec, reason = None, f"{config.name} applies to {allowed} only"
+    for i, rule in enumerate(config.rules):
+        if rule.matches(name, module):
+            spec, reason = rule.spec, f"rule {i}: {rule.describe()}"
+    return PlanEntry(name, type(module).__name__, spec, reason)
+
+
+def _check_fits(entry: PlanEntry, module: nn.Module) -> None:
+    scheme = entry.spec.weight.scheme
+    if hasattr(scheme, "granularity"):
+        scheme.granularity.check(module.weight.shape, f"the weight of '{entry.name}'")

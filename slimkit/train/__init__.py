@@ -1,0 +1,3 @@
+from slimkit.train.loop import evaluate, fit, predict
+
+__all__ = ["evaluate", "fit", "predict"]
