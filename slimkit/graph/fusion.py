@@ -50,7 +50,7 @@ def _pairs_from_sequential(model: nn.Module) -> list[tuple[str, str]]:
     for name, mod in model.named_modules():
         if isinstance(mod, nn.Sequential):
             kids = list(mod.named_children())
-            for (a, ma), (b, mb) in zip(kids, kids[1:], strict=False):
+            for (a, ma), (b, _) in zip(kids, kids[1:], strict=False):
                 if type(ma) in _CONV_BN:
                     prefix = f"{name}." if name else ""
                     pairs.append((prefix + a, prefix + b))

@@ -1,7 +1,8 @@
 """Granularity as types: which elements share one (scale, zero_point).
 
 Every granularity knows how to *view* a tensor as (R, N) — R parameter rows, N elements
-each — so statistics reduce over the last dim and the flat (R,) qparams broadcast back. Keeping that in one place lets qscheme, observers and
+each — so statistics reduce over the last dim and the flat (R,) qparams broadcast back.
+Keeping that in one place lets qscheme, observers and
 packing agree on parameter shapes without string switches.
 """
 

@@ -85,7 +85,10 @@ def _kmeans_encode(w, s: NonUniformScheme, iters: int = 30):
     # Deep Compression: linear init keeps the large-magnitude centroids that matter most).
     flat = w.reshape(-1)
     g = torch.Generator().manual_seed(s.seed)
-    sample = flat[torch.randperm(flat.numel(), generator=g)[:65536]] if flat.numel() > 65536 else flat
+    if flat.numel() > 65536:  # fit on a seeded sample; assign every weight below
+        sample = flat[torch.randperm(flat.numel(), generator=g)[:65536]]
+    else:
+        sample = flat
     k = 2**s.bits
     c = torch.linspace(float(sample.min()), float(sample.max()), k)
     for _ in range(iters):

@@ -188,7 +188,8 @@ class EntropyObserver(Observer):
     def __init__(self, cfg, scheme):
         if not isinstance(scheme.granularity, PerTensor) or scheme.bits > 8:
             raise ConfigError(
-                f"Entropy observer supports per-tensor schemes of 2..8 bits, not {scheme.describe()}"
+                "Entropy observer supports per-tensor schemes of 2..8 bits, "
+                f"not {scheme.describe()}"
             )
         super().__init__(cfg, scheme)
         self.register_buffer("hist", torch.zeros(cfg.bins, dtype=torch.float64))

@@ -16,7 +16,9 @@ from slimkit.quant.qscheme import QScheme, dequantize, quantize
 
 
 class PackedWeight(nn.Module):
-    def __init__(self, shape: torch.Size, scheme: QScheme | NonUniformScheme, n_params: int) -> None:
+    def __init__(
+        self, shape: torch.Size, scheme: QScheme | NonUniformScheme, n_params: int
+    ) -> None:
         super().__init__()
         self.shape, self.scheme = torch.Size(shape), scheme
         numel = self.shape.numel()

@@ -2,7 +2,8 @@
 
 Codes are offset to unsigned (code − qmin), split into `bits` bits, laid end to end, and
 packed 8 to a byte (little-endian bit order). Any width 1..8 packs exactly; 16-bit codes are
-stored as int16. Pure, bit-exact, and the inverse of each other.
+stored offset into int16 (code − qmin − 32768), so signed and unsigned both fit.
+Pure, bit-exact, and the inverse of each other.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ def packed_nbytes(numel: int, bits: int) -> int:
 
 def pack_bits(codes: torch.Tensor, bits: int, qmin: int) -> torch.Tensor:
     """Integer codes (any shape) in [qmin, qmin + 2^bits) → flat uint8 (or int16 for 16 bits)."""
-    if bits == 16:
-        return codes.reshape(-1).to(torch.int16)
-    if not 1 <= bits <= 8:
+    if not (1 <= bits <= 8 or bits == 16):
         raise ConfigError(f"pack_bits: bits={bits} not allowed; use 1..8 or 16")
     u = codes.reshape(-1).to(torch.int32) - qmin
     if u.numel() and (u.min() < 0 or u.max() >= 2**bits):
-        raise ConfigError(f"pack_bits: codes outside [{qmin}, {qmin + 2**bits - 1}] for {bits} bits")
+        top = qmin + 2**bits - 1
+        raise ConfigError(f"pack_bits: codes outside [{qmin}, {top}] for {bits} bits")
+    if bits == 16:
+        return (u - 32768).to(torch.int16)
     shifts = torch.arange(bits, dtype=torch.int32)
     bitstream = ((u.unsqueeze(1) >> shifts) & 1).reshape(-1)  # (numel·bits,)
     pad = (-bitstream.numel()) % 8
@@ -36,7 +38,7 @@ def pack_bits(codes: torch.Tensor, bits: int, qmin: int) -> torch.Tensor:
 def unpack_bits(packed: torch.Tensor, bits: int, qmin: int, numel: int) -> torch.Tensor:
     """Inverse of pack_bits: flat int32 codes of length `numel`."""
     if bits == 16:
-        return packed.to(torch.int32)[:numel]
+        return packed.to(torch.int32)[:numel] + 32768 + qmin
     shifts = torch.arange(8, dtype=torch.int32)
     bitstream = ((packed.to(torch.int32).unsqueeze(1) >> shifts) & 1).reshape(-1)
     bitstream = bitstream[: numel * bits].reshape(numel, bits)

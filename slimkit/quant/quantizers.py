@@ -50,7 +50,9 @@ class ActQuantizer(nn.Module):
             self.steps += 1
             if self.freeze_after is not None and self.steps > self.freeze_after:
                 self.observing = False
-        if self.observing:
+        # Calibration observes in eval mode; a QAT model observes only while training, so
+        # evaluating it never moves its ranges.
+        if self.observing and (self.training or not self.quantizing):
             self._observe(x)
         if not self.quantizing:
             return x
@@ -115,7 +117,9 @@ class WeightFakeQuant(nn.Module):
     def make_learnable(self, w: torch.Tensor) -> None:
         """LSQ: the scale becomes a parameter, seeded from the observer on the weight."""
         if self.nonuniform:
-            raise ConfigError(f"LSQ needs a linear weight scheme, not {self.spec.scheme.describe()}")
+            raise ConfigError(
+                f"LSQ needs a linear weight scheme, not {self.spec.scheme.describe()}"
+            )
         s, z = self.qparams(w)
         self.scale = nn.Parameter(s)
         self.register_buffer("zero_point", z)

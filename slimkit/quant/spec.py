@@ -17,8 +17,9 @@ class WeightQuant:
     observer: ObserverConfig = field(default_factory=MinMax)
 
     def describe(self) -> str:
-        obs = "" if isinstance(self.scheme, NonUniformScheme) else f" [{type(self.observer).__name__}]"
-        return f"W {self.scheme.describe()}{obs}"
+        if isinstance(self.scheme, NonUniformScheme):
+            return f"W {self.scheme.describe()}"
+        return f"W {self.scheme.describe()} [{type(self.observer).__name__}]"
 
 
 @dataclass(frozen=True)

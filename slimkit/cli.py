@@ -1,0 +1,52 @@
+"""The `slimkit` command line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+@click.group()
+@click.version_option(package_name="slimkit")
+def main() -> None:
+    """slimkit: make trained PyTorch models smaller and faster, and prove it."""
+
+
+@main.command()
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".slimkit"),
+              show_default=True, help="Where the trained fp32 checkpoint is cached.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the table as JSON here.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(cache_dir: Path, json_out: Path | None, quiet: bool) -> None:
+    """Train DigitsCNN on scikit-learn's digits, compress it, print the comparison table."""
+    from slimkit.demo import format_table, rows_to_json, run_demo
+
+    t = time.perf_counter()
+    rows = run_demo(cache_dir, progress=not quiet)
+    click.echo(format_table(rows))
+    click.echo(f"\ndemo finished in {time.perf_counter() - t:.1f} s")
+    if json_out is not None:
+        json_out.write_text(rows_to_json(rows))
+
+
+@main.command()
+@click.option("--preset", type=click.Choice(["w8a8", "w4a8", "w4", "w4g32", "dynamic"]),
+              default="w8a8", show_default=True)
+def plan(preset: str) -> None:
+    """Print the quantization plan a preset resolves to on the demo model."""
+    from slimkit.models import DigitsCNN
+    from slimkit.quant import QuantConfig, resolve_plan
+
+    configs = {
+        "w8a8": QuantConfig.w8a8, "w4a8": QuantConfig.w4a8,
+        "w4": lambda: QuantConfig.weight_only(4), "w4g32": lambda: QuantConfig.weight_only(4, 32),
+        "dynamic": QuantConfig.dynamic,
+    }
+    click.echo(str(resolve_plan(DigitsCNN(), configs[preset]())))
+
+
+if __name__ == "__main__":
+    main()

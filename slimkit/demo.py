@@ -1,0 +1,121 @@
+"""The embedded default: train DigitsCNN on real digits, then compress it several ways and
+print one table (scheme, accuracy, change vs fp32, logit SQNR vs fp32, weight bytes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimkit.data import load_digits
+from slimkit.graph.modules import state_bytes
+from slimkit.models import DigitsCNN
+from slimkit.quant import MSE, MinMax, QuantConfig, convert, prepare_qat, quantize, sqnr
+from slimkit.quant.inspect import weight_sqnr
+from slimkit.train import fit, predict
+
+TRAIN = {"epochs": 20, "lr": 3e-3, "seed": 0, "width": 1.0}
+QAT = {"epochs": 8, "lr": 5e-4, "freeze_bn_after": 150, "freeze_observers_after": 200}
+
+
+@dataclass
+class Row:
+    scheme: str
+    accuracy: float
+    delta: float
+    logit_sqnr_db: float
+    weight_sqnr_db: float | None  # None: weights were retrained (QAT), no fixed reference
+    weight_bytes: int
+    seconds: float
+
+
+def trained_model(cache_dir: Path, progress: bool = True) -> nn.Module:
+    """Train DigitsCNN once; later runs load the checkpoint cached under `cache_dir`."""
+    key = hashlib.sha1(json.dumps(TRAIN, sort_keys=True).encode()).hexdigest()[:10]
+    path = cache_dir / f"digits_cnn-{key}.pt"
+    torch.manual_seed(TRAIN["seed"])  # before construction: the init is part of the recipe
+    model = DigitsCNN(TRAIN["width"])
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    train, _ = load_digits(seed=TRAIN["seed"])
+    fit(model, train, TRAIN["epochs"], TRAIN["lr"], progress=progress, desc="training fp32")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as f:  # atomic: temp + rename
+        torch.save(model.state_dict(), f)
+    os.replace(f.name, path)
+    return model.eval()
+
+
+def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> list[Row]:
+    train, test = load_digits(seed=TRAIN["seed"])
+    t0 = time.perf_counter()
+    fp32 = trained_model(cache_dir, progress)
+    ref_logits, labels = predict(fp32, test)
+    rows = [_row("fp32", fp32, test, ref_logits, labels, None, time.perf_counter() - t0)]
+    rows[0].weight_sqnr_db = float("inf")
+
+    def ptq(name: str, config: QuantConfig) -> None:
+        t = time.perf_counter()
+        q = quantize(fp32, config, calib=train, progress=progress)
+        row = _row(name, q, test, ref_logits, labels, rows[0], time.perf_counter() - t)
+        row.weight_sqnr_db = weight_sqnr(fp32, q)["*"]
+        rows.append(row)
+
+    ptq("w8a8 static PTQ", QuantConfig.w8a8())
+    ptq("w4 per-channel, min-max", QuantConfig.weight_only(4, observer=MinMax()))
+    ptq("w4 per-channel, MSE", QuantConfig.weight_only(4, observer=MSE()))
+    ptq("w4 k-means codebook", QuantConfig.nonuniform("kmeans", 4))
+    ptq("w4 power-of-two", QuantConfig.nonuniform("pow2", 4))
+
+    t = time.perf_counter()
+    torch.manual_seed(TRAIN["seed"])
+    cfg = QuantConfig.w4a8().with_qat(freeze_bn_after=QAT["freeze_bn_after"],
+                                      freeze_observers_after=QAT["freeze_observers_after"])
+    qat = prepare_qat(fp32, cfg, next(iter(train))[0])
+    fit(qat, train, QAT["epochs"], QAT["lr"], progress=progress, desc="w4a8 QAT")
+    q = convert(qat)
+    rows.append(_row("w4a8 QAT", q, test, ref_logits, labels, rows[0], time.perf_counter() - t))
+    return rows
+
+
+def _row(name, model, test, ref_logits, labels, base: Row | None, seconds) -> Row:
+    logits, _ = predict(model, test)
+    acc = 100.0 * (logits.argmax(1) == labels).float().mean().item()
+    base_acc = acc if base is None else base.accuracy
+    return Row(name, acc, acc - base_acc, sqnr(ref_logits, logits), None, state_bytes(model),
+               seconds)
+
+
+def _db(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return "exact" if v == float("inf") else f"{v:.1f} dB"
+
+
+def format_table(rows: list[Row]) -> str:
+    cols = f"{'scheme':<26}{'accuracy':>9}{'Δ pts':>8}{'logit SQNR':>12}{'weight SQNR':>13}"
+    head = f"{cols}{'state bytes':>20}{'time s':>8}"
+    lines = [head, "-" * len(head)]
+    base = rows[0].weight_bytes
+    for r in rows:
+        size = f"{r.weight_bytes:,} ({base / r.weight_bytes:.1f}×)"
+        lines.append(f"{r.scheme:<26}{r.accuracy:>8.2f}%{r.delta:>+8.2f}{_db(r.logit_sqnr_db):>12}"
+                     f"{_db(r.weight_sqnr_db):>13}{size:>20}{r.seconds:>8.1f}")
+    return "\n".join(lines)
+
+
+def rows_to_json(rows: list[Row]) -> str:
+    """Standard JSON: an exact (infinite) SQNR is written as null."""
+    def finite(d: dict) -> dict:
+        return {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in d.items()}
+
+    return json.dumps([finite(asdict(r)) for r in rows], indent=2)
