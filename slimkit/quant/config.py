@@ -114,12 +114,16 @@ class QuantConfig:
     def with_qat(self, **options) -> QuantConfig:
         return replace(self, qat=replace(self.qat, **options))
 
-    def with_act_observer(self, observer: ObserverConfig) -> QuantConfig:
-        """Same config, activations observed with `observer` (e.g. MovingAverage for QAT)."""
+    def with_act_observer(self, observer: ObserverConfig, replacing: type | None = None):
+        """Same config, static activations observed with `observer` (only those observed by a
+        `replacing` type when given, e.g. MinMax → MovingAverage for QAT)."""
+        def keep(a: ActQuant | None) -> bool:
+            return a is None or a.dynamic or (replacing and not isinstance(a.observer, replacing))
+
         def swap(spec: LayerQuant | None) -> LayerQuant | None:
             if spec is None:
                 return None
-            acts = {k: replace(a, observer=observer) if a is not None and not a.dynamic else a
+            acts = {k: a if keep(a) else replace(a, observer=observer)
                     for k, a in (("input", spec.input), ("output", spec.output))}
             return replace(spec, **acts)
 

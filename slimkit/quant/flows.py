@@ -70,10 +70,10 @@ def prepare_qat(
 ) -> nn.Module:
     """A trainable model with fake-quant + STE. Conv→BN pairs train folded (config.qat).
     `example_inputs` (a tensor, tuple or dict batch) seeds the activation ranges and LSQ scales.
-    Activations observed with min-max in the config are switched to an EMA for training."""
+    Activations observed with plain min-max are switched to an EMA for training (a running
+    min/max would keep the widest range of the early, unstable steps forever)."""
     model = model if inplace else copy.deepcopy(model)
-    if _uses_plain_minmax(config):
-        config = config.with_act_observer(QAT_ACT_OBSERVER)
+    config = config.with_act_observer(QAT_ACT_OBSERVER, replacing=MinMax)
     plan = resolve_plan(model, config)
     pairs = dict(conv_bn_pairs(model)) if config.qat.fold_bn else {}
     planned = {e.name for e in plan.quantized()}
@@ -86,12 +86,6 @@ def prepare_qat(
     model.train()
     model.slimkit_plan = plan
     return model
-
-
-def _uses_plain_minmax(config: QuantConfig) -> bool:
-    specs = [config.default, *(r.spec for r in config.rules)]
-    acts = [a for s in specs if s is not None for a in (s.input, s.output) if a is not None]
-    return any(isinstance(a.observer, MinMax) and not a.dynamic for a in acts)
 
 
 def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:

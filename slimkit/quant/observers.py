@@ -149,6 +149,7 @@ class MSEObserver(Observer):
     """Keeps a strided sample of each row; picks the clipping ratio with the least MSE."""
 
     COLS_PER_BATCH = 4096
+    MAX_BATCHES = 64  # in QAT an observer sees every step: keep the most recent samples only
 
     def __init__(self, cfg, scheme):
         super().__init__(cfg, scheme)
@@ -157,6 +158,7 @@ class MSEObserver(Observer):
     def forward(self, x):
         v = self.scheme.granularity.view(x.detach().float())
         self._samples.append(v[:, :: max(1, v.shape[1] // self.COLS_PER_BATCH)])
+        del self._samples[: -self.MAX_BATCHES]
         return super().forward(x)
 
     def clip_range(self):

@@ -132,3 +132,30 @@ def test_calibration_accepts_label_tuples_and_dicts(cnn):
                     progress=False)
     x = torch.randn(4, 1, 8, 8)
     assert torch.equal(a(x), b(x))
+
+
+class _Seq1d(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 10, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_conv1d_and_output_quantizer():
+    torch.manual_seed(0)
+    m = _Seq1d().eval()
+    out_q = sk.ActQuant(sk.QScheme(8, symmetric=True, signed=True))
+    spec = sk.LayerQuant(sk.QuantConfig.w8a8().default.weight,
+                         sk.QuantConfig.w8a8().default.input, out_q)
+    calib = [torch.randn(16, 4, 10) for _ in range(3)]
+    q = sk.quantize(m, sk.QuantConfig(spec), calib=calib, progress=False)
+    x = torch.randn(5, 4, 10)
+    assert sk.sqnr(m(x), q(x)) > 30
+    # the output quantizer snaps the logits to its int8 grid
+    oq = q.fc.output_quantizer
+    steps = q(x) / oq.scale
+    assert torch.allclose(steps, steps.round(), atol=1e-4)
+    assert type(q.conv).__name__ == "QuantConv1d"

@@ -92,3 +92,13 @@ def test_convert_reproduces_the_trained_qat_model(lsq):
     assert not any(isinstance(mod, QuantConvBn) for mod in q.modules())
     # same math, re-associated: allow float noise, far below one int8 activation step
     assert torch.allclose(q(x), m(x), atol=1e-4)
+
+
+def test_qat_swaps_only_plain_minmax_observers_to_ema():
+    from slimkit.quant.observers import MovingAverageObserver, PercentileObserver
+
+    x = torch.randn(8, 1, 4, 4)
+    ema = sk.prepare_qat(_Net(), sk.QuantConfig.w8a8(), x)
+    assert isinstance(ema.fc.input_quantizer.observer, MovingAverageObserver)
+    pct = sk.prepare_qat(_Net(), sk.QuantConfig.w8a8(sk.Percentile(99.9)), x)
+    assert isinstance(pct.fc.input_quantizer.observer, PercentileObserver)
