@@ -69,6 +69,8 @@ class QuantConfig:
     default: LayerQuant
     rules: tuple[Rule, ...] = ()
     layer_types: tuple[type[nn.Module], ...] = ()  # () = every type with a quantized wrapper
+    # inputs of residual adds (found by an fx trace), so runtimes keep residual blocks in int8
+    residual_adds: ActQuant | None = None
     qat: QATOptions = field(default_factory=QATOptions)
     name: str = "custom"
 
@@ -76,11 +78,13 @@ class QuantConfig:
     @classmethod
     def w8a8(cls, observer: ObserverConfig | None = None) -> QuantConfig:
         """int8 symmetric per-channel weights, uint8 affine per-tensor activations."""
-        return cls(LayerQuant(_w(8), uint8_act(observer)), name="w8a8")
+        act = uint8_act(observer)
+        return cls(LayerQuant(_w(8), act), residual_adds=act, name="w8a8")
 
     @classmethod
     def w4a8(cls, observer: ObserverConfig | None = None) -> QuantConfig:
-        return cls(LayerQuant(_w(4), uint8_act(observer)), name="w4a8")
+        act = uint8_act(observer)
+        return cls(LayerQuant(_w(4), act), residual_adds=act, name="w4a8")
 
     @classmethod
     def weight_only(
@@ -128,7 +132,9 @@ class QuantConfig:
             return replace(spec, **acts)
 
         rules = tuple(replace(r, spec=swap(r.spec)) for r in self.rules)
-        return replace(self, default=swap(self.default), rules=rules)
+        adds = self.residual_adds if keep(self.residual_adds) else replace(
+            self.residual_adds, observer=observer)
+        return replace(self, default=swap(self.default), rules=rules, residual_adds=adds)
 
 
 def _w(bits: int) -> WeightQuant:

@@ -20,7 +20,8 @@ from slimkit.quant.calibrate import calibrate, call_model
 from slimkit.quant.config import QAT_ACT_OBSERVER, QuantConfig
 from slimkit.quant.modules import QUANT_MODULES, QuantConvBn, QuantLayer
 from slimkit.quant.observers import MinMax
-from slimkit.quant.plan import QuantPlan, resolve_plan
+from slimkit.quant.graph_quant import quantize_add_inputs, standalone_quantizers
+from slimkit.quant.plan import QuantPlan, resolve_plan, with_tensors
 
 
 def quant_layers(model: nn.Module) -> list[QuantLayer]:
@@ -51,13 +52,14 @@ def quantize(
     max_batches: int | None = None,
 ) -> nn.Module:
     """Post-training quantization. Static configs calibrate on `calib`; dynamic and
-    weight-only configs need no data. Returns an ordinary nn.Module with packed weights;
-    its plan is at `.slimkit_plan`."""
+    weight-only configs need no data. Returns an ordinary nn.Module with packed weights
+    (a torch.fx.GraphModule when residual adds got quantizers); its plan is `.slimkit_plan`."""
     model = model if inplace else copy.deepcopy(model)
     model.eval()
     fuse_conv_bn(model)  # quantize the weights that will be deployed: BN folded in
     plan = resolve_plan(model, config)
     _swap(model, plan, config, {})
+    model, plan = _quantize_adds(model, plan, config)
     if plan.needs_calibration:
         calibrate(model, calib, progress, max_batches)
     _freeze(model)
@@ -78,11 +80,14 @@ def prepare_qat(
     pairs = dict(conv_bn_pairs(model)) if config.qat.fold_bn else {}
     planned = {e.name for e in plan.quantized()}
     _swap(model, plan, config, {c: b for c, b in pairs.items() if c in planned})
+    model, plan = _quantize_adds(model, plan, config)
     model.eval()
     with torch.no_grad():  # one pass to seed observers (BN in eval: running stats untouched)
         call_model(model, example_inputs)
     for layer in quant_layers(model):
         layer.start_qat(config.qat.lsq)
+    for q in standalone_quantizers(model):
+        q.start_qat(config.qat.lsq)
     model.train()
     model.slimkit_plan = plan
     return model
@@ -103,3 +108,13 @@ def _freeze(model: nn.Module) -> None:
     for layer in quant_layers(model):
         if layer.packed is None:
             layer.freeze()
+    for q in standalone_quantizers(model):
+        q.freeze()
+
+
+def _quantize_adds(model: nn.Module, plan: QuantPlan, config: QuantConfig):
+    if config.residual_adds is None:
+        return model, plan
+    model, names = quantize_add_inputs(model, config.residual_adds,
+                                       config.qat.freeze_observers_after)
+    return model, with_tensors(plan, names, config.residual_adds, "residual add input")

@@ -24,13 +24,14 @@ class PlanEntry:
 class QuantPlan:
     config_name: str
     entries: tuple[PlanEntry, ...]
+    tensors: tuple[PlanEntry, ...] = ()  # quantized tensors no layer owns (residual adds)
 
     def quantized(self) -> list[PlanEntry]:
         return [e for e in self.entries if e.spec is not None]
 
     @property
     def needs_calibration(self) -> bool:
-        return any(e.spec.needs_calibration for e in self.quantized())
+        return bool(self.tensors) or any(e.spec.needs_calibration for e in self.quantized())
 
     def to_dict(self) -> dict:
         return {
@@ -38,13 +39,13 @@ class QuantPlan:
             "layers": [
                 {"name": e.name, "type": e.module_type,
                  "scheme": e.spec.describe() if e.spec else "float", "reason": e.reason}
-                for e in self.entries
+                for e in (*self.entries, *self.tensors)
             ],
         }
 
     def __str__(self) -> str:
         rows = [(e.name, e.module_type, e.spec.describe() if e.spec else "float", e.reason)
-                for e in self.entries]
+                for e in (*self.entries, *self.tensors)]
         heads = ("layer", "type", "scheme", "why")
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
         line = "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))
@@ -84,3 +85,8 @@ def _check_fits(entry: PlanEntry, module: nn.Module) -> None:
     scheme = entry.spec.weight.scheme
     if hasattr(scheme, "granularity"):
         scheme.granularity.check(module.weight.shape, f"the weight of '{entry.name}'")
+
+
+def with_tensors(plan: QuantPlan, names: list[str], spec, why: str) -> QuantPlan:
+    extra = tuple(PlanEntry(n, "add input", LayerQuant(None, spec), why) for n in names)
+    return QuantPlan(plan.config_name, plan.entries, plan.tensors + extra)

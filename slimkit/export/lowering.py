@@ -1,0 +1,129 @@
+"""Lower a converted slimkit model to a float model the ONNX exporter understands.
+
+- each QuantLayer → an ExportLayer: the float op on the *dequantized* weight (so a plain
+  export computes exactly what slimkit simulates), its weight named `<layer>.weight`;
+- each activation quantizer → the slimkit::qdq op (ops.py), which the exporter emits as a
+  QuantizeLinear → DequantizeLinear pair (bit-exact with slimkit's numerics);
+- a `QDQLayer` record per layer keeps the integer codes and qparams that the ONNX rewrite
+  (onnx_qdq.py) puts back as int8 initializers.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimkit.errors import SlimkitError
+from slimkit.export import ops  # noqa: F401 — registers torch.ops.slimkit.qdq
+from slimkit.graph.modules import set_submodule
+from slimkit.quant.granularity import PerChannel, PerTensor
+from slimkit.quant.modules import QuantLayer
+from slimkit.quant.qscheme import QScheme
+from slimkit.quant.quantizers import ActQuantizer
+
+_CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d}
+
+
+class ExportError(SlimkitError):
+    """The model holds something the exporter cannot express faithfully."""
+
+
+@dataclass
+class QDQLayer:
+    name: str
+    codes: torch.Tensor  # int weight codes, the layer's weight shape
+    scale: torch.Tensor  # (C_out,) or (1,)
+    scheme: QScheme
+    input_scale: float | None  # bias is quantized with input_scale · weight scale
+
+
+class ExportFakeQuant(nn.Module):
+    """A frozen per-tensor activation quantizer as the one op the exporter maps to Q/DQ."""
+
+    def __init__(self, q: ActQuantizer, where: str) -> None:
+        super().__init__()
+        s = q.spec.scheme
+        if q.spec.dynamic:
+            raise ExportError(f"'{where}' quantizes activations dynamically per token; QDQ export "
+                              "takes static per-tensor activations (use w8a8 / w4a8)")
+        if not isinstance(s.granularity, PerTensor) or s.bits != 8:
+            raise ExportError(f"'{where}' activations are {s.describe()}; QDQ export takes 8-bit "
+                              "per-tensor activations")
+        self.scale, self.zero_point = float(q.scale.item()), int(q.zero_point.item())
+        self.qmin, self.qmax = s.qmin, s.qmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.slimkit.qdq(x, self.scale, self.zero_point, self.qmin, self.qmax)
+
+
+class ExportLayer(nn.Module):
+    """input Q/DQ → conv / linear on a named float weight → output Q/DQ."""
+
+    def __init__(self, m: QuantLayer, name: str) -> None:
+        super().__init__()
+        layer = m.layer
+        self.kind = "linear" if isinstance(layer, nn.Linear) else "conv"
+        if self.kind == "conv" and getattr(layer, "padding_mode", "zeros") != "zeros":
+            raise ExportError(f"'{name}': padding_mode={layer.padding_mode!r} is not exported")
+        self.conv_args = {} if self.kind == "linear" else dict(
+            stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+            groups=layer.groups)
+        self.conv_fn = _CONV.get(type(layer))
+        w = m.packed() if m.packed is not None else m.layer.weight
+        self.weight = nn.Parameter(w.detach().clone())
+        b = m.bias()
+        self.bias = None if b is None else nn.Parameter(b.detach().clone())
+        fq = {q: ExportFakeQuant(q, f"{name}.{w}") for q, w in
+              ((m.input_quantizer, "input"), (m.output_quantizer, "output")) if q is not None}
+        self.input_quantizer = fq.get(m.input_quantizer)
+        self.output_quantizer = fq.get(m.output_quantizer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_quantizer is not None:
+            x = self.input_quantizer(x)
+        if self.kind == "linear":  # flatten leading dims: one Gemm on the named weight
+            y = F.linear(x.reshape(-1, x.shape[-1]), self.weight, self.bias)
+            y = y.reshape(*x.shape[:-1], y.shape[-1])
+        else:
+            y = self.conv_fn(x, self.weight, self.bias, **self.conv_args)
+        return self.output_quantizer(y) if self.output_quantizer is not None else y
+
+
+def lower(model: nn.Module) -> tuple[nn.Module, list[QDQLayer]]:
+    """(float model with Q/DQ-exportable activations, the weight record per layer)."""
+    model = copy.deepcopy(model).eval()
+    layers: list[QDQLayer] = []
+    for name, m in list(model.named_modules()):
+        if isinstance(m, QuantLayer):
+            if type(m.layer) not in (nn.Linear, *_CONV):
+                raise ExportError(f"cannot export '{name}': quantized {type(m.layer).__name__} "
+                                  "has no ONNX lowering; known: Linear, Conv1d, Conv2d")
+            if m.packed is None and m.weight_quantizer is not None:
+                raise ExportError(f"'{name}' is not converted: call sk.convert(model) first")
+            if m.packed is not None:
+                layers.append(_record(name, m))
+            set_submodule(model, name, ExportLayer(m, name))
+        elif isinstance(m, ActQuantizer) and name:
+            set_submodule(model, name, ExportFakeQuant(m, name))
+    model.requires_grad_(False)  # inference only
+    return model, layers
+
+
+def _record(name: str, m: QuantLayer) -> QDQLayer:
+    s = m.packed.scheme
+    if not isinstance(s, QScheme):
+        raise ExportError(f"'{name}' holds {s.describe()} weights; QDQ export takes linear "
+                          "weights (export non-uniform models in float, or use a linear scheme)")
+    if not (s.symmetric and s.signed and s.bits <= 8):
+        raise ExportError(f"'{name}': weights are {s.describe()}; QDQ export takes symmetric "
+                          "signed ≤ 8-bit weights (zero point 0, what integer kernels expect)")
+    if not isinstance(s.granularity, (PerTensor, PerChannel)) or (
+            isinstance(s.granularity, PerChannel) and s.granularity.axis != 0):
+        raise ExportError(f"'{name}': {s.describe()} weights have no QDQ form; use per-tensor or "
+                          "per-channel (axis 0)")
+    in_scale = None if m.input_quantizer is None else float(m.input_quantizer.scale.item())
+    return QDQLayer(name, m.packed.codes(), m.packed.params.clone(), s, in_scale)
