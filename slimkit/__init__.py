@@ -31,9 +31,24 @@ from slimkit.quant import (
 
 __version__ = "0.1.0"
 
+# Verbs that need onnx / onnxruntime load on first use, so `import slimkit` stays light.
+_LAZY = {
+    "export": "slimkit.deploy", "check_parity": "slimkit.deploy", "load": "slimkit.deploy",
+    "ExportError": "slimkit.deploy", "benchmark": "slimkit.bench",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'slimkit' has no attribute {name!r}")
+
 __all__ = [
     "MSE", "ActQuant", "CalibrationError", "ConfigError", "Entropy", "LayerQuant", "MinMax",
     "MovingAverage", "NonUniformScheme", "PerChannel", "PerGroup", "PerTensor", "PerToken",
     "Percentile", "QATOptions", "QScheme", "QuantConfig", "Rule", "SlimkitError", "WeightQuant",
     "convert", "prepare_qat", "quantize", "resolve_plan", "sqnr",
+    "export", "check_parity", "load", "ExportError", "benchmark",
 ]

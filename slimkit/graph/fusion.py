@@ -1,4 +1,4 @@
-"""Conv → BatchNorm pairs and folding BN into the conv for inference.
+"""Conv/Linear → BatchNorm pairs and folding BN into the layer for inference.
 
 Pairs come from a torch.fx trace at module level (a conv whose only user is a BN of the same
 channel count); a model fx cannot trace falls back to adjacent children of nn.Sequential.
@@ -11,11 +11,13 @@ from torch import nn
 
 from slimkit.graph.modules import set_submodule
 
-_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
+_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d,
+            nn.Linear: nn.BatchNorm1d}
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
-    """[(conv_name, bn_name)] for every Conv directly and exclusively feeding a matching BN."""
+    """[(layer_name, bn_name)] for every Conv / Linear directly and exclusively feeding a BN
+    of matching width (Linear → BatchNorm1d on (N, C) inputs)."""
     try:
         pairs = _pairs_from_fx(model)
     except Exception:  # noqa: BLE001 — untraceable python: fall back to Sequential adjacency
@@ -25,7 +27,10 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def _compatible(conv: nn.Module, bn: nn.Module) -> bool:
-    return _CONV_BN.get(type(conv)) is type(bn) and conv.out_channels == bn.num_features
+    if _CONV_BN.get(type(conv)) is not type(bn):
+        return False
+    out = conv.out_features if isinstance(conv, nn.Linear) else conv.out_channels
+    return out == bn.num_features
 
 
 def _pairs_from_fx(model: nn.Module) -> list[tuple[str, str]]:
@@ -72,7 +77,9 @@ def fold_bn(conv: nn.Module, bn: nn.Module) -> nn.Module:
 
 
 def fuse_conv_bn(model: nn.Module) -> list[tuple[str, str]]:
-    """Fold every Conv→BN pair in place (BN becomes Identity). Returns the pairs folded."""
+    """Fold every Conv/Linear → BN pair in place (BN becomes Identity); the pairs folded.
+    ReLU stays a separate op: runtimes fuse it (ORT into QLinearConv, OpenVINO into its
+    conv primitive), and eager PyTorch has no fused conv-ReLU kernel outside torch.ao."""
     pairs = conv_bn_pairs(model)
     for conv_name, bn_name in pairs:
         fold_bn(model.get_submodule(conv_name), model.get_submodule(bn_name))

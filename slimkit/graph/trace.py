@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from slimkit.errors import SlimkitError
@@ -35,6 +36,21 @@ def symbolic_trace(model: nn.Module, leaf_types: tuple[type, ...] = ()) -> fx.Gr
 
 
 _ADD_TARGETS = {operator.add, operator.iadd, torch.add}
+_POOL_FUNCS = {F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.avg_pool1d, F.avg_pool2d,
+               torch.mean}
+_POOL_MODULES = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AvgPool1d, nn.AvgPool2d)
+
+
+def average_pools(gm: fx.GraphModule) -> list[fx.Node]:
+    """Average-pooling nodes (functional, method or module) whose input is a traced value."""
+    out = []
+    for n in gm.graph.nodes:
+        is_pool = (n.op == "call_function" and n.target in _POOL_FUNCS) or (
+            n.op == "call_method" and n.target == "mean") or (
+            n.op == "call_module" and isinstance(gm.get_submodule(n.target), _POOL_MODULES))
+        if is_pool and n.args and isinstance(n.args[0], fx.Node):
+            out.append(n)
+    return out
 
 
 def tensor_adds(gm: fx.GraphModule) -> list[fx.Node]:
@@ -43,9 +59,9 @@ def tensor_adds(gm: fx.GraphModule) -> list[fx.Node]:
     for n in gm.graph.nodes:
         is_add = (n.op == "call_function" and n.target in _ADD_TARGETS) or (
             n.op == "call_method" and n.target in ("add", "add_"))
-        if is_add and len(n.args) >= 2 and all(isinstance(a, fx.Node) for a in n.args[:2]):
-            if not any(_is_shape_value(a) for a in n.args[:2]):
-                out.append(n)
+        tensors = len(n.args) >= 2 and all(isinstance(a, fx.Node) for a in n.args[:2])
+        if is_add and tensors and not any(_is_shape_value(a) for a in n.args[:2]):
+            out.append(n)
     return out
 
 

@@ -69,8 +69,9 @@ class QuantConfig:
     default: LayerQuant
     rules: tuple[Rule, ...] = ()
     layer_types: tuple[type[nn.Module], ...] = ()  # () = every type with a quantized wrapper
-    # inputs of residual adds (found by an fx trace), so runtimes keep residual blocks in int8
-    residual_adds: ActQuant | None = None
+    # inputs of residual adds and average pools (found by an fx trace): integer runtimes keep
+    # a conv in int8 only when its output tensor is quantized too
+    op_inputs: ActQuant | None = None
     qat: QATOptions = field(default_factory=QATOptions)
     name: str = "custom"
 
@@ -79,12 +80,12 @@ class QuantConfig:
     def w8a8(cls, observer: ObserverConfig | None = None) -> QuantConfig:
         """int8 symmetric per-channel weights, uint8 affine per-tensor activations."""
         act = uint8_act(observer)
-        return cls(LayerQuant(_w(8), act), residual_adds=act, name="w8a8")
+        return cls(LayerQuant(_w(8), act), op_inputs=act, name="w8a8")
 
     @classmethod
     def w4a8(cls, observer: ObserverConfig | None = None) -> QuantConfig:
         act = uint8_act(observer)
-        return cls(LayerQuant(_w(4), act), residual_adds=act, name="w4a8")
+        return cls(LayerQuant(_w(4), act), op_inputs=act, name="w4a8")
 
     @classmethod
     def weight_only(
@@ -98,8 +99,8 @@ class QuantConfig:
     @classmethod
     def dynamic(cls, bits: int = 8) -> QuantConfig:
         """Linear layers: int8 per-channel weights, activations quantized per token at run
-        time (uint8 affine, the range of each row) — no calibration data needed."""
-        act = ActQuant(QScheme(8, symmetric=False, signed=False, granularity=PerToken()),
+        time (int8 symmetric, what torch._int_mm consumes) — no calibration data needed."""
+        act = ActQuant(QScheme(8, symmetric=True, signed=True, granularity=PerToken()),
                        dynamic=True)
         return cls(LayerQuant(_w(bits), act), layer_types=(nn.Linear,), name=f"dynamic-w{bits}")
 
@@ -132,9 +133,9 @@ class QuantConfig:
             return replace(spec, **acts)
 
         rules = tuple(replace(r, spec=swap(r.spec)) for r in self.rules)
-        adds = self.residual_adds if keep(self.residual_adds) else replace(
-            self.residual_adds, observer=observer)
-        return replace(self, default=swap(self.default), rules=rules, residual_adds=adds)
+        adds = self.op_inputs if keep(self.op_inputs) else replace(
+            self.op_inputs, observer=observer)
+        return replace(self, default=swap(self.default), rules=rules, op_inputs=adds)
 
 
 def _w(bits: int) -> WeightQuant:

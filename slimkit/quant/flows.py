@@ -18,9 +18,9 @@ from slimkit.graph.fusion import conv_bn_pairs, fuse_conv_bn
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.calibrate import calibrate, call_model
 from slimkit.quant.config import QAT_ACT_OBSERVER, QuantConfig
+from slimkit.quant.graph_quant import quantize_op_inputs, standalone_quantizers
 from slimkit.quant.modules import QUANT_MODULES, QuantConvBn, QuantLayer
 from slimkit.quant.observers import MinMax
-from slimkit.quant.graph_quant import quantize_add_inputs, standalone_quantizers
 from slimkit.quant.plan import QuantPlan, resolve_plan, with_tensors
 
 
@@ -53,13 +53,13 @@ def quantize(
 ) -> nn.Module:
     """Post-training quantization. Static configs calibrate on `calib`; dynamic and
     weight-only configs need no data. Returns an ordinary nn.Module with packed weights
-    (a torch.fx.GraphModule when residual adds got quantizers); its plan is `.slimkit_plan`."""
+    (a torch.fx.GraphModule when adds / pools got quantizers); its plan is `.slimkit_plan`."""
     model = model if inplace else copy.deepcopy(model)
     model.eval()
     fuse_conv_bn(model)  # quantize the weights that will be deployed: BN folded in
     plan = resolve_plan(model, config)
     _swap(model, plan, config, {})
-    model, plan = _quantize_adds(model, plan, config)
+    model, plan = _quantize_op_inputs(model, plan, config)
     if plan.needs_calibration:
         calibrate(model, calib, progress, max_batches)
     _freeze(model)
@@ -78,9 +78,10 @@ def prepare_qat(
     config = config.with_act_observer(QAT_ACT_OBSERVER, replacing=MinMax)
     plan = resolve_plan(model, config)
     pairs = dict(conv_bn_pairs(model)) if config.qat.fold_bn else {}
-    planned = {e.name for e in plan.quantized()}
-    _swap(model, plan, config, {c: b for c, b in pairs.items() if c in planned})
-    model, plan = _quantize_adds(model, plan, config)
+    foldable = {e.name for e in plan.quantized()
+                if isinstance(model.get_submodule(e.name), (nn.Conv1d, nn.Conv2d))}
+    _swap(model, plan, config, {c: b for c, b in pairs.items() if c in foldable})
+    model, plan = _quantize_op_inputs(model, plan, config)
     model.eval()
     with torch.no_grad():  # one pass to seed observers (BN in eval: running stats untouched)
         call_model(model, example_inputs)
@@ -112,9 +113,9 @@ def _freeze(model: nn.Module) -> None:
         q.freeze()
 
 
-def _quantize_adds(model: nn.Module, plan: QuantPlan, config: QuantConfig):
-    if config.residual_adds is None:
+def _quantize_op_inputs(model: nn.Module, plan: QuantPlan, config: QuantConfig):
+    if config.op_inputs is None:
         return model, plan
-    model, names = quantize_add_inputs(model, config.residual_adds,
-                                       config.qat.freeze_observers_after)
-    return model, with_tensors(plan, names, config.residual_adds, "residual add input")
+    model, inserted = quantize_op_inputs(model, config.op_inputs,
+                                         config.qat.freeze_observers_after)
+    return model, with_tensors(plan, inserted, config.op_inputs)

@@ -1,9 +1,10 @@
-"""Quantize tensors that no layer owns: the inputs of residual adds.
+"""Quantize tensors that no layer owns: the inputs of residual adds and average pools.
 
-Integer runtimes keep a residual block in int8 only when both inputs of its Add are
-quantized (QLinearAdd); otherwise the convs feeding it fall back to float. So slimkit's
-simulation quantizes those tensors too, with the same activation scheme as layer inputs,
-and the exported QDQ graph matches it node for node.
+An integer runtime runs a conv in int8 (QLinearConv) only when its output is quantized
+too, and a residual Add only when both its inputs are (QLinearAdd). The output of a block
+that ends in an Add, or of the last conv before global pooling, is an input of no
+quantized layer — so slimkit quantizes those tensors, with the layer-input activation
+scheme, and the exported QDQ graph matches its simulation node for node.
 """
 
 from __future__ import annotations
@@ -12,37 +13,38 @@ import warnings
 
 from torch import nn
 
-from slimkit.graph.trace import TraceError, symbolic_trace, tensor_adds
+from slimkit.graph.trace import TraceError, average_pools, symbolic_trace, tensor_adds
 from slimkit.quant.modules import QuantLayer
 from slimkit.quant.quantizers import ActQuantizer
 from slimkit.quant.spec import ActQuant
 
 
-def quantize_add_inputs(
+def quantize_op_inputs(
     model: nn.Module, spec: ActQuant, freeze_after: int | None = None
-) -> tuple[nn.Module, list[str]]:
-    """Returns (model, names of the inserted quantizers). The model becomes a GraphModule
-    when any add is found; a model fx cannot trace is returned as is, with a warning."""
+) -> tuple[nn.Module, list[tuple[str, str]]]:
+    """Returns (model, [(quantizer name, what it quantizes)]). The model becomes a
+    GraphModule when such ops exist; a model fx cannot trace is returned as is, with a
+    warning (its adds and pools stay float)."""
     try:
         gm = symbolic_trace(model, (QuantLayer, ActQuantizer))
     except TraceError as e:
-        warnings.warn(f"residual adds stay float: {e}", stacklevel=3)
+        warnings.warn(f"residual adds and pools stay float: {e}", stacklevel=3)
         return model, []
-    adds = tensor_adds(gm)
-    if not adds:
+    targets = [(n, i, "add input") for n in tensor_adds(gm) for i in range(2)]
+    targets += [(n, 0, "pool input") for n in average_pools(gm)]
+    if not targets:
         return model, []
-    names = []
-    for node in adds:
-        for i in range(2):
-            name = f"{node.name}_input{i}_quantizer"
-            gm.add_submodule(name, ActQuantizer(spec, name, freeze_after))
-            with gm.graph.inserting_before(node):
-                q = gm.graph.call_module(name, (node.args[i],))
-            node.update_arg(i, q)
-            names.append(name)
+    inserted = []
+    for node, i, what in targets:
+        name = f"{node.name}_input{i}_quantizer"
+        gm.add_submodule(name, ActQuantizer(spec, name, freeze_after))
+        with gm.graph.inserting_before(node):
+            q = gm.graph.call_module(name, (node.args[i],))
+        node.update_arg(i, q)
+        inserted.append((name, what))
     gm.graph.lint()
     gm.recompile()
-    return gm, names
+    return gm, inserted
 
 
 def standalone_quantizers(model: nn.Module) -> list[ActQuantizer]:

@@ -27,6 +27,11 @@ def pack_bits(codes: torch.Tensor, bits: int, qmin: int) -> torch.Tensor:
         raise ConfigError(f"pack_bits: codes outside [{qmin}, {top}] for {bits} bits")
     if bits == 16:
         return (u - 32768).to(torch.int16)
+    if bits == 8:  # fast paths for the common widths; same layout as the general case
+        return u.to(torch.uint8)
+    if bits == 4:
+        u = torch.nn.functional.pad(u, (0, u.numel() % 2)).reshape(-1, 2)
+        return (u[:, 0] | (u[:, 1] << 4)).to(torch.uint8)
     shifts = torch.arange(bits, dtype=torch.int32)
     bitstream = ((u.unsqueeze(1) >> shifts) & 1).reshape(-1)  # (numel·bits,)
     pad = (-bitstream.numel()) % 8
@@ -39,6 +44,11 @@ def unpack_bits(packed: torch.Tensor, bits: int, qmin: int, numel: int) -> torch
     """Inverse of pack_bits: flat int32 codes of length `numel`."""
     if bits == 16:
         return packed.to(torch.int32)[:numel] + 32768 + qmin
+    if bits == 8:
+        return packed.to(torch.int32)[:numel] + qmin
+    if bits == 4:
+        p = packed.to(torch.int32)
+        return torch.stack([p & 15, p >> 4], dim=1).reshape(-1)[:numel] + qmin
     shifts = torch.arange(8, dtype=torch.int32)
     bitstream = ((packed.to(torch.int32).unsqueeze(1) >> shifts) & 1).reshape(-1)
     bitstream = bitstream[: numel * bits].reshape(numel, bits)

@@ -24,7 +24,7 @@ class PlanEntry:
 class QuantPlan:
     config_name: str
     entries: tuple[PlanEntry, ...]
-    tensors: tuple[PlanEntry, ...] = ()  # quantized tensors no layer owns (residual adds)
+    tensors: tuple[PlanEntry, ...] = ()  # quantized tensors no layer owns (adds, pools)
 
     def quantized(self) -> list[PlanEntry]:
         return [e for e in self.entries if e.spec is not None]
@@ -87,6 +87,8 @@ def _check_fits(entry: PlanEntry, module: nn.Module) -> None:
         scheme.granularity.check(module.weight.shape, f"the weight of '{entry.name}'")
 
 
-def with_tensors(plan: QuantPlan, names: list[str], spec, why: str) -> QuantPlan:
-    extra = tuple(PlanEntry(n, "add input", LayerQuant(None, spec), why) for n in names)
+def with_tensors(plan: QuantPlan, inserted: list[tuple[str, str]], spec) -> QuantPlan:
+    """The plan plus the op-input quantizers the graph pass inserted."""
+    why = "its producer stays int8 only if this tensor is quantized"
+    extra = tuple(PlanEntry(n, what, LayerQuant(None, spec), why) for n, what in inserted)
     return QuantPlan(plan.config_name, plan.entries, plan.tensors + extra)

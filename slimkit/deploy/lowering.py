@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimkit.deploy import ops  # noqa: F401 — registers torch.ops.slimkit.qdq
 from slimkit.errors import SlimkitError
-from slimkit.export import ops  # noqa: F401 — registers torch.ops.slimkit.qdq
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.granularity import PerChannel, PerTensor
 from slimkit.quant.modules import QuantLayer

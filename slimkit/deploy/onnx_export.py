@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimkit.export.lowering import ExportError, lower
-from slimkit.export.ops import translation_table
+from slimkit.deploy.lowering import ExportError, lower
+from slimkit.deploy.ops import translation_table
 
 DEFAULT_OPSET = 20
 
@@ -26,7 +26,7 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
     """The ONNX ModelProto of `model` (QDQ where slimkit quantized it)."""
     import onnx
 
-    from slimkit.export.onnx_qdq import insert_qdq
+    from slimkit.deploy.onnx_qdq import insert_qdq
 
     float_model, layers = lower(model)
     args = _as_args(example_inputs)
@@ -44,8 +44,18 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
             raise ExportError(f"torch.onnx.export failed on {type(model).__name__}: "
                               f"{str(e).splitlines()[0]}") from e
     proto = insert_qdq(prog.model_proto, layers)
+    _strip_debug_info(proto)
     onnx.checker.check_model(proto)
     return proto
+
+
+def _strip_debug_info(proto) -> None:
+    """The exporter annotates every node with module paths and fx source (tens of kB on a
+    small model); a deployment file does not need them."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del proto.graph.value_info[:]
 
 
 def export(model: nn.Module, example_inputs, path: str | os.PathLike, *,

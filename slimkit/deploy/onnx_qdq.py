@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from slimkit.export.lowering import ExportError, QDQLayer
+from slimkit.deploy.lowering import ExportError, QDQLayer
 
 
 class _Graph:

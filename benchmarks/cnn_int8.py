@@ -1,0 +1,148 @@
+"""CNN int8 table: ResNet-18 / MobileNetV2 / ResNet-50 shapes, 3×224×224, random weights.
+
+Candidates, all in this one process, 2 threads, interleaved rounds, medians:
+  torch eager fp32 · ORT fp32 · slimkit int8 → ORT · slimkit int8 → OpenVINO (if installed) ·
+  anchor: ONNX Runtime's own quantize_static at its best settings (dynamo export →
+  quant_pre_process → QDQ, per-channel int8 weights, uint8 activations), same float model and
+  the same 32 calibration inputs.
+Run one table per process:  python benchmarks/cnn_int8.py --model resnet18 --batch 1
+or every table, each in a fresh process:  python benchmarks/cnn_int8.py --all
+"""
+
+from __future__ import annotations
+
+import os
+
+# Several runtimes share two cores in one process: idle OpenMP threads must sleep, not spin,
+# or each candidate taxes the next (set before torch loads OpenMP).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import slimkit as sk  # noqa: E402
+from slimkit.bench import Candidate, benchmark  # noqa: E402
+from slimkit.models import mobilenet_v2, resnet18, resnet50  # noqa: E402
+
+MODELS = {"resnet18": resnet18, "mobilenet_v2": mobilenet_v2, "resnet50": resnet50}
+TABLES = [("resnet18", 1), ("resnet18", 16), ("mobilenet_v2", 1), ("mobilenet_v2", 16),
+          ("resnet50", 1)]
+
+
+def float_model(name: str) -> torch.nn.Module:
+    """Random weights, with BN statistics from a few train-mode passes (as after training)."""
+    torch.manual_seed(0)
+    m = MODELS[name]().train()
+    with torch.no_grad():
+        for _ in range(4):
+            m(torch.randn(8, 3, 224, 224))
+    return m.eval()
+
+
+def ort_quantize_static(model, x, calib, out_dir: Path) -> Path:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    sk.export(model, x, out_dir / "fp32.onnx")
+    quant_pre_process(str(out_dir / "fp32.onnx"), str(out_dir / "pre.onnx"))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": c.numpy()} for c in calib])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(out_dir / "pre.onnx"), str(out_dir / "ort_int8.onnx"), Reader(),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out_dir / "ort_int8.onnx"
+
+
+def cosine(ref: np.ndarray, out: np.ndarray) -> float:
+    ref, out = ref.reshape(len(ref), -1), out.reshape(len(out), -1)
+    c = (ref * out).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(out, axis=1)
+    return float(c.mean())
+
+
+def table(name: str, batch: int, rounds: int) -> None:
+    torch.set_num_threads(2)
+    model = float_model(name)
+    g = torch.Generator().manual_seed(1)
+    calib = [torch.randn(1, 3, 224, 224, generator=g) for _ in range(32)]
+    x = torch.randn(batch, 3, 224, 224, generator=g)
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        t = time.perf_counter()  # ORT's whole pipeline: float export, pre-process, quantize
+        ort_path = ort_quantize_static(model, x, calib, d)
+        t_ort = time.perf_counter() - t
+        t = time.perf_counter()
+        q = sk.quantize(model, sk.QuantConfig.w8a8(), calib=calib, progress=False)
+        t_sk_q = time.perf_counter() - t
+        t = time.perf_counter()
+        sk.export(q, x, d / "slimkit_int8.onnx")
+        t_sk_e = time.perf_counter() - t
+        cands = [Candidate("torch eager fp32", model), Candidate("ORT fp32", d / "fp32.onnx"),
+                 Candidate("slimkit int8 → ORT", d / "slimkit_int8.onnx"),
+                 Candidate("ORT quantize_static int8", ort_path)]
+        if _has_openvino():
+            cands.insert(3, Candidate("slimkit int8 → OpenVINO", d / "slimkit_int8.onnx",
+                                      "openvino"))
+        res = benchmark(cands, x, rounds=rounds, runs_per_round=3)
+        cos = _cosines(model, cands, x)
+    print(f"\n## {name}, batch {batch}")
+    print(res)
+    anchor = next(r for r in res.rows if r.name.startswith("ORT quantize_static"))
+    print(f"\n{'candidate':<28}{'cos vs fp32':>12}{'latency vs anchor':>19}")
+    for r in res.rows:
+        print(f"{r.name:<28}{cos[r.name]:>12.5f}{r.median_ms / anchor.median_ms:>18.2f}×")
+    print(f"\nfloat model → int8 ONNX file, 32 calibration inputs: slimkit {t_sk_q:.1f} s "
+          f"quantize + {t_sk_e:.1f} s export = {t_sk_q + t_sk_e:.1f} s; ORT float export + "
+          f"quant_pre_process + quantize_static = {t_ort:.1f} s → "
+          f"{(t_sk_q + t_sk_e) / t_ort:.2f}× ORT's time")
+
+
+def _has_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _cosines(model, cands, x) -> dict[str, float]:
+    from slimkit.deploy.runtimes import load
+
+    ref = model(x).detach().numpy()
+    return {c.name: cosine(ref, load(c.model, c.runtime).run((x,))) for c in cands}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", choices=sorted(MODELS), default="resnet18")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--all", action="store_true", help="every table, each in its own process")
+    a = ap.parse_args()
+    if a.all:
+        for name, batch in TABLES:
+            subprocess.run([sys.executable, __file__, "--model", name, "--batch", str(batch),
+                            "--rounds", str(a.rounds)], check=True)
+    else:
+        table(a.model, a.batch, a.rounds)
+
+
+if __name__ == "__main__":
+    main()

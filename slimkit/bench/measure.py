@@ -1,0 +1,126 @@
+"""sk.benchmark: latency / throughput / memory / size of several candidates, in one process.
+
+Timing follows the project's rule for a drifting machine: warm-up, then `rounds` rounds in
+which every candidate runs `runs_per_round` times back to back, candidates interleaved (and
+their order reversed every other round, so no candidate always follows the same one), so
+drift hits all alike; medians, p90 and min over all timed runs; ratios against the first.
+Each block starts with one untimed call, and ONNX Runtime sessions are built without
+spin-waiting when several candidates share the machine: an idle pool that spins steals the
+two cores from whichever candidate runs next (measured here: int8 medians 2× too slow).
+Scripts should also set OMP_WAIT_POLICY=PASSIVE before importing torch, for the same reason.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimkit.deploy.runtimes import load
+
+
+@dataclass
+class Candidate:
+    name: str
+    model: nn.Module | str | Path
+    runtime: str | None = None  # for .onnx paths: "ort" (default) or "openvino"
+
+
+@dataclass
+class Row:
+    name: str
+    runtime: str
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+    throughput: float  # samples / s at the median
+    speedup: float  # vs the first candidate's median
+    rss_delta_mb: float  # resident memory added by loading + running it
+    size_mb: float | None  # model file (or state_dict) size
+    size_ratio: float | None  # first candidate's size / this size
+
+
+@dataclass
+class BenchResult:
+    batch: int
+    threads: int
+    runs: int
+    rows: list[Row] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def __str__(self) -> str:
+        head = (f"{'candidate':<28}{'runtime':>9}{'median ms':>11}{'p90 ms':>9}{'min ms':>8}"
+                f"{'speedup':>9}"
+                f"{'items/s':>10}{'size MB':>9}{'smaller':>9}{'RSS +MB':>9}")
+        lines = [f"batch {self.batch}, {self.threads} threads, {self.runs} timed runs each", head,
+                 "-" * len(head)]
+        for r in self.rows:
+            size = "—" if r.size_mb is None else f"{r.size_mb:.2f}"
+            ratio = "—" if r.size_ratio is None else f"{r.size_ratio:.1f}×"
+            lines.append(f"{r.name:<28}{r.runtime:>9}{r.median_ms:>11.2f}{r.p90_ms:>9.2f}"
+                         f"{r.min_ms:>8.2f}"
+                         f"{r.speedup:>8.2f}×{r.throughput:>10.1f}{size:>9}{ratio:>9}"
+                         f"{r.rss_delta_mb:>9.1f}")
+        return "\n".join(lines)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:  # resident pages now (ru_maxrss is only a peak)
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _size_mb(model) -> float | None:
+    if isinstance(model, (str, Path)):
+        return Path(model).stat().st_size / 2**20
+    with tempfile.TemporaryFile() as f:
+        torch.save(model.state_dict(), f)
+        return f.tell() / 2**20
+
+
+def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int = 10,
+              runs_per_round: int = 3, warmup: int = 3, threads: int = 2) -> BenchResult:
+    """`candidates`: {name: nn.Module | .onnx path} or a list of Candidate (to pick the
+    runtime). Every candidate gets the same inputs; ratios are against the first."""
+    cands = [Candidate(k, v) for k, v in candidates.items()] if isinstance(candidates, dict) \
+        else list(candidates)
+    torch.set_num_threads(threads)
+    xs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    sessions, rss = [], []
+    for c in cands:
+        gc.collect()
+        before = _rss_mb()
+        s = load(c.model, c.runtime, threads, spin=len(cands) == 1)
+        for _ in range(warmup):
+            s.run(xs)
+        sessions.append(s)
+        rss.append(_rss_mb() - before)
+    times: list[list[float]] = [[] for _ in cands]
+    order = list(range(len(sessions)))
+    for r in range(rounds):
+        for i in order if r % 2 == 0 else order[::-1]:
+            s = sessions[i]
+            s.run(xs)  # re-warm after the switch; not timed
+            for _ in range(runs_per_round):
+                t = time.perf_counter()
+                s.run(xs)
+                times[i].append(time.perf_counter() - t)
+    batch = int(xs[0].shape[0]) if hasattr(xs[0], "shape") else 1
+    res = BenchResult(batch, threads, rounds * runs_per_round)
+    base_med, base_size = statistics.median(times[0]), _size_mb(cands[0].model)
+    for c, s, t, r in zip(cands, sessions, times, rss, strict=True):
+        med, size = statistics.median(t), _size_mb(c.model)
+        res.rows.append(Row(c.name, s.name, med * 1e3, float(np.percentile(t, 90)) * 1e3,
+                            min(t) * 1e3, batch / med, base_med / med, r, size,
+                            None if size is None or base_size is None else base_size / size))
+    return res
