@@ -29,7 +29,13 @@ from slimkit.bench import Candidate, benchmark  # noqa: E402
 from slimkit.deploy.kernels import to_kernels  # noqa: E402
 from slimkit.deploy.runtimes import load  # noqa: E402
 
-WORDS = ["the", "model", "quantized", "small", "fast", "memory", "latency", "runtime", "integer", "kernel", "weights", "activations", "accuracy", "deploy", "server", "phone", "camera", "image", "text", "sentence", "meaning", "search", "river", "mountain", "city", "music", "history", "science", "language", "learning", "data", "network", "graph", "train", "evaluate", "measure", "report", "compress", "prune", "distill", "export"]
+_VOCAB = (
+    "the model quantized small fast memory latency runtime integer kernel weights activations "
+    "accuracy deploy server phone camera image text sentence meaning search river mountain "
+    "city music history science language learning data network graph train evaluate measure "
+    "report compress prune distill export"
+)
+WORDS = _VOCAB.split()
 
 
 def sentences(n: int, seed: int) -> list[str]:
@@ -123,7 +129,8 @@ def main() -> None:
           f"quantized in {t_dyn:.1f} s)")
     print(res)
     anchor = res.rows[-1]
-    print(f"\n{'candidate':<30}{'cos mean':>10}{'cos min':>9}{'vs torch fp32':>15}{'vs anchor':>11}")
+    print(f"\n{'candidate':<30}{'cos mean':>10}{'cos min':>9}{'vs torch fp32':>15}"
+          f"{'vs anchor':>11}")
     for r in res.rows:
         c = cos[r.name]
         print(f"{r.name:<30}{c.mean():>10.4f}{c.min():>9.4f}{r.speedup:>14.2f}×"

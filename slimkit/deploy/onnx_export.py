@@ -88,7 +88,8 @@ class _quiet_exporter:
     """The dynamo exporter logs progress and torchvision notices at WARNING; silence them."""
 
     def __enter__(self):
-        self.loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export")]
+        names = ("torch.onnx", "torch._export", "torch.export")
+        self.loggers = [logging.getLogger(n) for n in names]
         self.levels = [lg.level for lg in self.loggers]
         for lg in self.loggers:
             lg.setLevel(logging.ERROR)

@@ -32,8 +32,9 @@ def compare(ref: np.ndarray, out: np.ndarray, step: float) -> Parity:
     ref, out = ref.reshape(ref.shape[0], -1), out.reshape(out.shape[0], -1)
     diff = np.abs(ref - out)
     cos = (ref * out).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1) + 1e-30)
-    return Parity(float(diff.max()), float(diff.max() / step), float((diff <= step * 1.0001).mean()),
-                  float(cos.mean()), float((ref.argmax(1) == out.argmax(1)).mean()))
+    within = float((diff <= step * 1.0001).mean())
+    return Parity(float(diff.max()), float(diff.max() / step), within, float(cos.mean()),
+                  float((ref.argmax(1) == out.argmax(1)).mean()))
 
 
 @torch.no_grad()

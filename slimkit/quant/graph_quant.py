@@ -54,4 +54,4 @@ def standalone_quantizers(model: nn.Module) -> list[ActQuantizer]:
     return [m for m in model.modules() if isinstance(m, ActQuantizer) and id(m) not in owned]
 
 
-__all__ = ["quantize_add_inputs", "standalone_quantizers"]
+__all__ = ["quantize_op_inputs", "standalone_quantizers"]
