@@ -102,12 +102,18 @@ def table(name: str, batch: int, rounds: int) -> None:
                                       "openvino"))
         res = benchmark(cands, x, rounds=rounds, runs_per_round=3)
         cos = _cosines(model, cands, x)
+        # the bar, measured head to head: just the two int8 ORT files, more rounds
+        duel = benchmark([cands[-1], cands[2]], x, rounds=2 * rounds, runs_per_round=5)
     print(f"\n## {name}, batch {batch}")
     print(res)
     anchor = next(r for r in res.rows if r.name.startswith("ORT quantize_static"))
     print(f"\n{'candidate':<28}{'cos vs fp32':>12}{'latency vs anchor':>19}")
     for r in res.rows:
         print(f"{r.name:<28}{cos[r.name]:>12.5f}{r.median_ms / anchor.median_ms:>18.2f}×")
+    a, s = duel.rows
+    print(f"\nhead to head, {duel.runs} runs each: slimkit int8 → ORT {s.median_ms:.2f} ms vs "
+          f"ORT quantize_static {a.median_ms:.2f} ms → {s.median_ms / a.median_ms:.2f}× the "
+          f"anchor's latency")
     print(f"\nfloat model → int8 ONNX file, 32 calibration inputs: slimkit {t_sk_q:.1f} s "
           f"quantize + {t_sk_e:.1f} s export = {t_sk_q + t_sk_e:.1f} s; ORT float export + "
           f"quant_pre_process + quantize_static = {t_ort:.1f} s → "

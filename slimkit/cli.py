@@ -22,14 +22,44 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(cache_dir: Path, json_out: Path | None, quiet: bool) -> None:
     """Train DigitsCNN on scikit-learn's digits, compress it, print the comparison table."""
-    from slimkit.demo import format_table, rows_to_json, run_demo
+    from slimkit.demo import demo_to_json, format_parity, format_table, run_demo
 
     t = time.perf_counter()
-    rows = run_demo(cache_dir, progress=not quiet)
-    click.echo(format_table(rows))
+    demo = run_demo(cache_dir, progress=not quiet)
+    click.echo(format_table(demo.rows))
+    click.echo(f"\n{format_parity(demo.parity)}\n")
+    click.echo(demo.latency)
     click.echo(f"\ndemo finished in {time.perf_counter() - t:.1f} s")
     if json_out is not None:
-        json_out.write_text(rows_to_json(rows))
+        json_out.write_text(demo_to_json(demo))
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--shape", required=True, help="Input shape, e.g. 1,3,224,224 (float32 input).")
+@click.option("--runtime", type=click.Choice(["ort", "openvino"]), default="ort",
+              show_default=True)
+@click.option("--rounds", type=int, default=10, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
+def bench(models: tuple[str, ...], shape: str, runtime: str, rounds: int, threads: int,
+          json_out: Path | None) -> None:
+    """Time ONNX models side by side on one random input; ratios against the first."""
+    import torch
+
+    from slimkit.bench import Candidate, benchmark
+
+    try:
+        dims = tuple(int(d) for d in shape.split(","))
+    except ValueError as e:
+        raise click.BadParameter(f"{shape!r} is not a comma-separated list of ints",
+                                 param_hint="--shape") from e
+    x = torch.randn(*dims)
+    res = benchmark([Candidate(Path(m).name, m, runtime) for m in models], x, rounds=rounds,
+                    threads=threads)
+    click.echo(str(res))
+    if json_out is not None:
+        json_out.write_text(res.to_json())
 
 
 @main.command()

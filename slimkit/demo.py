@@ -55,7 +55,15 @@ def trained_model(cache_dir: Path, progress: bool = True) -> nn.Module:
     return model.eval()
 
 
-def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> list[Row]:
+@dataclass
+class Demo:
+    rows: list[Row]
+    parity: dict  # slimkit's int8 simulation vs ONNX Runtime's integer execution
+    latency: str  # the benchmark table: fp32 eager / fp32 ORT / int8 ORT at batch 256
+    latency_rows: list[dict]
+
+
+def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> Demo:
     train, test = load_digits(seed=TRAIN["seed"])
     t0 = time.perf_counter()
     fp32 = trained_model(cache_dir, progress)
@@ -63,14 +71,15 @@ def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> list[
     rows = [_row("fp32", fp32, test, ref_logits, labels, None, time.perf_counter() - t0)]
     rows[0].weight_sqnr_db = float("inf")
 
-    def ptq(name: str, config: QuantConfig) -> None:
+    def ptq(name: str, config: QuantConfig) -> nn.Module:
         t = time.perf_counter()
         q = quantize(fp32, config, calib=train, progress=progress)
         row = _row(name, q, test, ref_logits, labels, rows[0], time.perf_counter() - t)
         row.weight_sqnr_db = weight_sqnr(fp32, q)["*"]
         rows.append(row)
+        return q
 
-    ptq("w8a8 static PTQ", QuantConfig.w8a8())
+    w8a8 = ptq("w8a8 static PTQ", QuantConfig.w8a8())
     ptq("w4 per-channel, min-max", QuantConfig.weight_only(4, observer=MinMax()))
     ptq("w4 per-channel, MSE", QuantConfig.weight_only(4, observer=MSE()))
     ptq("w4 k-means codebook", QuantConfig.nonuniform("kmeans", 4))
@@ -84,7 +93,22 @@ def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> list[
     fit(qat, train, QAT["epochs"], QAT["lr"], progress=progress, desc="w4a8 QAT")
     q = convert(qat)
     rows.append(_row("w4a8 QAT", q, test, ref_logits, labels, rows[0], time.perf_counter() - t))
-    return rows
+    return Demo(rows, *_deploy(fp32, w8a8, test, cache_dir))
+
+
+def _deploy(fp32: nn.Module, int8: nn.Module, test, cache_dir: Path):
+    """Export float and int8 to ONNX, check parity on the test set, time all three."""
+    from slimkit.bench import benchmark
+    from slimkit.deploy import check_parity, export
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    x = next(iter(test))[0]  # (256, 1, 8, 8)
+    f_path = export(fp32, x, cache_dir / "digits_fp32.onnx")
+    q_path = export(int8, x, cache_dir / "digits_int8.onnx")
+    parity = check_parity(int8, q_path, test).to_dict()
+    res = benchmark({"fp32 eager (PyTorch)": fp32, "fp32 → ONNX Runtime": f_path,
+                     "int8 → ONNX Runtime": q_path}, x, rounds=6, runs_per_round=3)
+    return parity, str(res), [asdict(r) for r in res.rows]
 
 
 def _row(name, model, test, ref_logits, labels, base: Row | None, seconds) -> Row:
@@ -113,9 +137,16 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def rows_to_json(rows: list[Row]) -> str:
+def format_parity(p: dict) -> str:
+    return (f"int8 in ONNX Runtime vs slimkit's simulation, 450 test images: top-1 agreement "
+            f"{100 * p['top1_agreement']:.2f}%, {100 * p['within_one_step']:.2f}% of logits "
+            f"within one int8 step, cosine {p['cosine']:.6f}")
+
+
+def demo_to_json(demo: Demo) -> str:
     """Standard JSON: an exact (infinite) SQNR is written as null."""
     def finite(d: dict) -> dict:
         return {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in d.items()}
 
-    return json.dumps([finite(asdict(r)) for r in rows], indent=2)
+    return json.dumps({"rows": [finite(asdict(r)) for r in demo.rows], "parity": demo.parity,
+                       "latency": demo.latency_rows}, indent=2)

@@ -14,13 +14,18 @@ ONE_IMAGE = 100 / 450  # accuracy points per test image
 
 
 @pytest.fixture(scope="module")
-def demo_rows(tmp_path_factory):
+def demo_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     out = tmp / "rows.json"
     res = CliRunner().invoke(main, ["demo", "--quiet", "--cache-dir", str(tmp), "--json", str(out)])
     assert res.exit_code == 0, res.output
-    assert "w4a8 QAT" in res.output
-    return {r["scheme"]: r for r in json.loads(out.read_text())}
+    assert "w4a8 QAT" in res.output and "int8 → ONNX Runtime" in res.output
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def demo_rows(demo_run):
+    return {r["scheme"]: r for r in demo_run["rows"]}
 
 
 def test_demo_meets_the_bars(demo_rows):
@@ -34,7 +39,7 @@ def test_demo_meets_the_bars(demo_rows):
 
 
 def test_demo_matches_recorded_goldens(demo_rows):
-    golden = {r["scheme"]: r for r in json.loads(GOLDEN.read_text())}
+    golden = {r["scheme"]: r for r in json.loads(GOLDEN.read_text())["rows"]}
     assert demo_rows.keys() == golden.keys()
     for name, g in golden.items():
         row = demo_rows[name]
@@ -43,6 +48,30 @@ def test_demo_matches_recorded_goldens(demo_rows):
         assert abs(row["accuracy"] - g["accuracy"]) <= 2 * ONE_IMAGE + 1e-6, name
         if g["logit_sqnr_db"] is not None and name != "w4a8 QAT":
             assert abs(row["logit_sqnr_db"] - g["logit_sqnr_db"]) < 3.0, name
+
+
+def test_demo_exports_and_checks_parity(demo_run):
+    p = demo_run["parity"]
+    assert p["top1_agreement"] >= 0.995 and p["within_one_step"] >= 0.99
+    names = [r["name"] for r in demo_run["latency"]]
+    assert names == ["fp32 eager (PyTorch)", "fp32 → ONNX Runtime", "int8 → ONNX Runtime"]
+    int8 = demo_run["latency"][2]
+    assert int8["size_ratio"] > 2.5  # the int8 file is really smaller (weights 4×, + graph)
+
+
+def test_cli_bench_runs_onnx_files(tmp_path):
+    import torch
+
+    import slimkit as sk
+    from slimkit.models import DigitsCNN
+
+    p = sk.export(DigitsCNN().eval(), torch.randn(2, 1, 8, 8), tmp_path / "d.onnx")
+    res = CliRunner().invoke(main, ["bench", str(p), str(p), "--shape", "4,1,8,8",
+                                    "--rounds", "2"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("d.onnx") == 2 and "speedup" in res.output
+    bad = CliRunner().invoke(main, ["bench", str(p), "--shape", "4,x"])
+    assert bad.exit_code != 0 and "not a comma-separated list of ints" in bad.output
 
 
 def test_cli_help_and_plan():

@@ -1,9 +1,9 @@
 """sk.benchmark: latency / throughput / memory / size of several candidates, in one process.
 
 Timing follows the project's rule for a drifting machine: warm-up, then `rounds` rounds in
-which every candidate runs `runs_per_round` times back to back, candidates interleaved (and
-their order reversed every other round, so no candidate always follows the same one), so
-drift hits all alike; medians, p90 and min over all timed runs; ratios against the first.
+which every candidate runs `runs_per_round` times back to back, candidates interleaved in a
+fresh (seeded) random order each round, so drift — and whatever a neighbour leaves running —
+hits all alike; medians, p90 and min over all timed runs; ratios against the first.
 Each block starts with one untimed call, and ONNX Runtime sessions are built without
 spin-waiting when several candidates share the machine: an idle pool that spins steals the
 two cores from whichever candidate runs next (measured here: int8 medians 2× too slow).
@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -106,9 +107,9 @@ def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int
         sessions.append(s)
         rss.append(_rss_mb() - before)
     times: list[list[float]] = [[] for _ in cands]
-    order = list(range(len(sessions)))
-    for r in range(rounds):
-        for i in order if r % 2 == 0 else order[::-1]:
+    rng = random.Random(0)
+    for _ in range(rounds):
+        for i in rng.sample(range(len(sessions)), len(sessions)):
             s = sessions[i]
             s.run(xs)  # re-warm after the switch; not timed
             for _ in range(runs_per_round):

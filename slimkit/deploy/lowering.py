@@ -20,7 +20,7 @@ from torch import nn
 from slimkit.deploy import ops  # noqa: F401 — registers torch.ops.slimkit.qdq
 from slimkit.errors import SlimkitError
 from slimkit.graph.modules import set_submodule
-from slimkit.quant.granularity import PerChannel, PerTensor
+from slimkit.quant.granularity import PerChannel, PerGroup, PerTensor
 from slimkit.quant.modules import QuantLayer
 from slimkit.quant.qscheme import QScheme
 from slimkit.quant.quantizers import ActQuantizer
@@ -85,7 +85,9 @@ class ExportLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_quantizer is not None:
             x = self.input_quantizer(x)
-        if self.kind == "linear":  # flatten leading dims: one Gemm on the named weight
+        if self.kind == "linear" and x.dim() == 2:
+            y = F.linear(x, self.weight, self.bias)
+        elif self.kind == "linear":  # flatten leading dims: one Gemm on the named weight
             y = F.linear(x.reshape(-1, x.shape[-1]), self.weight, self.bias)
             y = y.reshape(*x.shape[:-1], y.shape[-1])
         else:
@@ -121,7 +123,13 @@ def _record(name: str, m: QuantLayer) -> QDQLayer:
     if not (s.symmetric and s.signed and s.bits <= 8):
         raise ExportError(f"'{name}': weights are {s.describe()}; QDQ export takes symmetric "
                           "signed ≤ 8-bit weights (zero point 0, what integer kernels expect)")
-    if not isinstance(s.granularity, (PerTensor, PerChannel)) or (
+    if isinstance(s.granularity, PerGroup):
+        if not (isinstance(m.layer, nn.Linear) and s.bits == 4 and m.input_quantizer is None
+                and m.output_quantizer is None and s.granularity.size >= 16
+                and s.granularity.size & (s.granularity.size - 1) == 0):
+            raise ExportError(f"'{name}': {s.describe()} weights export only as 4-bit weight-only "
+                              "Linear with a power-of-two group ≥ 16 (ORT's MatMulNBits)")
+    elif not isinstance(s.granularity, (PerTensor, PerChannel)) or (
             isinstance(s.granularity, PerChannel) and s.granularity.axis != 0):
         raise ExportError(f"'{name}': {s.describe()} weights have no QDQ form; use per-tensor or "
                           "per-channel (axis 0)")

@@ -6,6 +6,8 @@ fake_quantize ops). Here, for each quantized layer (found by its weight `<name>.
   bias:    int32 codes, scale = s_x · s_w (what QLinearConv / QGemm consume)
 and identical Q/DQ pairs on one tensor are merged, so ONNX Runtime sees one quantized
 tensor and folds each group into an integer kernel (QLinearConv, QGemm, QLinearAdd).
+A 4-bit grouped weight-only Linear becomes ONNX Runtime's MatMulNBits (com.microsoft):
+packed nibbles and per-block scales, dequantized block by block inside the kernel.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from slimkit.deploy.lowering import ExportError, QDQLayer
+from slimkit.quant.granularity import PerGroup
 
 
 class _Graph:
@@ -58,6 +61,8 @@ def insert_qdq(model: onnx.ModelProto, layers: list[QDQLayer]) -> onnx.ModelProt
     g = _Graph(model)
     for layer in layers:
         _weight(g, layer)
+    if any(n.domain == "com.microsoft" for n in g.nodes):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     _merge_duplicate_qdq(g)
     del g.g.node[:]
     g.g.node.extend(_toposort(g.nodes, {i.name for i in g.g.input} | set(g.inits)))
@@ -72,6 +77,9 @@ def _weight(g: _Graph, L: QDQLayer) -> None:
         raise ExportError(f"'{L.name}': weight {wname!r} feeds {ops or 'nothing'} in the ONNX "
                           "graph; expected one Conv or Gemm")
     node = users[0]
+    if isinstance(L.scheme.granularity, PerGroup):
+        _matmul_nbits(g, node, L)
+        return
     if node.op_type == "Gemm":
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if attrs.get("transB", 0) != 1 or attrs.get("transA", 0) != 0:
@@ -88,6 +96,32 @@ def _weight(g: _Graph, L: QDQLayer) -> None:
         q = np.clip(np.round(b / b_scale), -(2**31), 2**31 - 1).astype(np.int32)
         node.input[2] = g.dequantize(bname, q, b_scale, 0)
         g.drop_init(bname)
+
+
+def _matmul_nbits(g: _Graph, gemm: onnx.NodeProto, L: QDQLayer) -> None:
+    """Gemm(x, W, b) → MatMulNBits(x, nibbles, scales) (+ Add b). Codes c ∈ [-8, 7] are stored
+    as c + 8 (the kernel's default zero point 8), low nibble first; accuracy_level 0 keeps
+    float activations, as slimkit's weight-only simulation does."""
+    n, k = L.codes.shape
+    block = L.scheme.granularity.size
+    blocks = -(-k // block)
+    q = (L.codes.numpy().astype(np.int16) + 8).astype(np.uint8)  # (N, K)
+    q = np.pad(q, ((0, 0), (0, blocks * block - k)), constant_values=8)
+    packed = (q[:, 0::2] | (q[:, 1::2] << 4)).reshape(n, blocks, block // 2)
+    wname = f"{L.name}.weight"
+    b_name = g.add_init(f"{wname}_nbits", packed)
+    s_name = g.add_init(f"{wname}_nbits_scale", L.scale.numpy().astype(np.float32).reshape(-1))
+    out = gemm.output[0]
+    has_bias = len(gemm.input) > 2 and gemm.input[2]
+    mm_out = f"{L.name}.matmul_out" if has_bias else out
+    g.nodes.append(helper.make_node(
+        "MatMulNBits", [gemm.input[0], b_name, s_name], [mm_out], name=f"{L.name}.MatMulNBits",
+        domain="com.microsoft", K=k, N=n, bits=4, block_size=block, accuracy_level=0))
+    if has_bias:
+        g.nodes.append(helper.make_node("Add", [mm_out, gemm.input[2]], [out],
+                                        name=f"{L.name}.bias_add"))
+    g.nodes.remove(gemm)
+    g.drop_init(wname)
 
 
 def _merge_duplicate_qdq(g: _Graph) -> None:

@@ -163,3 +163,31 @@ def test_openvino_runs_the_same_qdq_file(tiny_resnet, calib32, tmp_path):
     ov_out = load(p, "openvino").run((x,))
     assert sk.sqnr(torch.from_numpy(_ort(p, x)), torch.from_numpy(ov_out)) > 25
     assert sk.sqnr(q(x).detach(), torch.from_numpy(ov_out)) > 25
+
+
+class _MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(256, 512), nn.Linear(512, 64)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_int4_weight_only_linear_exports_to_matmul_nbits(tmp_path):
+    torch.manual_seed(0)
+    model = _MLP().eval()
+    q = sk.quantize(model, sk.QuantConfig.weight_only(4, group_size=32))
+    p = sk.export(q, torch.randn(3, 256), tmp_path / "w4.onnx")
+    assert [n.op_type for n in onnx.load(p).graph.node].count("MatMulNBits") == 2
+    x = torch.randn(7, 256)
+    assert sk.sqnr(q(x).detach(), torch.from_numpy(_ort(p, x))) > 60  # same weights exactly
+    weights = 256 * 512 + 512 * 64
+    scales = weights // 32 * 4
+    assert os.path.getsize(p) <= 1.1 * weights / 2 + scales + 4 * (512 + 64) + 4_000
+
+
+def test_4bit_grouped_conv_is_refused_with_the_reason(tmp_path):
+    q = sk.quantize(nn.Sequential(nn.Conv2d(4, 8, 2)), sk.QuantConfig.weight_only(4, 16))
+    with pytest.raises(ExportError, match="export only as 4-bit weight-only Linear"):
+        sk.export(q, torch.randn(1, 4, 5, 5), tmp_path / "x.onnx")
