@@ -59,7 +59,13 @@ class Int8DynamicLinear(_KernelLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, s = self.quantize_input(x)
-        return self._finish(x, self.accumulate(q).float() * (s * self.scale))
+        # the (tokens, out) result is memory-bound on CPU: convert once, scale in place,
+        # never materialise the (tokens, out) outer product of the two scales
+        y = self.accumulate(q).to(torch.float32)
+        y.mul_(s).mul_(self.scale)
+        if self.bias is not None:
+            y.add_(self.bias)
+        return y.reshape(*x.shape[:-1], self.out_features)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         q, s = self.quantize_input(x)
