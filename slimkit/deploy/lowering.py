@@ -60,6 +60,10 @@ class ExportFakeQuant(nn.Module):
         return torch.ops.slimkit.qdq(x, self.scale, self.zero_point, self.qmin, self.qmax)
 
 
+def _frozen(q: ActQuantizer | None, where: str) -> ExportFakeQuant | None:
+    return None if q is None else ExportFakeQuant(q, where)
+
+
 class ExportLayer(nn.Module):
     """input Q/DQ → conv / linear on a named float weight → output Q/DQ."""
 
@@ -77,10 +81,8 @@ class ExportLayer(nn.Module):
         self.weight = nn.Parameter(w.detach().clone())
         b = m.bias()
         self.bias = None if b is None else nn.Parameter(b.detach().clone())
-        fq = {q: ExportFakeQuant(q, f"{name}.{w}") for q, w in
-              ((m.input_quantizer, "input"), (m.output_quantizer, "output")) if q is not None}
-        self.input_quantizer = fq.get(m.input_quantizer)
-        self.output_quantizer = fq.get(m.output_quantizer)
+        self.input_quantizer = _frozen(m.input_quantizer, f"{name}.input")
+        self.output_quantizer = _frozen(m.output_quantizer, f"{name}.output")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_quantizer is not None:

@@ -63,8 +63,6 @@ def export(model: nn.Module, example_inputs, path: str | os.PathLike, *,
     """Export to ONNX at `path`. Quantized layers become QuantizeLinear/DequantizeLinear
     around int8 weights; float models export as they are. The file appears whole or not at
     all (temp file + rename)."""
-    import onnx
-
     path = Path(path)
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: directory {path.parent} does not exist")
@@ -80,7 +78,6 @@ def export(model: nn.Module, example_inputs, path: str | os.PathLike, *,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _ = onnx  # imported lazily above so `import slimkit` stays light
     return path
 
 

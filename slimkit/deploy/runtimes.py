@@ -19,7 +19,7 @@ from slimkit.errors import SlimkitError
 RUNTIMES = ("torch", "ort", "openvino")
 
 
-class RuntimeError_(SlimkitError):
+class RuntimeUnavailable(SlimkitError):
     """A runtime is missing or cannot load the model."""
 
 
@@ -82,7 +82,8 @@ class OpenVinoSession:
         try:
             import openvino as ov
         except ImportError as e:
-            raise RuntimeError_("OpenVINO is not installed: pip install 'slimkit[openvino]'") from e
+            msg = "OpenVINO is not installed: pip install 'slimkit[openvino]'"
+            raise RuntimeUnavailable(msg) from e
         core = ov.Core()
         cfg = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", cfg)
@@ -100,11 +101,11 @@ def load(model: nn.Module | str | Path, runtime: str | None = None, threads: int
         return TorchSession(model, threads)
     path = Path(model)
     if not path.is_file():
-        raise RuntimeError_(f"model file {path} does not exist")
+        raise RuntimeUnavailable(f"model file {path} does not exist")
     runtime = runtime or "ort"
     if runtime == "ort":
         return OrtSession(path, threads, spin)
     if runtime == "openvino":
         return OpenVinoSession(path, threads)
-    raise RuntimeError_(f"runtime={runtime!r} is not allowed for {path.name}; "
+    raise RuntimeUnavailable(f"runtime={runtime!r} is not allowed for {path.name}; "
                         f"choose one of {RUNTIMES[1:]}")

@@ -116,6 +116,6 @@ def _freeze(model: nn.Module) -> None:
 def _quantize_op_inputs(model: nn.Module, plan: QuantPlan, config: QuantConfig):
     if config.op_inputs is None:
         return model, plan
-    model, inserted = quantize_op_inputs(model, config.op_inputs,
-                                         config.qat.freeze_observers_after)
-    return model, with_tensors(plan, inserted, config.op_inputs)
+    model, inserted, note = quantize_op_inputs(model, config.op_inputs,
+                                               config.qat.freeze_observers_after)
+    return model, with_tensors(plan, inserted, config.op_inputs, note)

@@ -21,19 +21,20 @@ from slimkit.quant.spec import ActQuant
 
 def quantize_op_inputs(
     model: nn.Module, spec: ActQuant, freeze_after: int | None = None
-) -> tuple[nn.Module, list[tuple[str, str]]]:
-    """Returns (model, [(quantizer name, what it quantizes)]). The model becomes a
+) -> tuple[nn.Module, list[tuple[str, str]], str | None]:
+    """Returns (model, [(quantizer name, what it quantizes)], note). The model becomes a
     GraphModule when such ops exist; a model fx cannot trace is returned as is, with a
-    warning (its adds and pools stay float)."""
+    warning and a note for the plan (its adds and pools stay float)."""
     try:
         gm = symbolic_trace(model, (QuantLayer, ActQuantizer))
     except TraceError as e:
-        warnings.warn(f"residual adds and pools stay float: {e}", stacklevel=3)
-        return model, []
+        note = f"residual adds and pools stay float: {e}"
+        warnings.warn(note, stacklevel=3)
+        return model, [], note
     targets = [(n, i, "add input") for n in tensor_adds(gm) for i in range(2)]
     targets += [(n, 0, "pool input") for n in average_pools(gm)]
     if not targets:
-        return model, []
+        return model, [], None
     inserted = []
     for node, i, what in targets:
         name = f"{node.name}_input{i}_quantizer"
@@ -44,11 +45,11 @@ def quantize_op_inputs(
         inserted.append((name, what))
     gm.graph.lint()
     gm.recompile()
-    return gm, inserted
+    return gm, inserted, None
 
 
 def standalone_quantizers(model: nn.Module) -> list[ActQuantizer]:
-    """Activation quantizers not owned by a QuantLayer (the add inputs)."""
+    """Activation quantizers not owned by a QuantLayer (add and pool inputs)."""
     owned = {id(q) for m in model.modules() if isinstance(m, QuantLayer)
              for q in m.act_quantizers()}
     return [m for m in model.modules() if isinstance(m, ActQuantizer) and id(m) not in owned]

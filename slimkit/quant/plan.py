@@ -25,6 +25,7 @@ class QuantPlan:
     config_name: str
     entries: tuple[PlanEntry, ...]
     tensors: tuple[PlanEntry, ...] = ()  # quantized tensors no layer owns (adds, pools)
+    notes: tuple[str, ...] = ()  # what the plan could not do, and why
 
     def quantized(self) -> list[PlanEntry]:
         return [e for e in self.entries if e.spec is not None]
@@ -36,6 +37,7 @@ class QuantPlan:
     def to_dict(self) -> dict:
         return {
             "config": self.config_name,
+            "notes": list(self.notes),
             "layers": [
                 {"name": e.name, "type": e.module_type,
                  "scheme": e.spec.describe() if e.spec else "float", "reason": e.reason}
@@ -50,7 +52,8 @@ class QuantPlan:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
         line = "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))
         body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-        return "\n".join([f"quantization plan ({self.config_name})", line, *body])
+        notes = [f"note: {n}" for n in self.notes]
+        return "\n".join([f"quantization plan ({self.config_name})", line, *body, *notes])
 
 
 def resolve_plan(model: nn.Module, config: QuantConfig) -> QuantPlan:
@@ -87,8 +90,10 @@ def _check_fits(entry: PlanEntry, module: nn.Module) -> None:
         scheme.granularity.check(module.weight.shape, f"the weight of '{entry.name}'")
 
 
-def with_tensors(plan: QuantPlan, inserted: list[tuple[str, str]], spec) -> QuantPlan:
-    """The plan plus the op-input quantizers the graph pass inserted."""
+def with_tensors(plan: QuantPlan, inserted: list[tuple[str, str]], spec,
+                 note: str | None = None) -> QuantPlan:
+    """The plan plus the op-input quantizers the graph pass inserted (or why it could not)."""
     why = "its producer stays int8 only if this tensor is quantized"
     extra = tuple(PlanEntry(n, what, LayerQuant(None, spec), why) for n, what in inserted)
-    return QuantPlan(plan.config_name, plan.entries, plan.tensors + extra)
+    notes = plan.notes + ((note,) if note else ())
+    return QuantPlan(plan.config_name, plan.entries, plan.tensors + extra, notes)

@@ -11,7 +11,7 @@ from torch import nn
 
 import slimkit as sk
 from slimkit.deploy import ExportError, check_parity, load
-from slimkit.deploy.runtimes import RuntimeError_
+from slimkit.deploy.runtimes import RuntimeUnavailable
 from slimkit.quant import ActQuant, LayerQuant, PerTensor, QScheme, WeightQuant
 from slimkit.quant.spec import uint8_act
 
@@ -151,7 +151,7 @@ def test_openvino_missing_names_the_extra(tiny_resnet, tmp_path, monkeypatch):
 
     p = sk.export(tiny_resnet, torch.randn(1, 3, 32, 32), tmp_path / "f.onnx")
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
-    with pytest.raises(RuntimeError_, match=r"pip install 'slimkit\[openvino\]'"):
+    with pytest.raises(RuntimeUnavailable, match=r"pip install 'slimkit\[openvino\]'"):
         load(p, "openvino")
 
 

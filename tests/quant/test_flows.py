@@ -159,3 +159,24 @@ def test_conv1d_and_output_quantizer():
     steps = q(x) / oq.scale
     assert torch.allclose(steps, steps.round(), atol=1e-4)
     assert type(q.conv).__name__ == "QuantConv1d"
+
+
+class _Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: fx cannot trace it
+            return self.b(self.a(x) + x)
+        return self.b(x)
+
+
+def test_untraceable_model_still_quantizes_and_the_plan_says_what_stayed_float():
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="residual adds and pools stay float"):
+        q = sk.quantize(_Untraceable().eval(), sk.QuantConfig.w8a8(),
+                        calib=[torch.rand(8, 4)], progress=False)
+    assert q.slimkit_plan.tensors == ()
+    assert "note: residual adds and pools stay float" in str(q.slimkit_plan)
+    assert q(torch.rand(2, 4)).shape == (2, 4)
