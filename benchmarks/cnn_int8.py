@@ -1,7 +1,9 @@
 """CNN int8 table: ResNet-18 / MobileNetV2 / ResNet-50 shapes, 3×224×224, random weights.
 
 Candidates, all in this one process, 2 threads, interleaved rounds, medians:
-  torch eager fp32 · ORT fp32 · slimkit int8 → ORT · slimkit int8 → OpenVINO (if installed) ·
+  torch eager fp32 (as is, and BN-folded + channels-last) · ORT fp32 · slimkit int8 → ORT
+  (uint8 activations; and int8 activations, s8s8, to measure the choice) · slimkit int8 →
+  OpenVINO (if installed) ·
   anchor: ONNX Runtime's own quantize_static at its best settings (dynamo export →
   quant_pre_process → QDQ, per-channel int8 weights, uint8 activations), same float model and
   the same 32 calibration inputs.
@@ -29,6 +31,7 @@ import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, benchmark  # noqa: E402
+from slimkit.deploy.layout import optimize_eager  # noqa: E402
 from slimkit.models import mobilenet_v2, resnet18, resnet50  # noqa: E402
 
 MODELS = {"resnet18": resnet18, "mobilenet_v2": mobilenet_v2, "resnet50": resnet50}
@@ -94,16 +97,24 @@ def table(name: str, batch: int, rounds: int) -> None:
         t = time.perf_counter()
         sk.export(q, x, d / "slimkit_int8.onnx")
         t_sk_e = time.perf_counter() - t
-        cands = [Candidate("torch eager fp32", model), Candidate("ORT fp32", d / "fp32.onnx"),
+        s8 = sk.quantize(model, sk.QuantConfig.w8a8(signed_acts=True), calib=calib,
+                         progress=False)
+        sk.export(s8, x, d / "slimkit_s8s8.onnx")
+        cands = [Candidate("torch eager fp32", model),
+                 Candidate("torch fp32 folded+NHWC", optimize_eager(model)),
+                 Candidate("ORT fp32", d / "fp32.onnx"),
                  Candidate("slimkit int8 → ORT", d / "slimkit_int8.onnx"),
+                 Candidate("slimkit s8s8 → ORT", d / "slimkit_s8s8.onnx"),
                  Candidate("ORT quantize_static int8", ort_path)]
         if _has_openvino():
-            cands.insert(3, Candidate("slimkit int8 → OpenVINO", d / "slimkit_int8.onnx",
+            cands.insert(5, Candidate("slimkit int8 → OpenVINO", d / "slimkit_int8.onnx",
                                       "openvino"))
         res = benchmark(cands, x, rounds=rounds, runs_per_round=3)
         cos = _cosines(model, cands, x)
         # the issue's bar, measured head to head: just the two int8 ORT files, more rounds
-        duel = benchmark([cands[-1], cands[2]], x, rounds=2 * rounds, runs_per_round=5)
+        by_name = {c.name: c for c in cands}
+        duel = benchmark([by_name["ORT quantize_static int8"], by_name["slimkit int8 → ORT"]],
+                         x, rounds=2 * rounds, runs_per_round=5)
     print(f"\n## {name}, batch {batch}")
     print(res)
     anchor = next(r for r in res.rows if r.name.startswith("ORT quantize_static"))

@@ -77,15 +77,16 @@ class QuantConfig:
 
     # ---- presets -------------------------------------------------------------------------
     @classmethod
-    def w8a8(cls, observer: ObserverConfig | None = None) -> QuantConfig:
-        """int8 symmetric per-channel weights, uint8 affine per-tensor activations."""
-        act = uint8_act(observer)
-        return cls(LayerQuant(_w(8), act), op_inputs=act, name="w8a8")
+    def w8a8(cls, observer: ObserverConfig | None = None, signed_acts: bool = False):
+        """int8 symmetric per-channel weights, uint8 affine per-tensor activations (ONNX
+        Runtime's fast u8s8 path on x86; signed_acts=True gives int8 activations, s8s8)."""
+        act = _act8(observer, signed_acts)
+        return cls(LayerQuant(_w(8), act), op_inputs=act, name="w8a8" + "-s8" * signed_acts)
 
     @classmethod
-    def w4a8(cls, observer: ObserverConfig | None = None) -> QuantConfig:
-        act = uint8_act(observer)
-        return cls(LayerQuant(_w(4), act), op_inputs=act, name="w4a8")
+    def w4a8(cls, observer: ObserverConfig | None = None, signed_acts: bool = False):
+        act = _act8(observer, signed_acts)
+        return cls(LayerQuant(_w(4), act), op_inputs=act, name="w4a8" + "-s8" * signed_acts)
 
     @classmethod
     def weight_only(
@@ -136,6 +137,12 @@ class QuantConfig:
         adds = self.op_inputs if keep(self.op_inputs) else replace(
             self.op_inputs, observer=observer)
         return replace(self, default=swap(self.default), rules=rules, op_inputs=adds)
+
+
+def _act8(observer: ObserverConfig | None, signed: bool) -> ActQuant:
+    if not signed:
+        return uint8_act(observer)
+    return ActQuant(QScheme(8, symmetric=False, signed=True), observer or MinMax())
 
 
 def _w(bits: int) -> WeightQuant:

@@ -191,3 +191,13 @@ def test_4bit_grouped_conv_is_refused_with_the_reason(tmp_path):
     q = sk.quantize(nn.Sequential(nn.Conv2d(4, 8, 2)), sk.QuantConfig.weight_only(4, 16))
     with pytest.raises(ExportError, match="export only as 4-bit weight-only Linear"):
         sk.export(q, torch.randn(1, 4, 5, 5), tmp_path / "x.onnx")
+
+
+def test_signed_activations_export_as_int8_qdq(tiny_resnet, calib32, tmp_path):
+    q = sk.quantize(tiny_resnet, sk.QuantConfig.w8a8(signed_acts=True), calib=calib32,
+                    progress=False)
+    p = sk.export(q, calib32[0], tmp_path / "s8.onnx")
+    zps = [i for i in onnx.load(p).graph.initializer if i.data_type == onnx.TensorProto.UINT8]
+    assert not zps  # every activation zero point is int8
+    par = check_parity(q, p, [torch.randn(8, 3, 32, 32)])
+    assert par.cosine > 0.999

@@ -45,3 +45,16 @@ class _Shared(nn.Module):
 
 def test_a_conv_with_other_users_is_not_folded():
     assert conv_bn_pairs(_Shared()) == []
+
+
+def test_optimize_eager_folds_and_goes_channels_last():
+    from slimkit.deploy.layout import optimize_eager
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), _stats(nn.BatchNorm2d(8)), nn.ReLU(),
+                      nn.Conv2d(8, 4, 1)).eval()
+    fast = optimize_eager(m)
+    assert fast.model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert isinstance(fast.model[1], nn.Identity)
+    x = torch.randn(2, 3, 10, 10)
+    assert torch.allclose(fast(x), m(x), atol=1e-5)
