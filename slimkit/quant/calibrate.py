@@ -45,7 +45,7 @@ def calibrate(model: nn.Module, calib: Iterable | None, progress: bool = True,
     model.eval()
     n = 0
     total = max_batches if max_batches is not None else _len_or_none(calib)
-    for batch in tqdm(calib, desc="calibrating", total=total, disable=not progress, leave=False):
+    for batch in tqdm(calib, desc="calibrating", total=total, disable=None if progress else True, leave=False):
         if max_batches is not None and n >= max_batches:
             break
         _check_finite(batch, n)

@@ -27,7 +27,8 @@ def fit(
     steps = epochs * len(loader)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     model.train()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
+    # disable=None: bars only on a terminal, never in CI logs or pipes
+    bar = tqdm(total=steps, desc=desc, disable=None if progress else True, leave=False)
     for _ in range(epochs):
         for x, y in loader:
             loss = loss_fn(model(x), y)
