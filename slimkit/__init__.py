@@ -39,10 +39,12 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in ("distill", "deploy", "train"):  # sk.distill.kd_loss(...) without an import
+        return importlib.import_module(f"slimkit.{name}")
     raise AttributeError(f"module 'slimkit' has no attribute {name!r}")
 
 __all__ = [

@@ -45,7 +45,8 @@ def calibrate(model: nn.Module, calib: Iterable | None, progress: bool = True,
     model.eval()
     n = 0
     total = max_batches if max_batches is not None else _len_or_none(calib)
-    for batch in tqdm(calib, desc="calibrating", total=total, disable=None if progress else True, leave=False):
+    bars = None if progress else True  # None: a bar only on a terminal
+    for batch in tqdm(calib, desc="calibrating", total=total, disable=bars, leave=False):
         if max_batches is not None and n >= max_batches:
             break
         _check_finite(batch, n)

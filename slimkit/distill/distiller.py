@@ -1,0 +1,83 @@
+"""Distiller: a frozen teacher, a student, logit KD plus optional feature distillation.
+
+`Distiller(teacher, ...)` is a loss function for the Trainer: loss(student, x, y). Feature
+pairs are ('teacher layer', 'student layer') names; their outputs are caught with forward
+hooks, and a learned adapter (1×1 conv or linear) maps the student's width to the teacher's
+when they differ. The adapters are parameters of the Distiller: give them to the optimizer
+(`Trainer` does, through `trainable()`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimkit.distill.losses import kd_loss
+from slimkit.errors import ConfigError
+
+
+def _adapter(student_out: torch.Tensor, teacher_out: torch.Tensor) -> nn.Module:
+    cs, ct = student_out.shape[1], teacher_out.shape[1]
+    if student_out.shape[2:] != teacher_out.shape[2:]:
+        raise ConfigError(f"feature maps {tuple(student_out.shape)} (student) and "
+                          f"{tuple(teacher_out.shape)} (teacher) differ beyond channels")
+    if cs == ct:
+        return nn.Identity()
+    return nn.Conv2d(cs, ct, 1, bias=False) if student_out.dim() == 4 else nn.Linear(cs, ct)
+
+
+class Distiller(nn.Module):
+    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9,
+                 features: Sequence[tuple[str, str]] = (), feature_weight: float = 1.0) -> None:
+        super().__init__()
+        # the teacher is frozen and never trained: eval mode, no grad, not a submodule whose
+        # parameters an optimizer could pick up through the Distiller
+        self.__dict__["teacher"] = copy.deepcopy(teacher).eval().requires_grad_(False)
+        self.temperature, self.alpha = temperature, alpha
+        self.features, self.feature_weight = list(features), feature_weight
+        self.adapters = nn.ModuleDict()
+        self._caught: dict[str, torch.Tensor] = {}
+        self._hooked: set[int] = set()
+        self._hook(self.teacher, [t for t, _ in self.features], "t:")
+
+    def _hook(self, model: nn.Module, names: list[str], tag: str) -> None:
+        modules = dict(model.named_modules())
+        for name in names:
+            if name not in modules:
+                near = [n for n in modules if n][:10]
+                raise ConfigError(f"feature layer {name!r} does not exist in "
+                                  f"{type(model).__name__}; layers include {near}")
+
+            def catch(_m, _i, out, key=tag + name):
+                self._caught[key] = out
+
+            modules[name].register_forward_hook(catch)
+
+    def forward(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        s_model = student.module if hasattr(student, "module") else student
+        if id(s_model) not in self._hooked:
+            self._hook(s_model, [s for _, s in self.features], "s:")
+            self._hooked.add(id(s_model))
+        with torch.no_grad():
+            t_logits = self.teacher(x)
+        s_logits = student(x)
+        loss = kd_loss(s_logits, t_logits, y, self.temperature, self.alpha)
+        for t_name, s_name in self.features:
+            t_out, s_out = self._caught[f"t:{t_name}"], self._caught[f"s:{s_name}"]
+            key = f"{t_name}->{s_name}".replace(".", "_")
+            if key not in self.adapters:
+                self.adapters[key] = _adapter(s_out, t_out).to(s_out.device)
+            loss = loss + self.feature_weight * F.mse_loss(self.adapters[key](s_out), t_out)
+        return loss
+
+    def trainable(self, example_student: nn.Module, example_x: torch.Tensor) -> list:
+        """Build the adapters with one forward (their shapes come from the features) and
+        return their parameters, so they can join the student's optimizer."""
+        with torch.no_grad():
+            self.forward(example_student, example_x, None if self.alpha == 1 else
+                         torch.zeros(len(example_x), dtype=torch.long))
+        return list(self.adapters.parameters())

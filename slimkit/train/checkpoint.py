@@ -1,0 +1,66 @@
+"""Checkpoints written atomically and read safely.
+
+A checkpoint is one dict of tensors and plain Python values (torch.load(weights_only=True)
+can read it). Files are `step-00001234.pt` in one directory; a new one is written to a temp
+file and renamed, so a crash mid-write never touches the previous good checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from slimkit.errors import SlimkitError
+
+_NAME = re.compile(r"step-(\d{8})\.pt$")
+
+
+class CheckpointError(SlimkitError):
+    """A checkpoint file is missing, truncated or not a slimkit checkpoint."""
+
+
+def save(state: dict, directory: Path, step: int, keep: int = 2) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"step-{step:08d}.pt"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".step-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    for old in list_checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoint files in step order (oldest first)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if _NAME.search(p.name))
+
+
+def load(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 — truncated zip, pickle errors, …: one clear message
+        others = [p.name for p in list_checkpoints(path.parent) if p != path]
+        hint = f"; earlier checkpoints: {others}" if others else ""
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}){hint}") from e
+    if not isinstance(state, dict) or "step" not in state or "model" not in state:
+        raise CheckpointError(f"{path} is not a slimkit training checkpoint")
+    return state
+
+
+def latest(directory: Path) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None

@@ -1,0 +1,228 @@
+"""The training loop: one file, top to bottom.
+
+  for epoch:                              DistributedSampler(seed, epoch) → same order on resume
+    for each micro-batch (skip done ones):
+      forward under autocast (bf16 / fp16)  loss / grad_accum
+      backward (no_sync until the last micro-batch of an optimizer step under DDP)
+      every grad_accum micro-batches: unscale, clip, step, zero, schedule, callbacks,
+                                       log, checkpoint (rank 0, atomic)
+Runs unchanged under `torchrun --nproc_per_node=N` (gloo on CPU, NCCL on GPU); the global batch
+is split across ranks, so 1 and N processes see the same optimizer steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.auto import tqdm
+
+from slimkit.errors import ConfigError
+from slimkit.train import checkpoint
+from slimkit.train.config import TrainConfig
+
+log = logging.getLogger("slimkit.train")
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), y)
+
+
+class Callback:
+    """Hooks for schedules that live outside the loop (pruning, QAT freezing, NAS)."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_step_end(self, trainer: Trainer) -> None: ...
+    def on_epoch_end(self, trainer: Trainer) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, config: TrainConfig, train_data: Dataset,
+                 eval_data: Dataset | None = None, loss_fn: LossFn = cross_entropy,
+                 callbacks: Sequence[Callback] = (),
+                 extra_parameters: Sequence[nn.Parameter] = ()) -> None:
+        """extra_parameters train with the model (e.g. a Distiller's feature adapters)."""
+        self.cfg, self.loss_fn, self.callbacks = config, loss_fn, list(callbacks)
+        self.rank, self.world, self.device = _init_distributed()
+        if config.batch_size % self.world:
+            raise ConfigError(f"TrainConfig.batch_size={config.batch_size} must divide by the "
+                              f"{self.world} ranks")
+        if config.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("TrainConfig.precision='fp16' needs CUDA; use 'bf16' on CPU")
+        if len(train_data) == 0:
+            raise ConfigError("train_data is empty: the trainer needs at least one sample")
+        torch.manual_seed(config.seed)
+        self.model = model.to(self.device)
+        self.module = model  # what runs forward: the model, or its DDP wrapper
+        if self.world > 1:
+            self.module = nn.parallel.DistributedDataParallel(model)  # broadcasts buffers too
+        self.sampler = DistributedSampler(train_data, self.world, self.rank, shuffle=True,
+                                          seed=config.seed)
+        # a private generator: each epoch's iterator draws a base seed from it, and from the
+        # global RNG otherwise — which would shift dropout masks after a resume
+        self.loader = DataLoader(train_data, batch_size=config.batch_size // self.world,
+                                 sampler=self.sampler,
+                                 generator=torch.Generator().manual_seed(config.seed))
+        self.eval_data = eval_data
+        self.steps_per_epoch = -(-len(self.loader) // config.grad_accum)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.optimizer = _optimizer(model, config, list(extra_parameters))
+        self.scheduler = _scheduler(self.optimizer, config, self.total_steps)
+        self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.history: list[dict] = []
+
+    # ---- the loop ------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> list[dict]:
+        cfg = self.cfg
+        if resume:
+            self._restore()
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="training", leave=False,
+                   disable=None if (cfg.progress and self.rank == 0) else True)
+        while self.epoch < cfg.epochs:
+            self.sampler.set_epoch(self.epoch)  # the epoch's order depends on (seed, epoch) only
+            self.module.train()
+            t0, seen = time.perf_counter(), 0
+            for i, (x, y) in enumerate(self.loader):
+                if i < self.batch_in_epoch:
+                    continue  # resumed mid-epoch: these micro-batches were already trained
+                last_micro = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(self.loader)
+                loss = self._forward_backward(x.to(self.device), y.to(self.device), last_micro)
+                self.batch_in_epoch, seen = i + 1, seen + len(x) * self.world
+                if not last_micro:
+                    continue
+                self._optimizer_step()
+                thr = seen / (time.perf_counter() - t0)
+                self._log(loss, thr)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{thr:.0f}")
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            for cb in self.callbacks:
+                cb.on_epoch_end(self)
+        bar.close()
+        if cfg.checkpoint_dir is not None:
+            self.save_checkpoint()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        self.model.eval()
+        return self.history
+
+    def _forward_backward(self, x, y, last_micro: bool) -> float:
+        sync = nullcontext() if last_micro or self.world == 1 else self.module.no_sync()
+        with sync:
+            with self._autocast():
+                loss = self.loss_fn(self.module, x, y)  # x: (B/world, ...), loss: ()
+            self.scaler.scale(loss / self.cfg.grad_accum).backward()
+        return loss.item()
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        for cb in self.callbacks:
+            cb.on_step_end(self)
+
+    def _autocast(self):
+        if self.cfg.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _log(self, loss: float, throughput: float) -> None:
+        rec = {"step": self.step, "epoch": self.epoch, "loss": loss,
+               "lr": self.scheduler.get_last_lr()[0], "samples_per_s": throughput}
+        self.history.append(rec)
+        if self.rank == 0 and self.cfg.log_every and self.step % self.cfg.log_every == 0:
+            log.info("step %(step)d epoch %(epoch)d loss %(loss).4f lr %(lr).2e "
+                     "%(samples_per_s).0f samples/s", rec)
+
+    # ---- evaluation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, data: Dataset | None = None, batch_size: int = 256) -> float:
+        """Top-1 accuracy (%) of the model on `data` (default: eval_data), every rank alike."""
+        data = data if data is not None else self.eval_data
+        if data is None or len(data) == 0:
+            raise ConfigError("evaluate() needs a non-empty dataset (eval_data)")
+        self.model.eval()
+        correct = 0
+        for x, y in DataLoader(data, batch_size=batch_size):
+            with self._autocast():
+                correct += (self.model(x.to(self.device)).argmax(1) == y.to(self.device)).sum()
+        return 100.0 * int(correct) / len(data)
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "rng": torch.get_rng_state(), "world": self.world}
+
+    def save_checkpoint(self) -> None:
+        if self.rank == 0:
+            checkpoint.save(self.state(), self.cfg.checkpoint_dir, self.step)
+        if self.world > 1:
+            dist.barrier()
+
+    def _restore(self) -> None:
+        if self.cfg.checkpoint_dir is None:
+            raise ConfigError("resume=True needs TrainConfig.checkpoint_dir")
+        path = checkpoint.latest(self.cfg.checkpoint_dir)
+        if path is None:
+            return  # nothing saved yet: a fresh start
+        s = checkpoint.load(path)
+        self.model.load_state_dict(s["model"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.scheduler.load_state_dict(s["scheduler"])
+        self.scaler.load_state_dict(s["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
+        torch.set_rng_state(s["rng"])
+        log.info("resumed from %s (step %d)", path, self.step)
+
+
+def _init_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world, device); joins the process group torchrun describes in the environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig, extra: list) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad] + extra
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                   pct_start=0.15)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)

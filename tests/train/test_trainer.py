@@ -1,0 +1,108 @@
+"""Trainer: exact resume after SIGKILL, checkpoint safety, DDP on gloo, bad input."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from slimkit.errors import ConfigError
+from slimkit.models import DigitsCNN
+from slimkit.train import TrainConfig, Trainer, checkpoint
+from slimkit.train.checkpoint import CheckpointError
+
+SCRIPT = Path(__file__).with_name("run_training.py")
+
+
+def _run(*args, launcher=(sys.executable,)) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*launcher, str(SCRIPT), *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
+    full = _run(tmp_path / "a", tmp_path / "a.pt")
+    assert full.returncode == 0, full.stderr
+    killed = _run(tmp_path / "b", tmp_path / "b.pt", "--kill-at", 25)
+    assert killed.returncode == -9  # really killed, mid-epoch (an epoch is 22 steps)
+    assert not (tmp_path / "b.pt").exists()
+    assert checkpoint.latest(tmp_path / "b").name == "step-00000020.pt"
+    resumed = _run(tmp_path / "b", tmp_path / "b.pt", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "a.pt", weights_only=True)
+    b = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert a["step"] == b["step"] == 44
+    for k, v in a["model"].items():
+        assert torch.allclose(v.float(), b["model"][k].float(), atol=1e-6, rtol=0), k
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_two_process_ddp_matches_one_process(tmp_path):
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_port=29533")
+    ddp = _run(tmp_path / "ddp", tmp_path / "ddp.pt", "--epochs", 4, launcher=torchrun)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    one = _run(tmp_path / "one", tmp_path / "one.pt", "--epochs", 4)
+    assert one.returncode == 0, one.stderr
+    d = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    o = torch.load(tmp_path / "one.pt", weights_only=True)
+    assert d["step"] == o["step"]  # same global batch → same optimizer steps
+    assert abs(d["accuracy"] - o["accuracy"]) <= 0.5 + 1e-9
+    # the DDP checkpoint loads into a plain 1-process model
+    state = checkpoint.load(checkpoint.latest(tmp_path / "ddp"))
+    m = DigitsCNN(width=0.5)
+    m.load_state_dict(state["model"])
+    assert state["world"] == 2
+
+
+def _tiny_trainer(tmp_path, **kw):
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 10, (64,),
+                                                                              generator=g))
+    cfg = TrainConfig(epochs=1, batch_size=16, checkpoint_dir=tmp_path, progress=False, **kw)
+    return Trainer(DigitsCNN(width=0.25), cfg, data, data)
+
+
+def test_checkpoint_round_trip_restores_optimizer_and_rng(tmp_path):
+    t = _tiny_trainer(tmp_path, checkpoint_every=2)
+    t.fit()
+    saved = checkpoint.load(checkpoint.latest(tmp_path))
+    t2 = _tiny_trainer(tmp_path)
+    t2._restore()
+    assert t2.step == saved["step"] == 4
+    assert torch.equal(torch.get_rng_state(), saved["rng"])
+    s1, s2 = t.optimizer.state_dict()["state"], t2.optimizer.state_dict()["state"]
+    assert all(torch.equal(s1[k]["exp_avg"], s2[k]["exp_avg"]) for k in s1)
+
+
+def test_truncated_checkpoint_is_a_clear_error_and_the_previous_one_stays(tmp_path):
+    t = _tiny_trainer(tmp_path, checkpoint_every=2)
+    t.fit()
+    files = checkpoint.list_checkpoints(tmp_path)
+    assert [f.name for f in files] == ["step-00000002.pt", "step-00000004.pt"]
+    data = files[-1].read_bytes()
+    files[-1].write_bytes(data[: len(data) // 2])  # a crash mid-copy, or a full disk
+    with pytest.raises(CheckpointError, match=r"step-00000004.pt is unreadable.*step-00000002"):
+        checkpoint.load(files[-1])
+    assert checkpoint.load(files[0])["step"] == 2
+
+
+def test_bad_training_input(tmp_path):
+    empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ConfigError, match="train_data is empty"):
+        Trainer(DigitsCNN(), TrainConfig(progress=False), empty)
+    with pytest.raises(ConfigError, match="precision='fp16' needs CUDA"):
+        _tiny_trainer(tmp_path, precision="fp16")
+    with pytest.raises(ConfigError, match="TrainConfig.precision='fp8'"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(ConfigError, match="checkpoint_every needs checkpoint_dir"):
+        TrainConfig(checkpoint_every=5)
+
+
+def test_bf16_autocast_trains(tmp_path):
+    t = _tiny_trainer(tmp_path, precision="bf16")
+    hist = t.fit()
+    assert len(hist) == 4 and all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
