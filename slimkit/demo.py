@@ -63,6 +63,7 @@ class Demo:
     parity: dict  # slimkit's int8 simulation vs ONNX Runtime's integer execution
     latency: str  # the benchmark table: fp32 eager / fp32 ORT / int8 ORT at batch 256
     latency_rows: list[dict]
+    distill: list  # DistillRow: KD for a half-width student and for w4a4 QAT
 
 
 def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> Demo:
@@ -95,7 +96,9 @@ def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> Demo:
     fit(qat, train, QAT["epochs"], QAT["lr"], progress=progress, desc="w4a8 QAT")
     q = convert(qat)
     rows.append(_row("w4a8 QAT", q, test, ref_logits, labels, rows[0], time.perf_counter() - t))
-    return Demo(rows, *_deploy(fp32, w8a8, test, cache_dir))
+    from slimkit.demo_distill import run_distill
+
+    return Demo(rows, *_deploy(fp32, w8a8, test, cache_dir), run_distill(fp32))
 
 
 def _deploy(fp32: nn.Module, int8: nn.Module, test, cache_dir: Path):
@@ -151,4 +154,5 @@ def demo_to_json(demo: Demo) -> str:
         return {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in d.items()}
 
     return json.dumps({"rows": [finite(asdict(r)) for r in demo.rows], "parity": demo.parity,
-                       "latency": demo.latency_rows}, indent=2)
+                       "latency": demo.latency_rows,
+                       "distill": [asdict(r) for r in demo.distill]}, indent=2)

@@ -82,3 +82,19 @@ def test_cli_help_and_plan():
     assert res.exit_code == 0
     assert "classifier.2" in res.output and "per-token" in res.output
     assert "applies to Linear only" in res.output
+
+
+def test_demo_distillation_helps_and_matches_goldens(demo_run):
+    rows = {r["experiment"]: r for r in demo_run["distill"]}
+    golden = {r["experiment"]: r for r in json.loads(GOLDEN.read_text())["distill"]}
+    assert rows.keys() == golden.keys()
+    for name, g in golden.items():
+        assert abs(rows[name]["mean"] - g["mean"]) <= 2 * ONE_IMAGE + 1e-6, name
+        assert len(rows[name]["accuracies"]) == 3
+    # the claims (strict on the recorded run; ≥ here, so float drift cannot flake it)
+    assert rows["half-width student, KD from fp32"]["mean"] >= \
+        rows["half-width student, no KD"]["mean"]
+    assert rows["w4a4 QAT + KD from fp32"]["mean"] >= rows["w4a4 QAT, no KD"]["mean"]
+    assert golden["half-width student, KD from fp32"]["mean"] > \
+        golden["half-width student, no KD"]["mean"]
+    assert golden["w4a4 QAT + KD from fp32"]["mean"] > golden["w4a4 QAT, no KD"]["mean"]

@@ -89,6 +89,12 @@ class QuantConfig:
         return cls(LayerQuant(_w(4), act), op_inputs=act, name="w4a8" + "-s8" * signed_acts)
 
     @classmethod
+    def w4a4(cls, observer: ObserverConfig | None = None) -> QuantConfig:
+        """4-bit weights and 4-bit (uint4 affine) activations: needs QAT to keep accuracy."""
+        act = ActQuant(QScheme(4, symmetric=False, signed=False), observer or MinMax())
+        return cls(LayerQuant(_w(4), act), op_inputs=act, name="w4a4")
+
+    @classmethod
     def weight_only(
         cls, bits: int = 8, group_size: int | None = None, observer: ObserverConfig | None = None
     ) -> QuantConfig:
