@@ -79,16 +79,21 @@ class Trainer:
         self.optimizer = _optimizer(model, config, list(extra_parameters))
         self.scheduler = _scheduler(self.optimizer, config, self.total_steps)
         self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
+        self.precision = config.precision  # a schedule (ProgressivePrecision) may change it
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.history: list[dict] = []
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> list[dict]:
         cfg = self.cfg
-        if resume:
-            self._restore()
+        state = self._read_checkpoint() if resume else None
+        if state is not None:  # counters first: callbacks may reshape the model for this epoch
+            self.step, self.epoch, self.batch_in_epoch = (state["step"], state["epoch"],
+                                                          state["batch_in_epoch"])
         for cb in self.callbacks:
             cb.on_train_start(self)
+        if state is not None:
+            self._load_states(state)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training", leave=False,
                    disable=None if (cfg.progress and self.rank == 0) else True)
         while self.epoch < cfg.epochs:
@@ -142,9 +147,9 @@ class Trainer:
             cb.on_step_end(self)
 
     def _autocast(self):
-        if self.cfg.precision == "fp32":
+        if self.precision == "fp32":
             return nullcontext()
-        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _log(self, loss: float, throughput: float) -> None:
@@ -182,20 +187,28 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
 
-    def _restore(self) -> None:
+    def _read_checkpoint(self) -> dict | None:
         if self.cfg.checkpoint_dir is None:
             raise ConfigError("resume=True needs TrainConfig.checkpoint_dir")
         path = checkpoint.latest(self.cfg.checkpoint_dir)
         if path is None:
-            return  # nothing saved yet: a fresh start
-        s = checkpoint.load(path)
+            return None  # nothing saved yet: a fresh start
+        log.info("resuming from %s", path)
+        return checkpoint.load(path)
+
+    def _restore(self) -> None:
+        """Load the latest checkpoint into this trainer (model, optimizer, RNG, counters)."""
+        s = self._read_checkpoint()
+        if s is not None:
+            self._load_states(s)
+
+    def _load_states(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
         self.step, self.epoch, self.batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
         torch.set_rng_state(s["rng"])
-        log.info("resumed from %s (step %d)", path, self.step)
 
 
 def _init_distributed() -> tuple[int, int, torch.device]:
