@@ -119,6 +119,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_epoch_end(self)
         bar.close()
+        self.sync_buffers()
         if cfg.checkpoint_dir is not None:
             self.save_checkpoint()
         for cb in self.callbacks:
@@ -181,7 +182,16 @@ class Trainer:
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "rng": torch.get_rng_state(), "world": self.world}
 
+    def sync_buffers(self) -> None:
+        """Give every rank rank 0's buffers (BN statistics, quantization observers, masks).
+        DDP broadcasts them only before each forward, so after the last step every rank
+        would otherwise keep the ranges its own batches produced."""
+        if self.world > 1:
+            for b in self.model.buffers():
+                dist.broadcast(b, src=0)
+
     def save_checkpoint(self) -> None:
+        self.sync_buffers()
         if self.rank == 0:
             checkpoint.save(self.state(), self.cfg.checkpoint_dir, self.step)
         if self.world > 1:

@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--qat", action="store_true", help="train w8a8 QAT; every rank saves buffers")
     a = ap.parse_args()
     torch.set_num_threads(1)
     train, test = digits_tensors()
@@ -41,8 +42,16 @@ def main() -> None:
     cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch, lr=3e-3, checkpoint_dir=Path(a.ckpt),
                       checkpoint_every=10, progress=False)
     callbacks = [KillAt(a.kill_at)] if a.kill_at else []
-    t = Trainer(DigitsCNN(width=0.5), cfg, train, test, callbacks=callbacks)
+    model = DigitsCNN(width=0.5)
+    if a.qat:
+        import slimkit as sk
+
+        example = torch.stack([train[i][0] for i in range(32)])
+        model = sk.prepare_qat(model, sk.QuantConfig.w8a8(), example)
+    t = Trainer(model, cfg, train, test, callbacks=callbacks)
     t.fit(resume=a.resume)
+    if a.qat:
+        torch.save(dict(t.model.named_buffers()), f"{a.out}.rank{t.rank}")
     if t.rank == 0:
         torch.save({"model": t.model.state_dict(), "accuracy": t.evaluate(), "step": t.step},
                    a.out)

@@ -58,6 +58,19 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert state["world"] == 2
 
 
+def test_ddp_qat_observer_statistics_are_identical_across_ranks(tmp_path):
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_port=29534")
+    r = _run(tmp_path / "q", tmp_path / "q.pt", "--qat", "--epochs", 1, launcher=torchrun)
+    assert r.returncode == 0, r.stderr[-2000:]
+    b0 = torch.load(f"{tmp_path / 'q.pt'}.rank0", weights_only=True)
+    b1 = torch.load(f"{tmp_path / 'q.pt'}.rank1", weights_only=True)
+    observed = [k for k in b0 if k.endswith(("observer.lo", "observer.hi", ".scale"))]
+    assert len(observed) >= 8
+    for k in b0:
+        assert torch.equal(b0[k], b1[k]), k
+
+
 def _tiny_trainer(tmp_path, **kw):
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 10, (64,),
