@@ -31,17 +31,26 @@ def _adapter(student_out: torch.Tensor, teacher_out: torch.Tensor) -> nn.Module:
 
 
 class Distiller(nn.Module):
-    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9,
-                 features: Sequence[tuple[str, str]] = (), feature_weight: float = 1.0) -> None:
+    """teacher=None: the uncompressed model the student was made from by slimkit's flows
+    (sk.quantize / sk.prepare_qat remember it), resolved on the first call."""
+
+    def __init__(self, teacher: nn.Module | None = None, temperature: float = 4.0,
+                 alpha: float = 0.9, features: Sequence[tuple[str, str]] = (),
+                 feature_weight: float = 1.0) -> None:
         super().__init__()
-        # the teacher is frozen and never trained: eval mode, no grad, not a submodule whose
-        # parameters an optimizer could pick up through the Distiller
-        self.__dict__["teacher"] = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.temperature, self.alpha = temperature, alpha
         self.features, self.feature_weight = list(features), feature_weight
         self.adapters = nn.ModuleDict()
         self._caught: dict[str, torch.Tensor] = {}
         self._hooked: set[int] = set()
+        self.__dict__["teacher"] = None
+        if teacher is not None:
+            self._set_teacher(teacher)
+
+    def _set_teacher(self, teacher: nn.Module) -> None:
+        # frozen and never trained: eval mode, no grad, and not a submodule whose parameters
+        # an optimizer could pick up through the Distiller
+        self.__dict__["teacher"] = copy.deepcopy(teacher).eval().requires_grad_(False)
         self._hook(self.teacher, [t for t, _ in self.features], "t:")
 
     def _hook(self, model: nn.Module, names: list[str], tag: str) -> None:
@@ -59,6 +68,13 @@ class Distiller(nn.Module):
 
     def forward(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         s_model = student.module if hasattr(student, "module") else student
+        if self.teacher is None:
+            original = s_model.__dict__.get("slimkit_original")
+            if original is None:
+                raise ConfigError("Distiller has no teacher: pass teacher=, or train a student "
+                                  "made by sk.quantize / sk.prepare_qat (it remembers its "
+                                  "uncompressed model)")
+            self._set_teacher(original)
         if id(s_model) not in self._hooked:
             self._hook(s_model, [s for _, s in self.features], "s:")
             self._hooked.add(id(s_model))

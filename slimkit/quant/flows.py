@@ -24,6 +24,12 @@ from slimkit.quant.observers import MinMax
 from slimkit.quant.plan import QuantPlan, resolve_plan, with_tensors
 
 
+def remember_original(compressed: nn.Module, original: nn.Module) -> None:
+    """Keep a reference to the uncompressed model (distillation's default teacher). Stored
+    outside nn.Module's registries: not a submodule, not in state_dict, no extra memory."""
+    compressed.__dict__["slimkit_original"] = original
+
+
 def quant_layers(model: nn.Module) -> list[QuantLayer]:
     return [m for m in model.modules() if isinstance(m, QuantLayer)]
 
@@ -54,7 +60,7 @@ def quantize(
     """Post-training quantization. Static configs calibrate on `calib`; dynamic and
     weight-only configs need no data. Returns an ordinary nn.Module with packed weights
     (a torch.fx.GraphModule when adds / pools got quantizers); its plan is `.slimkit_plan`."""
-    model = model if inplace else copy.deepcopy(model)
+    original, model = model, model if inplace else copy.deepcopy(model)
     model.eval()
     fuse_conv_bn(model)  # quantize the weights that will be deployed: BN folded in
     plan = resolve_plan(model, config)
@@ -64,6 +70,8 @@ def quantize(
         calibrate(model, calib, progress, max_batches)
     _freeze(model)
     model.slimkit_plan = plan
+    if not inplace:
+        remember_original(model, original)
     return model
 
 
@@ -74,7 +82,7 @@ def prepare_qat(
     `example_inputs` (a tensor, tuple or dict batch) seeds the activation ranges and LSQ scales.
     Activations observed with plain min-max are switched to an EMA for training (a running
     min/max would keep the widest range of the early, unstable steps forever)."""
-    model = model if inplace else copy.deepcopy(model)
+    original, model = model, model if inplace else copy.deepcopy(model)
     config = config.with_act_observer(QAT_ACT_OBSERVER, replacing=MinMax)
     plan = resolve_plan(model, config)
     pairs = dict(conv_bn_pairs(model)) if config.qat.fold_bn else {}
@@ -91,12 +99,21 @@ def prepare_qat(
         q.start_qat(config.qat.lsq)
     model.train()
     model.slimkit_plan = plan
+    if not inplace:
+        remember_original(model, original)
     return model
 
 
 def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Freeze a prepared / QAT model: fold BN, pack weights, fix activation qparams."""
-    model = model if inplace else copy.deepcopy(model)
+    source = model
+    original = source.__dict__.pop("slimkit_original", None)  # shared, never deep-copied
+    try:
+        model = source if inplace else copy.deepcopy(source)
+    finally:
+        if original is not None:
+            remember_original(source, original)
+            remember_original(model, original)
     model.eval()
     _freeze(model)
     return model

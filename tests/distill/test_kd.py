@@ -62,3 +62,25 @@ def test_bad_distillation_input():
 def test_sk_distill_is_reachable_from_the_package():
     assert sk.distill.kd_loss is kd_loss
     assert isinstance(Distiller(nn.Linear(2, 2)).adapters, nn.ModuleDict)
+
+
+def test_teacher_defaults_to_the_uncompressed_model():
+    torch.manual_seed(0)
+    fp32 = DigitsCNN().eval()
+    x = torch.randn(16, 1, 8, 8)
+    qat = sk.prepare_qat(fp32, sk.QuantConfig.w4a8(), x)
+    assert "slimkit_original" not in qat.state_dict()
+    d = Distiller(temperature=1.0, alpha=1.0)
+    loss = d(qat, x, None)
+    with torch.no_grad():
+        assert torch.equal(d.teacher(x), fp32(x))
+    assert loss.item() > 0
+    with pytest.raises(ConfigError, match="Distiller has no teacher"):
+        Distiller()(DigitsCNN(), x, torch.zeros(16, dtype=torch.long))
+
+
+def test_convert_keeps_the_reference_without_copying_the_original():
+    fp32 = DigitsCNN().eval()
+    qat = sk.prepare_qat(fp32, sk.QuantConfig.w8a8(), torch.randn(4, 1, 8, 8))
+    q = sk.convert(qat)
+    assert qat.slimkit_original is fp32 and q.slimkit_original is fp32
