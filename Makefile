@@ -25,8 +25,8 @@ test: $(STAMP)
 	$(BIN)/ruff check slimkit tests benchmarks
 	$(BIN)/python -m pytest
 
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
+test-slow: $(STAMP)  # exit 5 = no test marked slow yet: not a failure
+	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]
 
 lint: $(STAMP)
 	$(BIN)/ruff check slimkit tests benchmarks
