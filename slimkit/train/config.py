@@ -27,6 +27,7 @@ class TrainConfig:
     checkpoint_dir: Path | None = None
     checkpoint_every: int = 0  # optimizer steps; 0: only at the end
     log_every: int = 20
+    eval_every_epoch: bool = False  # top-1 on eval_data after each epoch: history + bar
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -99,7 +99,7 @@ class Trainer:
         while self.epoch < cfg.epochs:
             self.sampler.set_epoch(self.epoch)  # the epoch's order depends on (seed, epoch) only
             self.module.train()
-            t0, seen = time.perf_counter(), 0
+            t0, seen, loss = time.perf_counter(), 0, float("nan")
             for i, (x, y) in enumerate(self.loader):
                 if i < self.batch_in_epoch:
                     continue  # resumed mid-epoch: these micro-batches were already trained
@@ -116,6 +116,12 @@ class Trainer:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            if cfg.eval_every_epoch and self.eval_data is not None:
+                acc = self.evaluate()
+                self.history.append({"step": self.step, "epoch": self.epoch, "eval_top1": acc})
+                bar.set_postfix(loss=f"{loss:.4f}", eval_top1=f"{acc:.2f}")
+                if self.rank == 0:
+                    log.info("epoch %d eval top-1 %.2f%%", self.epoch, acc)
             for cb in self.callbacks:
                 cb.on_epoch_end(self)
         bar.close()

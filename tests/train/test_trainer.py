@@ -119,3 +119,11 @@ def test_bf16_autocast_trains(tmp_path):
     t = _tiny_trainer(tmp_path, precision="bf16")
     hist = t.fit()
     assert len(hist) == 4 and all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
+
+
+def test_eval_every_epoch_records_the_metric(tmp_path):
+    t = _tiny_trainer(tmp_path, eval_every_epoch=True)
+    hist = t.fit()
+    evals = [h for h in hist if "eval_top1" in h]
+    assert len(evals) == 1 and 0.0 <= evals[0]["eval_top1"] <= 100.0
+    assert evals[0]["eval_top1"] == t.evaluate()
