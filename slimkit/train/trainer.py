@@ -76,7 +76,8 @@ class Trainer:
         self.eval_data = eval_data
         self.steps_per_epoch = -(-len(self.loader) // config.grad_accum)
         self.total_steps = config.epochs * self.steps_per_epoch
-        self.optimizer = _optimizer(model, config, list(extra_parameters))
+        self.extra_parameters = list(extra_parameters)
+        self.optimizer = _optimizer(model, config, self.extra_parameters)
         self.scheduler = _scheduler(self.optimizer, config, self.total_steps)
         self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
         self.precision = config.precision  # a schedule (ProgressivePrecision) may change it
@@ -142,6 +143,11 @@ class Trainer:
         return loss.item()
 
     def _optimizer_step(self) -> None:
+        if self.world > 1:  # DDP averages the model's gradients; these live outside it
+            for p in self.extra_parameters:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
