@@ -16,15 +16,16 @@ import torch
 from torch import nn
 
 from slimkit.data import load_digits
+from slimkit.data.digits import digits_tensors
 from slimkit.graph.modules import state_bytes
 from slimkit.models import DigitsCNN
 from slimkit.quant import MSE, MinMax, QuantConfig, convert, prepare_qat, quantize, sqnr
 from slimkit.quant.inspect import weight_sqnr
-from slimkit.train import fit, predict
+from slimkit.train import TrainConfig, Trainer, predict
 
 # "recipe" versions the training code itself: bump it when the code (not the numbers)
 # changes, so a cached checkpoint from an older recipe is never reused.
-TRAIN = {"epochs": 20, "lr": 3e-3, "seed": 0, "width": 1.0, "recipe": 2}
+TRAIN = {"epochs": 20, "lr": 3e-3, "seed": 0, "width": 1.0, "recipe": 3}
 QAT = {"epochs": 8, "lr": 5e-4, "freeze_bn_after": 150, "freeze_observers_after": 200}
 
 
@@ -48,8 +49,10 @@ def trained_model(cache_dir: Path, progress: bool = True) -> nn.Module:
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
-    train, _ = load_digits(seed=TRAIN["seed"])
-    fit(model, train, TRAIN["epochs"], TRAIN["lr"], progress=progress, desc="training fp32")
+    train, _ = digits_tensors()
+    cfg = TrainConfig(epochs=TRAIN["epochs"], lr=TRAIN["lr"], seed=TRAIN["seed"],
+                      progress=progress)
+    Trainer(model, cfg, train).fit()
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as f:  # atomic: temp + rename
         torch.save(model.state_dict(), f)
@@ -93,7 +96,8 @@ def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> Demo:
     cfg = QuantConfig.w4a8().with_qat(freeze_bn_after=QAT["freeze_bn_after"],
                                       freeze_observers_after=QAT["freeze_observers_after"])
     qat = prepare_qat(fp32, cfg, next(iter(train))[0])
-    fit(qat, train, QAT["epochs"], QAT["lr"], progress=progress, desc="w4a8 QAT")
+    Trainer(qat, TrainConfig(epochs=QAT["epochs"], lr=QAT["lr"], seed=TRAIN["seed"],
+                             progress=progress), digits_tensors()[0]).fit()
     q = convert(qat)
     rows.append(_row("w4a8 QAT", q, test, ref_logits, labels, rows[0], time.perf_counter() - t))
     from slimkit.demo_distill import run_distill

@@ -90,11 +90,11 @@ def test_demo_distillation_helps_and_matches_goldens(demo_run):
     assert rows.keys() == golden.keys()
     for name, g in golden.items():
         assert abs(rows[name]["mean"] - g["mean"]) <= 2 * ONE_IMAGE + 1e-6, name
-        assert len(rows[name]["accuracies"]) == 3
-    # the issue's claims (strict on the recorded run; ≥ here, so float drift cannot flake it)
+        assert len(rows[name]["accuracies"]) == 5
+    # KD helps the half-width student (strict on the recorded run; ≥ here, so float drift
+    # cannot flake it). For w4a4 QAT the recorded run shows KD *not* helping with this
+    # teacher (issue #5 stays open on that point): only the goldens above pin it down.
     assert rows["half-width student, KD from fp32"]["mean"] >= \
         rows["half-width student, no KD"]["mean"]
-    assert rows["w4a4 QAT + KD from fp32"]["mean"] >= rows["w4a4 QAT, no KD"]["mean"]
     assert golden["half-width student, KD from fp32"]["mean"] > \
         golden["half-width student, no KD"]["mean"]
-    assert golden["w4a4 QAT + KD from fp32"]["mean"] > golden["w4a4 QAT, no KD"]["mean"]
