@@ -14,6 +14,7 @@ from slimkit.deploy import ExportError, check_parity, load
 from slimkit.deploy.runtimes import RuntimeUnavailable
 from slimkit.quant import ActQuant, LayerQuant, PerTensor, QScheme, WeightQuant
 from slimkit.quant.spec import uint8_act
+from tests.deploy.nets import MLP
 
 
 def _ort(path, x):
@@ -165,18 +166,10 @@ def test_openvino_runs_the_same_qdq_file(tiny_resnet, calib32, tmp_path):
     assert sk.sqnr(q(x).detach(), torch.from_numpy(ov_out)) > 25
 
 
-class _MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(256, 512), nn.Linear(512, 64)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x)))
-
 
 def test_int4_weight_only_linear_exports_to_matmul_nbits(tmp_path):
     torch.manual_seed(0)
-    model = _MLP().eval()
+    model = MLP(256, 512, 64).eval()
     q = sk.quantize(model, sk.QuantConfig.weight_only(4, group_size=32))
     p = sk.export(q, torch.randn(3, 256), tmp_path / "w4.onnx")
     assert [n.op_type for n in onnx.load(p).graph.node].count("MatMulNBits") == 2

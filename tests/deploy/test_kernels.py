@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch import nn
 
 import slimkit as sk
 from slimkit.deploy.kernels import (
@@ -11,6 +10,7 @@ from slimkit.deploy.kernels import (
     Int8WeightOnlyLinear,
     to_kernels,
 )
+from tests.deploy.nets import MLP
 
 
 def _codes(n, k, lo=-128, hi=127, seed=0):
@@ -48,14 +48,6 @@ def test_int4_weight_only_matches_reference(group):
     assert sk.sqnr(lin.reference(x), lin(x)) > 60
 
 
-class _MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(128, 256), nn.Linear(256, 64)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x)))
-
 
 @pytest.mark.parametrize("config,kernel", [
     (sk.QuantConfig.dynamic(), Int8DynamicLinear),
@@ -64,7 +56,7 @@ class _MLP(nn.Module):
 ])
 def test_kernels_run_what_slimkit_simulates(config, kernel):
     torch.manual_seed(0)
-    model = _MLP().eval()
+    model = MLP(128, 256, 64).eval()
     q = sk.quantize(model, config)
     fast, names = to_kernels(q)
     assert names == ["fc1", "fc2"] and isinstance(fast.fc1, kernel)
@@ -75,7 +67,7 @@ def test_kernels_run_what_slimkit_simulates(config, kernel):
 
 
 def test_static_activation_layers_are_left_alone():
-    q = sk.quantize(_MLP().eval(), sk.QuantConfig.w8a8(), calib=[torch.randn(4, 128)],
+    q = sk.quantize(MLP(128, 256, 64).eval(), sk.QuantConfig.w8a8(), calib=[torch.randn(4, 128)],
                     progress=False)
     _, names = to_kernels(q)
     assert names == []
