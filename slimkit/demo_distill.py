@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from slimkit.data.digits import digits_tensors
 from slimkit.distill import Distiller
 from slimkit.models import DigitsCNN
 from slimkit.quant import QuantConfig, convert, prepare_qat
-from slimkit.train import TrainConfig, Trainer
+from slimkit.train import TrainConfig, Trainer, evaluate
 
 SEEDS = (0, 1, 2, 3, 4)
 KD = {"temperature": 2.0, "alpha": 0.5}
@@ -52,14 +53,8 @@ def _w4a4(seed: int, fp32: nn.Module, use_kd: bool, train, test) -> float:
     t = Trainer(qat, TrainConfig(epochs=QAT["epochs"], lr=QAT["lr"], seed=seed, progress=False),
                 train, test, **kd)
     t.fit()
-    return _accuracy(convert(qat), test)  # the deployable model, BN folded and packed
-
-
-def _accuracy(model: nn.Module, data) -> float:
-    x = torch.stack([d[0] for d in data])
-    y = torch.tensor([int(d[1]) for d in data])
-    with torch.no_grad():
-        return 100.0 * (model(x).argmax(1) == y).float().mean().item()
+    # the deployable model, BN folded and packed
+    return evaluate(convert(qat), DataLoader(test, batch_size=256))
 
 
 def run_distill(fp32: nn.Module) -> list[DistillRow]:

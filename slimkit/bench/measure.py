@@ -118,9 +118,10 @@ def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int
                 times[i].append(time.perf_counter() - t)
     batch = int(xs[0].shape[0]) if hasattr(xs[0], "shape") else 1
     res = BenchResult(batch, threads, rounds * runs_per_round)
-    base_med, base_size = statistics.median(times[0]), _size_mb(cands[0].model)
-    for c, s, t, r in zip(cands, sessions, times, rss, strict=True):
-        med, size = statistics.median(t), _size_mb(c.model)
+    sizes = [_size_mb(c.model) for c in cands]  # a module is serialised once to measure it
+    base_med, base_size = statistics.median(times[0]), sizes[0]
+    for c, s, t, r, size in zip(cands, sessions, times, rss, sizes, strict=True):
+        med = statistics.median(t)
         res.rows.append(Row(c.name, s.name, med * 1e3, float(np.percentile(t, 90)) * 1e3,
                             min(t) * 1e3, batch / med, base_med / med, r, size,
                             None if size is None or base_size is None else base_size / size))
