@@ -42,9 +42,9 @@ class TorchSession:
 
     def __post_init__(self) -> None:
         self.model.eval()
+        torch.set_num_threads(self.threads)  # process-wide, like ORT's per-session setting
 
     def run(self, inputs) -> np.ndarray:
-        torch.set_num_threads(self.threads)
         xs = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a
                    for a in (inputs if isinstance(inputs, tuple) else (inputs,)))
         with torch.inference_mode():
