@@ -53,7 +53,7 @@ class Trainer:
                  extra_parameters: Sequence[nn.Parameter] = ()) -> None:
         """extra_parameters train with the model (e.g. a Distiller's feature adapters)."""
         self.cfg, self.loss_fn, self.callbacks = config, loss_fn, list(callbacks)
-        self.rank, self.world, self.device = _init_distributed()
+        self.rank, self.world, self.device, self._owns_group = _init_distributed()
         if config.batch_size % self.world:
             raise ConfigError(f"TrainConfig.batch_size={config.batch_size} must divide by the "
                               f"{self.world} ranks")
@@ -83,6 +83,21 @@ class Trainer:
         self.precision = config.precision  # a schedule (ProgressivePrecision) may change it
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.history: list[dict] = []
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the process group this trainer joined. Call it (or use `with Trainer(...)`)
+        before a DDP process exits: a gloo group still alive at interpreter shutdown can
+        abort the process (SIGABRT) while its worker threads release tensors."""
+        if self._owns_group and dist.is_initialized():
+            dist.barrier()  # no rank tears its sockets down while another still talks
+            dist.destroy_process_group()
+        self._owns_group = False
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> list[dict]:
@@ -233,18 +248,20 @@ class Trainer:
         torch.set_rng_state(s["rng"])
 
 
-def _init_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world, device); joins the process group torchrun describes in the environment."""
+def _init_distributed() -> tuple[int, int, torch.device, bool]:
+    """(rank, world, device, joined); joins the process group torchrun describes in the
+    environment — `joined` says this call created it, so close() should destroy it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
-    if world > 1 and not dist.is_initialized():
+    joined = world > 1 and not dist.is_initialized()
+    if joined:
         dist.init_process_group("nccl" if cuda else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
+        return rank, world, torch.device("cuda", local), joined
+    return rank, world, torch.device("cpu"), joined
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig, extra: list) -> torch.optim.Optimizer:

@@ -48,13 +48,13 @@ def main() -> None:
 
         example = torch.stack([train[i][0] for i in range(32)])
         model = sk.prepare_qat(model, sk.QuantConfig.w8a8(), example)
-    t = Trainer(model, cfg, train, test, callbacks=callbacks)
-    t.fit(resume=a.resume)
-    if a.qat:
-        torch.save(dict(t.model.named_buffers()), f"{a.out}.rank{t.rank}")
-    if t.rank == 0:
-        torch.save({"model": t.model.state_dict(), "accuracy": t.evaluate(), "step": t.step},
-                   a.out)
+    with Trainer(model, cfg, train, test, callbacks=callbacks) as t:
+        t.fit(resume=a.resume)
+        if a.qat:
+            torch.save(dict(t.model.named_buffers()), f"{a.out}.rank{t.rank}")
+        if t.rank == 0:
+            torch.save({"model": t.model.state_dict(), "accuracy": t.evaluate(),
+                        "step": t.step}, a.out)
 
 
 if __name__ == "__main__":
