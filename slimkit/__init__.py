@@ -35,6 +35,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "export": "slimkit.deploy", "check_parity": "slimkit.deploy", "load": "slimkit.deploy",
     "ExportError": "slimkit.deploy", "benchmark": "slimkit.bench",
+    "prune": "slimkit.pruning", "PruneConfig": "slimkit.pruning",
+    "PruneRule": "slimkit.pruning", "PruneError": "slimkit.pruning",
 }
 
 
@@ -43,7 +45,7 @@ def __getattr__(name: str):
 
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in ("distill", "deploy", "train"):  # sk.distill.kd_loss(...) without an import
+    if name in ("distill", "deploy", "train", "pruning", "sparse"):  # sk.sparse.… sans import
         return importlib.import_module(f"slimkit.{name}")
     raise AttributeError(f"module 'slimkit' has no attribute {name!r}")
 
@@ -53,4 +55,5 @@ __all__ = [
     "Percentile", "QATOptions", "QScheme", "QuantConfig", "Rule", "SlimkitError", "WeightQuant",
     "convert", "prepare_qat", "quantize", "resolve_plan", "sqnr",
     "export", "check_parity", "load", "ExportError", "benchmark",
+    "prune", "PruneConfig", "PruneRule", "PruneError",
 ]

@@ -84,6 +84,19 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.history: list[dict] = []
 
+    def replace_model(self, model: nn.Module) -> None:
+        """Train `model` from here on (a pruning schedule cut the old one): a fresh optimizer
+        over its tensors, the LR schedule continuing where it was."""
+        sched = self.scheduler.state_dict()
+        self.model = model.to(self.device)
+        self.module = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        self.optimizer = _optimizer(model, self.cfg, self.extra_parameters)
+        self.scheduler = _scheduler(self.optimizer, self.cfg, self.total_steps)
+        self.scheduler.load_state_dict(sched)
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(),
+                             strict=True):
+            group["lr"] = lr
+
     def __enter__(self) -> Trainer:
         return self
 

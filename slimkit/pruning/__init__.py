@@ -1,0 +1,13 @@
+"""Pruning: importance, granularity, structured surgery, schedules, regularizers.
+
+(Named `pruning` so the package never shadows the `sk.prune` verb.)
+"""
+
+from slimkit.pruning.api import PruneError, PruneResult, prune
+from slimkit.pruning.config import PruneConfig, PruneRule
+from slimkit.pruning.io import load, save
+from slimkit.pruning.report import PruneReport
+from slimkit.pruning.unstructured import sparsity
+
+__all__ = ["PruneConfig", "PruneError", "PruneReport", "PruneResult", "PruneRule", "load",
+           "prune", "save", "sparsity"]

@@ -1,0 +1,284 @@
+"""sk.prune: rank, choose, cut — on a copy; the caller's model is never left half-pruned.
+
+    small, report = sk.prune(model, sk.PruneConfig(target_macs=0.5, round_to=8), x)
+
+Structured granularities go through the dependency graph (deps.py) and come back physically
+smaller; unstructured / N:M come back the same shape with masks (unstructured.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from slimkit.errors import ConfigError, SlimkitError
+from slimkit.graph.deps import DependencyGraph, Group
+from slimkit.graph.modules import name_matches
+from slimkit.pruning import unstructured as unst
+from slimkit.pruning.config import PruneConfig
+from slimkit.pruning.importance import group_scores, taylor_grads
+from slimkit.pruning.report import LayerReport, PruneReport
+from slimkit.pruning.surgery import cut
+
+CONV = nn.modules.conv._ConvNd
+
+
+class PruneError(SlimkitError):
+    """The pruned model does not run, or the request cannot be met."""
+
+
+@dataclass
+class PruneResult:
+    model: nn.Module
+    report: PruneReport
+
+    def __iter__(self):  # small, report = sk.prune(...)
+        return iter((self.model, self.report))
+
+
+def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable | None = None,
+          loss_fn: Callable | None = None) -> PruneResult:
+    """Prune a copy of `model`. data: batches of (inputs, targets) for importance='taylor'."""
+    if not isinstance(config, PruneConfig):
+        raise ConfigError(f"config must be a PruneConfig, got {type(config).__name__}")
+    _check_rules(model, config)
+    pruned = copy.deepcopy(model)
+    reference = _output_shapes(model, example_inputs)
+    if config.structured:
+        report = _structured(pruned, config, example_inputs, data, loss_fn)
+    else:
+        report = _unstructured(pruned, config, data, loss_fn)
+    if _output_shapes(pruned, example_inputs) != reference:
+        raise PruneError("the pruned model's output shapes differ from the original's")
+    return PruneResult(pruned, report)
+
+
+# ---- structured ------------------------------------------------------------------------------
+def _structured(model, cfg: PruneConfig, example, data, loss_fn) -> PruneReport:
+    graph = DependencyGraph.build(model, example, cfg.unknown_ops)
+    modules = dict(model.named_modules())
+    groups = [g for g in graph.groups() if _wanted(g, cfg.granularity, modules)]
+    grads = taylor_grads(model, data, loss_fn) if cfg.importance == "taylor" else None
+    scores = {g.leaf: group_scores(model, graph, g, cfg.importance, grads, cfg.seed)
+              for g in groups}
+    fixed, free = _rule_ratios(groups, cfg)
+    counts = _plan(graph, groups, scores, fixed, free, cfg)
+    keep = {g.leaf: scores[g.leaf].topk(counts[g.leaf]).indices.sort().values
+            for g in groups if counts[g.leaf] < g.size}
+    before = _layer_stats(model, graph, {})
+    kept = {leaf: len(k) for leaf, k in keep.items()}
+    after = _layer_stats(model, graph, kept)
+    cut(model, graph, keep)
+    try:
+        _output_shapes(model, example)
+    except Exception as e:  # noqa: BLE001 — any failure means the cut broke the forward
+        raise PruneError(
+            f"the pruned model fails at forward ({type(e).__name__}: {e}); a module probably "
+            f"computes shapes from constants the graph cannot see (e.g. x.view(B, 512)): "
+            f"skip it with PruneRule(pattern, skip=True)") from e
+    return _report(cfg, graph, groups, keep, before, after)
+
+
+def _wanted(g: Group, granularity: str, modules: dict) -> bool:
+    if granularity == "head":
+        return g.is_head
+    in_split = any(g.leaf in [g.graph.spaces.find(p) for p in parts]
+                   for _, parts in g.graph.head_splits)
+    if in_split or not g.owners:
+        return False
+    types = [type(modules.get(o)) for o in g.owners]
+    if granularity == "filter":
+        return any(issubclass(t, CONV) for t in types)
+    if granularity == "neuron":
+        return any(issubclass(t, nn.Linear) for t in types)
+    return True
+
+
+def _rule_ratios(groups: list[Group], cfg: PruneConfig):
+    """(leaf → fixed ratio from a rule, or 0 for a skip; leaves the target decides)."""
+    fixed, free = {}, []
+    for g in groups:
+        hit = None
+        for r in cfg.rules:
+            for owner in g.owners:
+                if name_matches(r.pattern, owner):
+                    hit = 0.0 if r.skip else r.ratio if hit is None else min(hit, r.ratio)
+        if hit is None:
+            free.append(g)
+        else:
+            fixed[g.leaf] = hit
+    return fixed, free
+
+
+def _count(n: int, ratio: float, round_to: int) -> int:
+    k = max(1, int(round(n * (1.0 - ratio))))
+    if round_to > 1 and n >= round_to:
+        k = max(round_to, int(round(k / round_to)) * round_to)
+    return min(k, n)
+
+
+def _plan(graph, groups, scores, fixed, free, cfg: PruneConfig) -> dict[int, int]:
+    """Channels each group keeps, meeting the ratio or the MACs / params target."""
+    base = {leaf: _count(graph.spaces[leaf].size, r, cfg.round_to) for leaf, r in fixed.items()}
+    sizes = {g.leaf: g.size for g in free}
+    if cfg.scope == "uniform":
+        def at(x: float) -> dict[int, int]:
+            return {**base, **{leaf: _count(n, x, cfg.round_to) for leaf, n in sizes.items()}}
+    else:
+        norm = {g.leaf: scores[g.leaf] / scores[g.leaf].mean().clamp_min(1e-12) for g in free}
+
+        def at(x: float) -> dict[int, int]:  # x: global threshold on normalised importance
+            out = dict(base)
+            for leaf, s in norm.items():
+                n = sizes[leaf]
+                cut_n = min(int((s < x).sum()), int(math.floor(cfg.max_ratio * n)))
+                out[leaf] = _count(n, cut_n / n, cfg.round_to)
+            return out
+    if not free:
+        return at(0.0)
+    if cfg.ratio is not None and cfg.scope == "uniform":
+        return at(cfg.ratio)
+    measure, goal = _objective(graph, sizes, cfg)
+    hi = cfg.max_ratio if cfg.scope == "uniform" else float(
+        max(s.max() for s in norm.values())) + 1e-6
+    lo = 0.0
+    for _ in range(40):  # the smallest cut that reaches the goal
+        mid = (lo + hi) / 2
+        if measure(at(mid)) >= goal:
+            hi = mid
+        else:
+            lo = mid
+    counts = at(hi)
+    if measure(counts) < goal - 1e-3:
+        raise PruneError(f"cannot remove {goal:.0%} of the model's {_what(cfg)} with "
+                         f"max_ratio={cfg.max_ratio} per group; the frozen layers weigh too much")
+    return _give_back(counts, sizes, measure, goal, cfg.round_to)
+
+
+def _give_back(counts, sizes, measure, goal, step: int) -> dict[int, int]:
+    """Rounding overshoots the target; return channels (round_to at a time, most-cut groups
+    first) while the goal still holds, so every tool is compared at the same MACs."""
+    improved = True
+    while improved:
+        improved = False
+        for leaf in sorted(sizes, key=lambda k: counts[k] / sizes[k]):
+            if counts[leaf] + step <= sizes[leaf]:
+                trial = {**counts, leaf: counts[leaf] + step}
+                if measure(trial) >= goal:
+                    counts, improved = trial, True
+    return counts
+
+
+def _objective(graph, sizes, cfg: PruneConfig):
+    """(counts → fraction removed, goal) for the configured target."""
+    if cfg.target_macs is not None:
+        m0 = graph.macs()
+        return (lambda c: 1 - graph.macs(c) / m0), cfg.target_macs
+    if cfg.target_params is not None:
+        p0 = graph.params()
+        return (lambda c: 1 - graph.params(c) / p0), cfg.target_params
+    total = sum(sizes.values())
+    return (lambda c: sum(sizes[k] - c[k] for k in sizes) / total), cfg.ratio - 1e-9
+
+
+def _what(cfg: PruneConfig) -> str:
+    return "MACs" if cfg.target_macs is not None else "params" if cfg.target_params else "channels"
+
+
+# ---- unstructured / N:M --------------------------------------------------------------------------
+def _unstructured(model, cfg: PruneConfig, data, loss_fn) -> PruneReport:
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, unst.PRUNABLE)}
+    ratios = {}
+    for n in layers:
+        r = cfg.ratio if cfg.granularity == "unstructured" else None
+        for rule in cfg.rules:
+            if name_matches(rule.pattern, n):
+                r = None if rule.skip else rule.ratio
+        ratios[f"{n}.weight"] = r
+    if all(r is None for r in ratios.values()) and cfg.granularity == "unstructured":
+        raise ConfigError("every layer is skipped: nothing to prune")
+    grads = taylor_grads(model, data, loss_fn) if cfg.importance == "taylor" else None
+    scores = {}
+    for n, m in layers.items():
+        name = f"{n}.weight"
+        skipped = any(name_matches(r.pattern, n) and r.skip for r in cfg.rules)
+        if (cfg.granularity == "unstructured" and ratios[name] is None) or skipped:
+            continue
+        scores[name] = unst.weight_scores(m.weight.detach(), cfg.importance,
+                                          grads[name] if grads else None, cfg.seed)
+    rep = PruneReport(cfg.granularity)
+    if cfg.granularity == "nm":
+        odd = [n for n, s in scores.items() if s[0].numel() % cfg.m]
+        rep.notes += [f"{n} kept dense: its {scores[n][0].numel()} inputs per output do not "
+                      f"divide by m={cfg.m}" for n in odd]
+        masks = {n: unst.nm_mask(s, cfg.n, cfg.m) for n, s in scores.items() if n not in odd}
+    else:
+        masks = unst.magnitude_masks(scores, {n: ratios[n] for n in scores}, cfg.scope)
+    unst.apply_masks(model, masks)
+    for n, mask in masks.items():
+        p = mask.numel()
+        rep.layers.append(LayerReport(n.rsplit(".", 1)[0], p, int(mask.sum()), 0, 0,
+                                      f"{1 - float(mask.float().mean()):.1%} zeros"))
+        rep.params_before += p
+        rep.params_after += int(mask.sum())
+    rep.groups = rep.groups_pruned = len(masks)
+    return rep
+
+
+# ---- checks and reports --------------------------------------------------------------------------
+def _check_rules(model: nn.Module, cfg: PruneConfig) -> None:
+    names = [n for n, _ in model.named_modules()]
+    for r in cfg.rules:
+        if not any(name_matches(r.pattern, n) for n in names):
+            raise ConfigError(f"PruneRule pattern '{r.pattern}' matches no module of "
+                              f"{type(model).__name__} (names look like {names[1:4]})")
+
+
+def _output_shapes(model: nn.Module, example):
+    args = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(*args)
+    finally:
+        model.train(was)
+    return torch.utils._pytree.tree_map(
+        lambda t: tuple(t.shape) if isinstance(t, torch.Tensor) else t, out)
+
+
+def _layer_stats(model, graph: DependencyGraph, kept: dict[int, int]) -> dict[str, list[int]]:
+    """module → [params, MACs, output channels] under the given kept counts."""
+    stats: dict[str, list[int]] = {}
+    for name, dims in graph.param_dims.items():
+        if graph.kinds[name] != "param":
+            continue
+        module = name.rsplit(".", 1)[0] if "." in name else ""
+        s = stats.setdefault(module, [0, 0, 0])
+        s[0] += math.prod(graph.spaces.size_after(d, kept) for d in dims)
+        if graph.weight_out_dims.get(name) is not None:
+            s[2] = graph.spaces.size_after(dims[graph.weight_out_dims[name]], kept)
+    for module, _, term in graph.cost_terms:
+        s = stats.setdefault(module, [0, 0, 0])
+        s[1] += math.prod(graph.spaces.size_after(d, kept) for d in term)
+    return stats
+
+
+def _report(cfg, graph, groups, keep, before, after) -> PruneReport:
+    rep = PruneReport(cfg.granularity, groups=len(groups), groups_pruned=len(keep))
+    for module, (p0, m0, c0) in before.items():
+        p1, m1, c1 = after[module]
+        ch = f"{c0} → {c1}" if c0 else ""
+        rep.layers.append(LayerReport(module, p0, p1, m0, m1, ch))
+    rep.params_before, rep.params_after = graph.params(), graph.params(
+        {leaf: len(k) for leaf, k in keep.items()})
+    rep.macs_before, rep.macs_after = graph.macs(), graph.macs(
+        {leaf: len(k) for leaf, k in keep.items()})
+    if graph.frozen_ops:
+        rep.notes.append("kept whole around ops without rules: " + "; ".join(graph.frozen_ops))
+    return rep

@@ -1,0 +1,73 @@
+"""Importance: one score per channel of a group, aggregated over every tensor the group cuts.
+
+    l1 / l2     magnitude of all coupled weights (conv filters, BN, next layer's inputs)
+    taylor      |w · ∂L/∂w| summed over the coupled weights (first order; needs data and a loss)
+    bn_gamma    |γ| of the group's normalization layers (network slimming)
+    random      the baseline every criterion must beat
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimkit.errors import ConfigError
+from slimkit.graph.deps import DependencyGraph, Group
+
+
+def taylor_grads(model: nn.Module, data: Iterable | None,
+                 loss_fn: Callable | None = None) -> dict[str, torch.Tensor]:
+    """Σ over batches of ∂L/∂w for every parameter (model left in its mode, grads cleared)."""
+    if data is None:
+        raise ConfigError("importance='taylor' needs data=[(inputs, targets), …] and a loss")
+    loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
+    params = dict(model.named_parameters())
+    acc = {k: torch.zeros_like(p) for k, p in params.items()}
+    n = 0
+    for x, y in data:
+        model.zero_grad(set_to_none=True)
+        loss_fn(model, x, y).backward()
+        for k, p in params.items():
+            if p.grad is not None:
+                acc[k] += p.grad
+        n += 1
+    model.zero_grad(set_to_none=True)
+    if n == 0:
+        raise ConfigError("importance='taylor' got an empty data iterable")
+    return acc
+
+
+def group_scores(model: nn.Module, graph: DependencyGraph, group: Group, kind: str,
+                 grads: dict[str, torch.Tensor] | None = None, seed: int = 0) -> torch.Tensor:
+    """(group.size,) importance per channel; higher means keep."""
+    if kind == "random":
+        g = torch.Generator().manual_seed(seed * 100_003 + group.leaf)
+        return torch.rand(group.size, generator=g)
+    tensors = dict(model.named_parameters())
+    modules = dict(model.named_modules())
+    score = torch.zeros(group.size, dtype=torch.float64)
+    for m in group.members:
+        if m.kind != "param":
+            continue
+        if kind == "bn_gamma" and not (m.name.endswith(".weight") and isinstance(
+                modules.get(m.module), nn.modules.batchnorm._BatchNorm | nn.GroupNorm)):
+            continue
+        w = tensors[m.name].detach().double()
+        if kind == "taylor":
+            w = (w * grads[m.name].double()).abs()
+        per_pos = _reduce_all_but(w.abs() if kind in ("l1", "bn_gamma", "taylor") else w * w,
+                                  m.dim)
+        owner = graph.spaces.owner(graph.param_dims[m.name][m.dim], group.leaf)
+        hit = owner >= 0
+        score.index_add_(0, owner[hit], per_pos[hit])
+    if kind == "bn_gamma" and not score.any():
+        raise ConfigError(f"importance='bn_gamma': the group produced by {group.owners} has no "
+                          f"BatchNorm/GroupNorm weight; use 'l1' for it")
+    return score
+
+
+def _reduce_all_but(w: torch.Tensor, dim: int) -> torch.Tensor:
+    return w.movedim(dim, 0).reshape(w.shape[dim], -1).sum(1)

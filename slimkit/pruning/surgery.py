@@ -1,0 +1,127 @@
+"""Structured surgery: slice every coupled tensor, then fix the modules' size attributes.
+
+The dependency graph says, for each parameter and buffer dim, which positions survive; this file
+cuts them and makes the module attributes agree (in/out channels, groups, num_features,
+normalized_shape, num_heads, head_dim), so the result is an ordinary module that trains,
+exports, and reloads. Every change is recorded in `model.__dict__["slimkit_arch"]` for
+`slimkit.pruning.save / load`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from slimkit.graph.deps import DependencyGraph
+
+HEAD_ATTRS = ("num_heads", "n_heads", "n_head", "num_attention_heads", "heads")
+HEAD_DIM_ATTRS = ("head_dim", "attention_head_size", "d_head", "head_size")
+ALL_HEAD_ATTRS = ("all_head_size", "inner_dim")
+
+
+def cut(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.Tensor]) -> dict:
+    """Slice `model` in place so each leaf keeps the channels in `keep`; returns the record."""
+    slots = _slots(model)
+    tensors = {**dict(model.named_buffers(remove_duplicate=False)),
+               **dict(model.named_parameters(remove_duplicate=False))}
+    shapes, attrs = {}, {}
+    for name, dims in graph.param_dims.items():
+        t = tensors[name]
+        new = t.detach()
+        for d, space in enumerate(dims):
+            idx = graph.spaces.keep_index(space, keep)
+            if len(idx) != new.shape[d]:
+                new = new.index_select(d, idx)
+        if new.shape != t.shape:
+            _assign(slots[name], t, new.contiguous().clone())
+            shapes[name] = list(new.shape)
+    modules = dict(model.named_modules())
+    old_conv = {n: (m.in_channels, m.groups) for n, m in modules.items()
+                if isinstance(m, nn.modules.conv._ConvNd)}
+    for path, m in modules.items():
+        changed = _fix_attrs(m, old_conv.get(path))
+        if changed:
+            attrs[path] = changed
+    for path, (h, d) in _head_changes(graph, keep).items():
+        changed = _fix_heads(modules.get(path), h, d)
+        if changed:
+            attrs.setdefault(path, {}).update(changed)
+    record = model.__dict__.setdefault("slimkit_arch", {"shapes": {}, "attrs": {}})
+    record["shapes"].update(shapes)
+    for path, a in attrs.items():
+        record["attrs"].setdefault(path, {}).update(a)
+    return record
+
+
+def _slots(model: nn.Module) -> dict[str, list[tuple[nn.Module, str]]]:
+    """FQN → every (module, attribute) holding that tensor (tied weights are cut together)."""
+    by_id: dict[int, list[tuple[nn.Module, str]]] = {}
+    names: dict[int, list[str]] = {}
+    for mname, m in model.named_modules(remove_duplicate=False):
+        for pname, t in list(m._parameters.items()) + list(m._buffers.items()):
+            if t is None:
+                continue
+            by_id.setdefault(id(t), []).append((m, pname))
+            names.setdefault(id(t), []).append(f"{mname}.{pname}" if mname else pname)
+    return {n: by_id[i] for i, ns in names.items() for n in ns}
+
+
+def _assign(slots, old: torch.Tensor, new: torch.Tensor) -> None:
+    value = nn.Parameter(new, requires_grad=old.requires_grad) if isinstance(
+        old, nn.Parameter) else new
+    for m, pname in slots:
+        if pname in m._parameters:
+            m._parameters[pname] = value
+        else:
+            m._buffers[pname] = value
+
+
+def _fix_attrs(m: nn.Module, conv_before) -> dict:
+    """Make a module's size attributes match its (possibly cut) tensors."""
+    new: dict = {}
+    if isinstance(m, nn.modules.conv._ConvNd):
+        in_before, groups = conv_before
+        out = m.weight.shape[0]
+        if groups > 1 and groups == in_before and m.weight.shape[1] == 1:
+            groups = out  # depthwise stays depthwise
+        new = {"out_channels": out, "groups": groups, "in_channels": m.weight.shape[1] * groups}
+    elif isinstance(m, nn.Linear):
+        new = {"in_features": m.weight.shape[1], "out_features": m.weight.shape[0]}
+    elif isinstance(m, nn.modules.batchnorm._NormBase):
+        ref = m.weight if m.weight is not None else m.running_mean
+        if ref is not None:
+            new = {"num_features": ref.shape[0]}
+    elif isinstance(m, nn.LayerNorm) and m.weight is not None:
+        new = {"normalized_shape": tuple(m.weight.shape)}
+    elif isinstance(m, nn.GroupNorm) and m.weight is not None:
+        new = {"num_channels": m.weight.shape[0]}
+    elif isinstance(m, nn.Embedding):
+        new = {"embedding_dim": m.weight.shape[1]}
+    changed = {k: v for k, v in new.items() if getattr(m, k) != v}
+    for k, v in changed.items():
+        setattr(m, k, v)
+    return changed
+
+
+def _head_changes(graph: DependencyGraph, keep) -> dict[str, tuple[tuple, tuple]]:
+    """module → ((heads before, after), (head_dim before, after)) for each cut view split."""
+    out = {}
+    for path, (h, d) in graph.head_splits:
+        sizes = [(graph.spaces[p].size, graph.spaces.size_after(p, {
+            graph.spaces.find(k): len(v) for k, v in keep.items()})) for p in (h, d)]
+        if any(a != b for a, b in sizes):
+            out[path] = tuple(sizes)
+    return out
+
+
+def _fix_heads(m: nn.Module | None, heads: tuple, dim: tuple) -> dict:
+    if m is None:
+        return {}
+    changed = {}
+    for names, (before, after) in ((HEAD_ATTRS, heads), (HEAD_DIM_ATTRS, dim),
+                                   (ALL_HEAD_ATTRS, (heads[0] * dim[0], heads[1] * dim[1]))):
+        for a in names:
+            if getattr(m, a, None) == before and before != after:
+                setattr(m, a, after)
+                changed[a] = after
+    return changed

@@ -1,0 +1,81 @@
+"""Bad input gets an error that names what is wrong, and leaves the model untouched."""
+
+import pytest
+import torch
+from torch import nn
+
+import slimkit as sk
+from slimkit.errors import ConfigError
+from slimkit.graph.deps import DependencyError, DependencyGraph
+from tests.pruning.nets import build
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.a(x) if x.sum() > 0 else self.b(x)  # Python branch on a tensor value
+
+
+class Rolls(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3)
+        self.c = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        return self.c(torch.roll(self.b(self.a(x)), 1, dims=1))  # roll: no rule
+
+
+def test_untraceable_model_is_a_clear_error():
+    with pytest.raises(DependencyError, match="torch.export cannot trace DataDependent"):
+        sk.prune(DataDependent(), sk.PruneConfig(ratio=0.5), torch.randn(2, 8))
+
+
+def test_unknown_op_is_named_with_its_module_or_frozen_on_request():
+    x = torch.randn(1, 3, 12, 12)
+    with pytest.raises(DependencyError, match=r"aten\.roll.*module '\(top level\)'"):
+        sk.prune(Rolls(), sk.PruneConfig(ratio=0.5), x)
+    small, rep = sk.prune(Rolls(), sk.PruneConfig(ratio=0.5, unknown_ops="freeze"), x)
+    assert small.a.out_channels == 4  # far from the roll: cut
+    assert small.b.out_channels == 8 and small.c.in_channels == 8  # through the roll: kept
+    assert any("roll" in n for n in rep.notes)
+
+
+@pytest.mark.parametrize("kw", [dict(ratio=1.0), dict(ratio=1.5), dict(ratio=-0.1),
+                                dict(target_macs=1.0), dict(), dict(ratio=0.5, target_macs=0.5),
+                                dict(ratio=0.5, granularity="blocks"),
+                                dict(ratio=0.5, importance="hessian"),
+                                dict(ratio=0.5, round_to=0)])
+def test_bad_config_fields(kw):
+    with pytest.raises(ConfigError):
+        sk.PruneConfig(**kw)
+
+
+def test_rule_matching_nothing():
+    model, x = build("chain")
+    with pytest.raises(ConfigError, match="'classifier' matches no module"):
+        sk.prune(model, sk.PruneConfig(ratio=0.5, rules=(sk.PruneRule("classifier",
+                                                                       skip=True),)), x)
+
+
+def test_hard_coded_view_fails_loudly_and_leaves_the_model_whole():
+    class Hard(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.fc = nn.Linear(8, 16), nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.fc(self.a(x).view(3, 16))  # a constant the graph cannot update
+
+    m = Hard()
+    with pytest.raises(sk.PruneError, match="fails at forward"):
+        sk.prune(m, sk.PruneConfig(ratio=0.5), torch.randn(3, 8))
+    assert m.a.out_features == 16 and m.a.weight.shape == (16, 8)
+
+
+def test_graph_build_reports_frozen_op_and_time():
+    g = DependencyGraph.build(Rolls(), torch.randn(1, 3, 12, 12), unknown="freeze")
+    assert g.frozen_ops and g.build_seconds > 0
