@@ -24,6 +24,7 @@ def demo(cache_dir: Path, json_out: Path | None, quiet: bool) -> None:
     """Train DigitsCNN on scikit-learn's digits, compress it, print the comparison table."""
     from slimkit.demo import demo_to_json, format_parity, format_table, run_demo
     from slimkit.demo_distill import format_distill
+    from slimkit.demo_prune import format_prune
 
     t = time.perf_counter()
     demo = run_demo(cache_dir, progress=not quiet)
@@ -31,6 +32,7 @@ def demo(cache_dir: Path, json_out: Path | None, quiet: bool) -> None:
     click.echo(f"\n{format_parity(demo.parity)}\n")
     click.echo(demo.latency)
     click.echo("\n" + format_distill(demo.distill))
+    click.echo("\n" + format_prune(demo.prune))
     click.echo(f"\ndemo finished in {time.perf_counter() - t:.1f} s")
     if json_out is not None:
         json_out.write_text(demo_to_json(demo))

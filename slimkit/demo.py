@@ -67,6 +67,7 @@ class Demo:
     latency: str  # the benchmark table: fp32 eager / fp32 ORT / int8 ORT at batch 256
     latency_rows: list[dict]
     distill: list  # DistillRow: KD for a half-width student and for w4a4 QAT
+    prune: object  # demo_prune.PruneDemo: 50% channels cut + fine-tune
 
 
 def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> Demo:
@@ -101,8 +102,10 @@ def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> Demo:
     q = convert(qat)
     rows.append(_row("w4a8 QAT", q, test, ref_logits, labels, rows[0], time.perf_counter() - t))
     from slimkit.demo_distill import run_distill
+    from slimkit.demo_prune import run_prune
 
-    return Demo(rows, *_deploy(fp32, w8a8, test, cache_dir), run_distill(fp32))
+    return Demo(rows, *_deploy(fp32, w8a8, test, cache_dir), run_distill(fp32),
+                run_prune(fp32))
 
 
 def _deploy(fp32: nn.Module, int8: nn.Module, test, cache_dir: Path):
@@ -159,4 +162,5 @@ def demo_to_json(demo: Demo) -> str:
 
     return json.dumps({"rows": [finite(asdict(r)) for r in demo.rows], "parity": demo.parity,
                        "latency": demo.latency_rows,
-                       "distill": [asdict(r) for r in demo.distill]}, indent=2)
+                       "distill": [asdict(r) for r in demo.distill],
+                       "prune": demo.prune.to_dict()}, indent=2)

@@ -98,3 +98,14 @@ def test_demo_distillation_helps_and_matches_goldens(demo_run):
         rows["half-width student, no KD"]["mean"]
     assert golden["half-width student, KD from fp32"]["mean"] > \
         golden["half-width student, no KD"]["mean"]
+
+
+def test_demo_pruning_meets_the_bar_and_matches_goldens(demo_run):
+    p, g = demo_run["prune"], json.loads(GOLDEN.read_text())["prune"]
+    for k in ("params_before", "params_after", "macs_before", "macs_after"):
+        assert p[k] == g[k], k  # the cut itself is deterministic
+    assert p["params_after"] < 0.3 * p["params_before"]  # 50% of in and out channels: ~¼
+    assert p["accuracy_before"] - p["accuracy_finetuned"] <= 1.0  # issue #4's bar
+    assert abs(p["accuracy_finetuned"] - g["accuracy_finetuned"]) <= 2 * ONE_IMAGE + 1e-6
+    names = [r["name"] for r in p["latency_rows"]]
+    assert names == ["fp32 eager", "pruned 50% eager", "fp32 folded+NHWC", "pruned folded+NHWC"]

@@ -27,7 +27,10 @@ class SparseLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)  # (N, in)
-        y = torch.sparse.mm(self.weight, flat.t()).t()  # (N, out)
+        if flat.shape[0] == 1 and self.format == "csr":  # one row: the sparse mat-vec kernel
+            y = torch.mv(self.weight, flat[0])[None]  # (1, out)
+        else:  # the kernels read a contiguous (in, N); a strided view costs a slow path
+            y = torch.sparse.mm(self.weight, flat.t().contiguous()).t()  # (N, out)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
