@@ -126,6 +126,7 @@ class DependencyGraph:
         self.head_splits: list[tuple[str, list[int]]] = []
         self.cost_terms: list[tuple[str, str, list[int]]] = []  # (module, op, spaces)
         self.frozen_ops: list[str] = []
+        self.node_dims: dict[str, tuple[str, list[int]]] = {}  # op node → (module, dims)
         self.build_seconds = 0.0
 
     # ---- building -------------------------------------------------------------------------------
@@ -145,6 +146,9 @@ class DependencyGraph:
                 g._placeholder(ctx, node, owned.get(node.name))
             elif node.op == "call_function":
                 ctx.env[node] = g._call(ctx, node)
+                if isinstance(ctx.env[node], list) and isinstance(node.meta.get("val"),
+                                                                  torch.Tensor):
+                    g.node_dims[node.name] = (_module_of(node), ctx.env[node])
             elif node.op == "output":
                 for out in _flat(node.args):
                     for d in ctx.dims(out) or ():
@@ -216,6 +220,20 @@ class DependencyGraph:
             out.append(Group(leaf, self.spaces[leaf].size, ms, list(dict.fromkeys(owners)),
                              leaf in heads, self))
         return out
+
+    def shape_mismatch(self, model: nn.Module, example_inputs, kept: dict[int, int]):
+        """Re-trace the cut `model`; the module of the first op whose output shape differs
+        from what the cut predicts (a reshape that silently regrouped channels), or None."""
+        ep = export_program(model, example_inputs)
+        for node in ep.graph.nodes:
+            if node.op != "call_function" or node.name not in self.node_dims:
+                continue
+            module, dims = self.node_dims[node.name]
+            want = [self.spaces.size_after(d, kept) for d in dims]
+            val = node.meta.get("val")
+            if isinstance(val, torch.Tensor) and list(val.shape) != want:
+                return module
+        return None
 
     def macs(self, kept: dict[int, int] | None = None) -> int:
         kept = kept or {}

@@ -47,11 +47,11 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
     if not isinstance(config, PruneConfig):
         raise ConfigError(f"config must be a PruneConfig, got {type(config).__name__}")
     _check_rules(model, config)
-    pruned = copy.deepcopy(model)
     reference = _output_shapes(model, example_inputs)
     if config.structured:
-        report = _structured(pruned, config, example_inputs, data, loss_fn)
+        pruned, report = _structured(model, config, example_inputs, data, loss_fn)
     else:
+        pruned = copy.deepcopy(model)
         report = _unstructured(pruned, config, data, loss_fn)
     if _output_shapes(pruned, example_inputs) != reference:
         raise PruneError("the pruned model's output shapes differ from the original's")
@@ -59,29 +59,78 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
 
 
 # ---- structured ------------------------------------------------------------------------------
-def _structured(model, cfg: PruneConfig, example, data, loss_fn) -> PruneReport:
+MAX_RETRIES = 16
+
+
+def _structured(model, cfg: PruneConfig, example, data, loss_fn):
+    """Plan on the graph, cut a copy, run it. A module whose forward builds shapes from its
+    own attributes (x.reshape(n, self.hidden_dim, -1)) breaks when its channels go; then the
+    groups around that module are kept whole and the cut is retried on a fresh copy."""
     graph = DependencyGraph.build(model, example, cfg.unknown_ops)
     modules = dict(model.named_modules())
     groups = [g for g in graph.groups() if _wanted(g, cfg.granularity, modules)]
     grads = taylor_grads(model, data, loss_fn) if cfg.importance == "taylor" else None
     scores = {g.leaf: group_scores(model, graph, g, cfg.importance, grads, cfg.seed)
               for g in groups}
-    fixed, free = _rule_ratios(groups, cfg)
-    counts = _plan(graph, groups, scores, fixed, free, cfg)
-    keep = {g.leaf: scores[g.leaf].topk(counts[g.leaf]).indices.sort().values
-            for g in groups if counts[g.leaf] < g.size}
-    before = _layer_stats(model, graph, {})
+    kept_whole: list[str] = []
+    owning = {x.module for g in groups for x in g.members}
+    for _ in range(MAX_RETRIES):
+        live = [g for g in groups if not _touches(g, kept_whole, owning)]
+        fixed, free = _rule_ratios(live, cfg)
+        counts = _plan(graph, live, scores, fixed, free, cfg)
+        keep = {g.leaf: scores[g.leaf].topk(counts[g.leaf]).indices.sort().values
+                for g in live if counts[g.leaf] < g.size}
+        pruned = copy.deepcopy(model)
+        cut(pruned, graph, keep)
+        try:
+            _output_shapes(pruned, example)
+            culprit = graph.shape_mismatch(pruned, example, {k: len(v) for k, v in keep.items()})
+            if culprit is None:
+                break
+            if not any(_touches(g, [culprit], owning) for g in live):
+                raise PruneError(f"module '{culprit}' regroups pruned channels with a "
+                                 f"constant shape; skip it with PruneRule(pattern, skip=True)")
+        except PruneError:
+            raise
+        except Exception as e:  # noqa: BLE001 — any failure means the cut broke the forward
+            culprit = _failing_module(e, pruned)
+            if culprit is None or not any(_touches(g, [culprit], owning) for g in live):
+                raise PruneError(
+                    f"the pruned model fails at forward ({type(e).__name__}: {e}); a module "
+                    f"computes shapes from constants the graph cannot see (e.g. "
+                    f"x.view(B, 512)): skip it with PruneRule(pattern, skip=True)") from e
+            kept_whole.append(culprit)
+    else:
+        raise PruneError(f"gave up after {MAX_RETRIES} retries; kept whole: {kept_whole}")
     kept = {leaf: len(k) for leaf, k in keep.items()}
-    after = _layer_stats(model, graph, kept)
-    cut(model, graph, keep)
-    try:
-        _output_shapes(model, example)
-    except Exception as e:  # noqa: BLE001 — any failure means the cut broke the forward
-        raise PruneError(
-            f"the pruned model fails at forward ({type(e).__name__}: {e}); a module probably "
-            f"computes shapes from constants the graph cannot see (e.g. x.view(B, 512)): "
-            f"skip it with PruneRule(pattern, skip=True)") from e
-    return _report(cfg, graph, groups, keep, before, after)
+    rep = _report(cfg, graph, groups, keep, _layer_stats(model, graph, {}),
+                  _layer_stats(model, graph, kept))
+    rep.notes += [f"kept whole the channels of module '{m or '(top level)'}': its forward "
+                  f"computes shapes from its own attributes" for m in kept_whole]
+    return pruned, rep
+
+
+def _touches(g: Group, modules: list[str], owning: set[str]) -> bool:
+    """g has a tensor owned by one of `modules` — directly, or, for a module that owns no
+    group tensor itself (a container), through its submodules."""
+    for m in modules:
+        if any(x.module == m for x in g.members):
+            return True
+        if m and m not in owning and any(x.module.startswith(f"{m}.") for x in g.members):
+            return True
+    return False
+
+
+def _failing_module(e: BaseException, model: nn.Module) -> str | None:
+    """Name of the innermost module of `model` whose forward raised."""
+    names = {id(m): n for n, m in model.named_modules()}
+    found, tb = None, e.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if id(obj) in names and isinstance(obj, nn.Module):
+            found = names[id(obj)]
+        tb = tb.tb_next
+    return found
 
 
 def _wanted(g: Group, granularity: str, modules: dict) -> bool:

@@ -79,3 +79,34 @@ def test_hard_coded_view_fails_loudly_and_leaves_the_model_whole():
 def test_graph_build_reports_frozen_op_and_time():
     g = DependencyGraph.build(Rolls(), torch.randn(1, 3, 12, 12), unknown="freeze")
     assert g.frozen_ops and g.build_seconds > 0
+
+
+class Patchify(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj, self.dim = nn.Conv2d(3, 8, 1), 8
+
+    def forward(self, x):  # the shape comes from an attribute, like torchvision's ViT
+        return self.proj(x).reshape(x.shape[0], self.dim, -1).transpose(1, 2)
+
+
+class PatchNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.patch = Patchify()
+        self.mlp = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 8))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.mlp(self.patch(x)).mean(1))
+
+
+def test_module_with_attribute_shapes_is_kept_whole_and_the_rest_pruned():
+    x = torch.randn(2, 3, 4, 4)
+    small, rep = sk.prune(PatchNet(), sk.PruneConfig(ratio=0.5), x)
+    assert small.patch.proj.out_channels == 8 and small.patch.dim == 8  # kept whole
+    # the bad reshape only fails one layer later (mlp.0), so that layer's groups are kept too;
+    # the rest is still cut, and the result is checked op by op against the plan
+    assert small.mlp[2].out_features == 4 and small.head.in_features == 4
+    assert any("kept whole" in n for n in rep.notes)
+    assert small(x).shape == (2, 4)
