@@ -59,7 +59,7 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
 
 
 # ---- structured ------------------------------------------------------------------------------
-MAX_RETRIES = 16
+MAX_RETRIES = 48  # swin_b / swin_s need more than 16 (one per block)
 
 
 def _structured(model, cfg: PruneConfig, example, data, loss_fn):
