@@ -8,10 +8,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from slimkit.data.digits import digits_tensors
 from slimkit.pruning import PruneConfig, prune
-from slimkit.train import TrainConfig, Trainer
+from slimkit.train import TrainConfig, Trainer, evaluate
 
 FINETUNE = {"epochs": 6, "lr": 1e-3, "seed": 0}
 RATIO = 0.5
@@ -45,7 +46,7 @@ def run_prune(fp32: nn.Module, progress: bool = False) -> PruneDemo:
                                    seed=FINETUNE["seed"], progress=progress), train, test)
     cut = t.evaluate()
     t.fit()
-    before = Trainer(fp32, TrainConfig(progress=False), train, test).evaluate()
+    before = evaluate(fp32, DataLoader(test, batch_size=256))
     res = benchmark({"fp32 eager": fp32, "pruned 50% eager": t.model,
                      "fp32 folded+NHWC": optimize_eager(fp32),
                      "pruned folded+NHWC": optimize_eager(t.model)}, x, rounds=6,

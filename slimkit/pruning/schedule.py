@@ -12,6 +12,7 @@ only grow masks, and `KeepMasks` re-zeroes them after every optimizer step.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -77,8 +78,6 @@ class Schedule(Callback):
 
 
 def _replace_ratio(cfg: PruneConfig, ratio: float) -> PruneConfig:
-    from dataclasses import replace
-
     return replace(cfg, ratio=min(max(ratio, 0.0), 0.999), target_macs=None, target_params=None)
 
 
