@@ -91,11 +91,11 @@ def test_demo_distillation_helps_and_matches_goldens(demo_run):
     for name, g in golden.items():
         assert abs(rows[name]["mean"] - g["mean"]) <= 2 * ONE_IMAGE + 1e-6, name
         assert len(rows[name]["accuracies"]) == 5
-    # KD helps the half-width student (strict on the recorded run; ≥ here, so float drift
-    # cannot flake it). For w4a4 QAT the recorded run shows KD *not* helping with this
-    # teacher (issue #5 stays open on that point): only the goldens above pin it down.
-    assert rows["half-width student, KD from fp32"]["mean"] >= \
-        rows["half-width student, no KD"]["mean"]
+    # KD helps the half-width student: strictly on the recorded run, ≥ here so float drift
+    # cannot flake it. The w4a4 QAT rows are pinned by the goldens only: on one split their
+    # difference is an image or two of noise (benchmarks/distill_qat.py cross-validates it).
+    kd, plain = rows["half-width student, KD from fp32"], rows["half-width student, no KD"]
+    assert kd["mean"] >= plain["mean"]
     assert golden["half-width student, KD from fp32"]["mean"] > \
         golden["half-width student, no KD"]["mean"]
 

@@ -93,7 +93,13 @@ class Distiller(nn.Module):
     def trainable(self, example_student: nn.Module, example_x: torch.Tensor) -> list:
         """Build the adapters with one forward (their shapes come from the features) and
         return their parameters, so they can join the student's optimizer."""
-        with torch.no_grad():
-            self.forward(example_student, example_x, None if self.alpha == 1 else
-                         torch.zeros(len(example_x), dtype=torch.long))
+        # eval mode: this forward must not move the student's BN statistics or observers
+        was_training = example_student.training
+        example_student.eval()
+        try:
+            with torch.no_grad():
+                self.forward(example_student, example_x, None if self.alpha == 1 else
+                             torch.zeros(len(example_x), dtype=torch.long))
+        finally:
+            example_student.train(was_training)
         return list(self.adapters.parameters())

@@ -22,7 +22,7 @@ class TrainConfig:
     schedule: str = "onecycle"
     grad_accum: int = 1  # micro-batches per optimizer step
     grad_clip: float | None = None  # max global grad norm
-    precision: str = "fp32"  # bf16: CPU/GPU autocast; fp16: CUDA autocast + GradScaler
+    precision: str = "fp32"  # bf16: autocast; fp16: autocast + GradScaler (CUDA; slow on CPU)
     seed: int = 0
     checkpoint_dir: Path | None = None
     checkpoint_every: int = 0  # optimizer steps; 0: only at the end

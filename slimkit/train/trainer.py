@@ -57,8 +57,6 @@ class Trainer:
         if config.batch_size % self.world:
             raise ConfigError(f"TrainConfig.batch_size={config.batch_size} must divide by the "
                               f"{self.world} ranks")
-        if config.precision == "fp16" and self.device.type != "cuda":
-            raise ConfigError("TrainConfig.precision='fp16' needs CUDA; use 'bf16' on CPU")
         if len(train_data) == 0:
             raise ConfigError("train_data is empty: the trainer needs at least one sample")
         torch.manual_seed(config.seed)
@@ -79,7 +77,10 @@ class Trainer:
         self.extra_parameters = list(extra_parameters)
         self.optimizer = _optimizer(model, config, self.extra_parameters)
         self.scheduler = _scheduler(self.optimizer, config, self.total_steps)
-        self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
+        # fp16's narrow exponent underflows small gradients: scale the loss up, skip steps
+        # whose gradients overflowed, and adapt the scale (on CUDA and, slowly, on CPU)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=config.precision == "fp16")
         self.precision = config.precision  # a schedule (ProgressivePrecision) may change it
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.history: list[dict] = []
@@ -178,7 +179,8 @@ class Trainer:
                     p.grad /= self.world
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            nn.utils.clip_grad_norm_([*self.model.parameters(), *self.extra_parameters],
+                                     self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,6 +1,7 @@
 """Child process for the resume and DDP tests (run as a script, or under torchrun).
 
 usage: run_training.py CKPT_DIR OUT.pt [--kill-at STEP] [--resume] [--batch N] [--epochs N]
+                       [--qat] [--kd]
 Trains a small DigitsCNN on real digits; --kill-at sends SIGKILL to itself right after the
 optimizer step STEP (a checkpoint is written every 10 steps), like a preempted job.
 """
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--qat", action="store_true", help="train w8a8 QAT; every rank saves buffers")
+    ap.add_argument("--kd", action="store_true",
+                    help="distil logits + features (a learned adapter); every rank saves it")
     a = ap.parse_args()
     torch.set_num_threads(1)
     train, test = digits_tensors()
@@ -48,10 +51,21 @@ def main() -> None:
 
         example = torch.stack([train[i][0] for i in range(32)])
         model = sk.prepare_qat(model, sk.QuantConfig.w8a8(), example)
-    with Trainer(model, cfg, train, test, callbacks=callbacks) as t:
+    kd = {}
+    if a.kd:
+        from slimkit.distill import Distiller
+
+        teacher = DigitsCNN(width=1.0).eval()  # same seed → the same teacher on every rank
+        distiller = Distiller(teacher, features=[("features.3", "features.3")])
+        example = torch.stack([train[i][0] for i in range(8)])
+        kd = {"loss_fn": distiller, "extra_parameters": distiller.trainable(model, example)}
+    with Trainer(model, cfg, train, test, callbacks=callbacks, **kd) as t:
         t.fit(resume=a.resume)
-        if a.qat:
-            torch.save(dict(t.model.named_buffers()), f"{a.out}.rank{t.rank}")
+        if a.qat or a.kd:
+            saved = dict(t.model.named_buffers())
+            if a.kd:
+                saved |= {f"adapter.{k}": v for k, v in distiller.adapters.state_dict().items()}
+            torch.save(saved, f"{a.out}.rank{t.rank}")
         if t.rank == 0:
             torch.save({"model": t.model.state_dict(), "accuracy": t.evaluate(),
                         "step": t.step}, a.out)

@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 
 from slimkit.errors import ConfigError
 from slimkit.models import DigitsCNN
-from slimkit.train import TrainConfig, Trainer, checkpoint
+from slimkit.train import Callback, TrainConfig, Trainer, checkpoint
 from slimkit.train.checkpoint import CheckpointError
 
 SCRIPT = Path(__file__).with_name("run_training.py")
@@ -63,15 +63,21 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert state["world"] == 2
 
 
-def test_ddp_qat_observer_statistics_are_identical_across_ranks(tmp_path):
+def test_ddp_qat_observers_and_kd_adapters_are_identical_across_ranks(tmp_path):
+    """QAT + logit and feature distillation under 2-process DDP: observer statistics (buffers)
+    and the Distiller's adapter (trained outside DDP's model) end equal on both ranks."""
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                 "--master_port=29534")
-    r = _run(tmp_path / "q", tmp_path / "q.pt", "--qat", "--epochs", 1, launcher=torchrun)
+    r = _run(tmp_path / "q", tmp_path / "q.pt", "--qat", "--kd", "--epochs", 1,
+             launcher=torchrun)
     assert r.returncode == 0, _why(r)
     b0 = torch.load(f"{tmp_path / 'q.pt'}.rank0", weights_only=True)
     b1 = torch.load(f"{tmp_path / 'q.pt'}.rank1", weights_only=True)
     observed = [k for k in b0 if k.endswith(("observer.lo", "observer.hi", ".scale"))]
     assert len(observed) >= 8
+    adapters = [k for k in b0 if k.startswith("adapter.")]
+    assert adapters == ["adapter.features_3->features_3.weight"]
+    assert b0[adapters[0]].shape == (128, 64, 1, 1)  # half-width student → teacher width
     for k in b0:
         assert torch.equal(b0[k], b1[k]), k
 
@@ -112,8 +118,6 @@ def test_bad_training_input(tmp_path):
     empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ConfigError, match="train_data is empty"):
         Trainer(DigitsCNN(), TrainConfig(progress=False), empty)
-    with pytest.raises(ConfigError, match="precision='fp16' needs CUDA"):
-        _tiny_trainer(tmp_path, precision="fp16")
     with pytest.raises(ConfigError, match="TrainConfig.precision='fp8'"):
         TrainConfig(precision="fp8")
     with pytest.raises(ConfigError, match="checkpoint_every needs checkpoint_dir"):
@@ -124,6 +128,46 @@ def test_bf16_autocast_trains(tmp_path):
     t = _tiny_trainer(tmp_path, precision="bf16")
     hist = t.fit()
     assert len(hist) == 4 and all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
+
+
+class _Poison:
+    """A loss that overflows on one optimizer step, as an fp16 run sometimes does."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def __call__(self, model, x, y):
+        self.calls += 1
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        return loss * float("inf") if self.calls == self.at else loss
+
+
+class _Snapshots(Callback):
+    def __init__(self) -> None:
+        self.weights: list[torch.Tensor] = []
+
+    def on_step_end(self, trainer) -> None:
+        self.weights.append(trainer.model.classifier[2].weight.detach().clone())
+
+
+def test_fp16_grad_scaler_skips_an_overflowed_step_and_checkpoints_its_scale(tmp_path):
+    snaps = _Snapshots()
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 1, 8, 8, generator=g),
+                         torch.randint(0, 10, (64,), generator=g))
+    cfg = TrainConfig(epochs=1, batch_size=16, precision="fp16", checkpoint_dir=tmp_path,
+                      progress=False)
+    t = Trainer(DigitsCNN(width=0.25), cfg, data, loss_fn=_Poison(at=3), callbacks=[snaps])
+    assert t.scaler.is_enabled() and t.scaler.get_scale() == 2.0**16
+    t.fit()
+    w = snaps.weights
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[2], w[3])  # real updates
+    assert torch.equal(w[1], w[2])  # the overflowed step changed nothing
+    assert t.scaler.get_scale() == 2.0**15  # and halved the loss scale
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+    t2 = Trainer(DigitsCNN(width=0.25), cfg, data)
+    t2._restore()
+    assert t2.scaler.get_scale() == 2.0**15  # the scale resumes with the run
 
 
 def test_eval_every_epoch_records_the_metric(tmp_path):
