@@ -16,8 +16,8 @@ from dataclasses import replace
 
 import torch
 
+from slimkit.callbacks import Callback
 from slimkit.pruning.config import PruneConfig
-from slimkit.train.trainer import Callback
 
 
 def agp_ratio(step: int, final: float, start: int, end: int, initial: float = 0.0) -> float:

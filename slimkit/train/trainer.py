@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from slimkit.callbacks import Callback
 from slimkit.errors import ConfigError
 from slimkit.train import checkpoint
 from slimkit.train.config import TrainConfig
@@ -35,15 +36,6 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(model(x), y)
-
-
-class Callback:
-    """Hooks for schedules that live outside the loop (pruning, QAT freezing, NAS)."""
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-    def on_step_end(self, trainer: Trainer) -> None: ...
-    def on_epoch_end(self, trainer: Trainer) -> None: ...
-    def on_train_end(self, trainer: Trainer) -> None: ...
 
 
 class Trainer:
