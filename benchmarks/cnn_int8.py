@@ -20,8 +20,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -31,6 +29,7 @@ import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, benchmark  # noqa: E402
+from slimkit.bench.tables import each_table_in_own_process  # noqa: E402
 from slimkit.deploy.layout import optimize_eager  # noqa: E402
 from slimkit.models import mobilenet_v2, resnet18, resnet50  # noqa: E402
 
@@ -154,9 +153,7 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="every table, each in its own process")
     a = ap.parse_args()
     if a.all:
-        for name, batch in TABLES:
-            subprocess.run([sys.executable, __file__, "--model", name, "--batch", str(batch),
-                            "--rounds", str(a.rounds)], check=True)
+        each_table_in_own_process(__file__, TABLES, ["--rounds", str(a.rounds)])
     else:
         table(a.model, a.batch, a.rounds)
 
