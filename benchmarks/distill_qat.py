@@ -26,12 +26,12 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from slimkit.data.digits import digits_tensors
-from slimkit.distill import Distiller
+from slimkit.demo_distill import w4a4_qat
 from slimkit.models import DigitsCNN
-from slimkit.quant import QuantConfig, convert, prepare_qat
 from slimkit.train import TrainConfig, Trainer, evaluate
 
-KD = {"no KD": None, "KD T=4 α=0.9": (4.0, 0.9), "KD T=2 α=0.5": (2.0, 0.5)}
+KD = {"no KD": None, "KD T=4 α=0.9": {"temperature": 4.0, "alpha": 0.9},
+      "KD T=2 α=0.5": {"temperature": 2.0, "alpha": 0.5}}
 REGIMES = {"all 1,347 images": None, "256 images": 256}
 
 
@@ -47,16 +47,6 @@ def subset(train, n: int | None, seed: int):
         return train
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(100 + seed))[:n]
     return TensorDataset(*(t[idx] for t in train.tensors))
-
-
-def w4a4_qat(fp32, train, test, seed: int, kd) -> float:
-    torch.manual_seed(seed)
-    example = torch.stack([train[i][0] for i in range(min(64, len(train)))])
-    qat = prepare_qat(fp32, QuantConfig.w4a4(), example)
-    extra = {} if kd is None else {"loss_fn": Distiller(fp32, temperature=kd[0], alpha=kd[1])}
-    Trainer(qat, TrainConfig(epochs=8, lr=5e-4, seed=seed, progress=False), train,
-            **extra).fit()
-    return evaluate(convert(qat), DataLoader(test, batch_size=256))
 
 
 def main() -> None:
@@ -82,7 +72,7 @@ def compare(width: float, splits: int, seeds: int) -> None:
             for regime, n in REGIMES.items():
                 data = subset(train, n, seed)
                 for name, kd in KD.items():
-                    acc[regime, name].append(w4a4_qat(fp32, data, test, seed, kd))
+                    acc[regime, name].append(w4a4_qat(seed, fp32, kd, data, test))
         print(f"width {width} split {split} done, {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"\nw4a4 QAT of DigitsCNN(width={width}), {splits} train/test splits × {seeds} seeds = "
           f"{splits * seeds} runs per row, 450 test images per split; "

@@ -49,13 +49,15 @@ def _student(seed: int, teacher: nn.Module | None, train, test) -> float:
     return t.evaluate()
 
 
-def _w4a4(seed: int, fp32: nn.Module, use_kd: bool, train, test) -> float:
+def w4a4_qat(seed: int, fp32: nn.Module, kd: dict | None, train, test) -> float:
+    """Top-1 of `fp32` after w4a4 QAT on `train` — with KD from `fp32` when `kd` gives
+    Distiller settings (temperature, alpha). Also used by benchmarks/distill_qat.py."""
     torch.manual_seed(seed)
     example = torch.stack([train[i][0] for i in range(64)])  # (64, 1, 8, 8)
     qat = prepare_qat(fp32, QuantConfig.w4a4(), example)
-    kd = {"loss_fn": Distiller(fp32, **QAT_KD)} if use_kd else {}
+    extra = {} if kd is None else {"loss_fn": Distiller(fp32, **kd)}
     Trainer(qat, TrainConfig(epochs=QAT["epochs"], lr=QAT["lr"], seed=seed, progress=False),
-            train, **kd).fit()
+            train, **extra).fit()
     # the deployable model, BN folded and packed
     return evaluate(convert(qat), DataLoader(test, batch_size=256))
 
@@ -65,8 +67,8 @@ def run_distill(fp32: nn.Module) -> list[DistillRow]:
     runs = {
         "half-width student, no KD": lambda s: _student(s, None, train, test),
         "half-width student, KD from fp32": lambda s: _student(s, fp32, train, test),
-        "w4a4 QAT, no KD": lambda s: _w4a4(s, fp32, False, train, test),
-        "w4a4 QAT + KD from fp32": lambda s: _w4a4(s, fp32, True, train, test),
+        "w4a4 QAT, no KD": lambda s: w4a4_qat(s, fp32, None, train, test),
+        "w4a4 QAT + KD from fp32": lambda s: w4a4_qat(s, fp32, QAT_KD, train, test),
     }
     rows = []
     for name, run in runs.items():
