@@ -127,7 +127,7 @@ def kernel_for(layer: QuantLinear) -> nn.Module | None:
         return None
     per_channel = isinstance(w.granularity, PerChannel) and w.granularity.axis == 0
     if inp is not None:
-        if inp.dynamic and inp.scheme == _TOKEN_INT8 and per_channel and w.bits == 8:
+        if inp.dynamic and inp.scheme == _TOKEN_INT8 and per_channel and w.bits in (7, 8):
             return Int8DynamicLinear(codes, scale, bias)
         return None
     if per_channel and w.bits == 8:

@@ -20,7 +20,7 @@ from slimkit.errors import ConfigError, SlimkitError
 from slimkit.graph.deps import DependencyGraph, Group
 from slimkit.graph.modules import name_matches
 from slimkit.pruning import unstructured as unst
-from slimkit.pruning.config import PruneConfig
+from slimkit.pruning.config import PruneConfig, PruneRule
 from slimkit.pruning.importance import group_scores, taylor_grads
 from slimkit.pruning.report import LayerReport, PruneReport
 from slimkit.pruning.surgery import cut
@@ -148,19 +148,25 @@ def _wanted(g: Group, granularity: str, modules: dict) -> bool:
     return True
 
 
+def last_rule(rules: tuple[PruneRule, ...], names: list[str]) -> PruneRule | None:
+    """The last rule whose pattern matches one of `names` (general rules first, exceptions
+    after — the same precedence as QuantConfig rules)."""
+    hit = None
+    for r in rules:
+        if any(name_matches(r.pattern, n) for n in names):
+            hit = r
+    return hit
+
+
 def _rule_ratios(groups: list[Group], cfg: PruneConfig):
     """(leaf → fixed ratio from a rule, or 0 for a skip; leaves the target decides)."""
     fixed, free = {}, []
     for g in groups:
-        hit = None
-        for r in cfg.rules:
-            for owner in g.owners:
-                if name_matches(r.pattern, owner):
-                    hit = 0.0 if r.skip else r.ratio if hit is None else min(hit, r.ratio)
+        hit = last_rule(cfg.rules, g.owners)
         if hit is None:
             free.append(g)
         else:
-            fixed[g.leaf] = hit
+            fixed[g.leaf] = 0.0 if hit.skip else hit.ratio
     return fixed, free
 
 
@@ -242,12 +248,14 @@ def _what(cfg: PruneConfig) -> str:
 # ---- unstructured / N:M --------------------------------------------------------------------------
 def _unstructured(model, cfg: PruneConfig, data, loss_fn) -> PruneReport:
     layers = {n: m for n, m in model.named_modules() if isinstance(m, unst.PRUNABLE)}
-    ratios = {}
+    ratios, skipped = {}, set()
     for n in layers:
         r = cfg.ratio if cfg.granularity == "unstructured" else None
-        for rule in cfg.rules:
-            if name_matches(rule.pattern, n):
-                r = None if rule.skip else rule.ratio
+        rule = last_rule(cfg.rules, [n])
+        if rule is not None:
+            r = None if rule.skip else rule.ratio
+            if rule.skip:
+                skipped.add(n)
         ratios[f"{n}.weight"] = r
     if all(r is None for r in ratios.values()) and cfg.granularity == "unstructured":
         raise ConfigError("every layer is skipped: nothing to prune")
@@ -255,8 +263,7 @@ def _unstructured(model, cfg: PruneConfig, data, loss_fn) -> PruneReport:
     scores = {}
     for n, m in layers.items():
         name = f"{n}.weight"
-        skipped = any(name_matches(r.pattern, n) and r.skip for r in cfg.rules)
-        if (cfg.granularity == "unstructured" and ratios[name] is None) or skipped:
+        if (cfg.granularity == "unstructured" and ratios[name] is None) or n in skipped:
             continue
         scores[name] = unst.weight_scores(m.weight.detach(), cfg.importance,
                                           grads[name] if grads else None, cfg.seed)

@@ -31,7 +31,7 @@ def cut(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.Tensor])
         for d, space in enumerate(dims):
             idx = graph.spaces.keep_index(space, keep)
             if len(idx) != new.shape[d]:
-                new = new.index_select(d, idx)
+                new = new.index_select(d, idx.to(new.device))
         if new.shape != t.shape:
             _assign(slots[name], t, new.contiguous().clone())
             shapes[name] = list(new.shape)

@@ -17,7 +17,8 @@ PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def weight_scores(w: torch.Tensor, kind: str, grad: torch.Tensor | None, seed: int):
     if kind == "random":
-        return torch.rand(w.shape, generator=torch.Generator().manual_seed(seed))
+        # drawn on the CPU (the seeded generator lives there), then placed beside the weight
+        return torch.rand(w.shape, generator=torch.Generator().manual_seed(seed)).to(w.device)
     if kind == "taylor":
         return (w * grad).abs()
     if kind in ("l1", "l2"):
@@ -44,7 +45,7 @@ def magnitude_masks(scores: dict[str, torch.Tensor], ratios: dict[str, float],
             masks[n] = torch.ones_like(s, dtype=torch.bool)
             continue
         order = s.flatten().argsort()
-        m = torch.ones(s.numel(), dtype=torch.bool)
+        m = torch.ones(s.numel(), dtype=torch.bool, device=s.device)
         m[order[:k]] = False
         masks[n] = m.view_as(s)
     return masks

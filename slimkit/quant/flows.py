@@ -22,6 +22,7 @@ from slimkit.quant.graph_quant import quantize_op_inputs, standalone_quantizers
 from slimkit.quant.modules import QUANT_MODULES, QuantConvBn, QuantLayer
 from slimkit.quant.observers import MinMax
 from slimkit.quant.plan import QuantPlan, resolve_plan, with_tensors
+from slimkit.target import Target
 
 
 def remember_original(compressed: nn.Module, original: nn.Module) -> None:
@@ -45,7 +46,8 @@ def _swap(model: nn.Module, plan: QuantPlan, config: QuantConfig, bn_pairs: dict
             set_submodule(model, bn_name, nn.Identity())
         else:
             wrapped = QUANT_MODULES[type(mod)](mod, e.spec, e.name, opts.freeze_observers_after)
-        set_submodule(model, e.name, wrapped)
+        # quantizer buffers are born on the CPU: place them beside the layer's weight
+        set_submodule(model, e.name, wrapped.to(mod.weight.device))
 
 
 def quantize(
@@ -56,14 +58,17 @@ def quantize(
     inplace: bool = False,
     progress: bool = True,
     max_batches: int | None = None,
+    target: str | Target | None = "auto",
 ) -> nn.Module:
     """Post-training quantization. Static configs calibrate on `calib`; dynamic and
     weight-only configs need no data. Returns an ordinary nn.Module with packed weights
-    (a torch.fx.GraphModule when adds / pools got quantizers); its plan is `.slimkit_plan`."""
+    (a torch.fx.GraphModule when adds / pools got quantizers); its plan is `.slimkit_plan`.
+    `target` ('auto': this machine; a preset such as 'portable' or 'x86-vnni'; a Target) picks
+    the int8 weight range its kernels compute exactly — the simulation uses the same."""
     original, model = model, model if inplace else copy.deepcopy(model)
     model.eval()
     fuse_conv_bn(model)  # quantize the weights that will be deployed: BN folded in
-    plan = resolve_plan(model, config)
+    plan = resolve_plan(model, config, target)
     _swap(model, plan, config, {})
     model, plan = _quantize_op_inputs(model, plan, config)
     if plan.needs_calibration:
@@ -76,7 +81,8 @@ def quantize(
 
 
 def prepare_qat(
-    model: nn.Module, config: QuantConfig, example_inputs, *, inplace: bool = False
+    model: nn.Module, config: QuantConfig, example_inputs, *, inplace: bool = False,
+    target: str | Target | None = "auto",
 ) -> nn.Module:
     """A trainable model with fake-quant + STE. Conv→BN pairs train folded (config.qat).
     `example_inputs` (a tensor, tuple or dict batch) seeds the activation ranges and LSQ scales.
@@ -84,7 +90,7 @@ def prepare_qat(
     min/max would keep the widest range of the early, unstable steps forever)."""
     original, model = model, model if inplace else copy.deepcopy(model)
     config = config.with_act_observer(QAT_ACT_OBSERVER, replacing=MinMax)
-    plan = resolve_plan(model, config)
+    plan = resolve_plan(model, config, target)
     pairs = dict(conv_bn_pairs(model)) if config.qat.fold_bn else {}
     foldable = {e.name for e in plan.quantized()
                 if isinstance(model.get_submodule(e.name), (nn.Conv1d, nn.Conv2d))}

@@ -65,7 +65,8 @@ class QuantLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_quantizer is not None:
             x = self.input_quantizer(x)
-        y = self.op(x, self.weight(), self.bias())
+        w = self.weight()  # decoded codes are float32; a float64 model computes in float64
+        y = self.op(x, w.to(x.dtype) if x.is_floating_point() else w, self.bias())
         return self.output_quantizer(y) if self.output_quantizer is not None else y
 
     def act_quantizers(self) -> list[ActQuantizer]:

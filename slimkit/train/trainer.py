@@ -214,7 +214,10 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "rng": torch.get_rng_state(), "world": self.world}
+                "rng": torch.get_rng_state(), "world": self.world,
+                # parameters trained beside the model (a Distiller's feature adapters); their
+                # optimizer moments are in "optimizer" already
+                "extra": [p.detach().clone() for p in self.extra_parameters]}
 
     def sync_buffers(self) -> None:
         """Give every rank rank 0's buffers (BN statistics, quantization observers, masks).
@@ -248,6 +251,16 @@ class Trainer:
 
     def _load_states(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
+        extra = s.get("extra", [])
+        if [tuple(t.shape) for t in extra] != [tuple(p.shape) for p in self.extra_parameters]:
+            raise ConfigError(
+                f"the checkpoint holds {len(extra)} extra parameter(s) of shapes "
+                f"{[tuple(t.shape) for t in extra]}, this trainer "
+                f"{[tuple(p.shape) for p in self.extra_parameters]}: build the Distiller's "
+                "adapters (distiller.trainable(...)) the same way before resuming")
+        with torch.no_grad():
+            for p, t in zip(self.extra_parameters, extra, strict=True):
+                p.copy_(t)
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
