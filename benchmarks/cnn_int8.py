@@ -139,10 +139,10 @@ def _has_openvino() -> bool:
 
 
 def _cosines(model, cands, x) -> dict[str, float]:
-    from slimkit.deploy.runtimes import load
+    from slimkit.deploy.runtimes import session
 
     ref = model(x).detach().numpy()
-    return {c.name: cosine(ref, load(c.model, c.runtime).run((x,))) for c in cands}
+    return {c.name: cosine(ref, session(c.model, c.runtime).run((x,))) for c in cands}
 
 
 def main() -> None:

@@ -22,11 +22,13 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(cache_dir: Path, json_out: Path | None, quiet: bool) -> None:
     """Train DigitsCNN on scikit-learn's digits, compress it, print the comparison table."""
-    from slimkit.demo import demo_to_json, format_parity, format_table, run_demo
-    from slimkit.demo_distill import format_distill
-    from slimkit.demo_prune import format_prune
+    from slimkit.bench.machine import machine_line
+    from slimkit.examples.demo import demo_to_json, format_parity, format_table, run_demo
+    from slimkit.examples.demo_distill import format_distill
+    from slimkit.examples.demo_prune import format_prune
 
     t = time.perf_counter()
+    click.echo(machine_line(2) + "\n")
     demo = run_demo(cache_dir, progress=not quiet)
     click.echo(format_table(demo.rows))
     click.echo(f"\n{format_parity(demo.parity)}\n")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimkit.deploy.runtimes import load
+from slimkit.deploy.runtimes import session
 from slimkit.target import Target, resolve_target
 
 PARITY_FLOOR = 0.99  # fraction of outputs within one quantization step below which we warn
@@ -53,11 +53,11 @@ def check_parity(model: nn.Module, onnx_path, inputs, runtime: str = "ort",
     quantizer's scale if the last layer has one, else one int8 step of the reference
     output's range, (max − min) / 255. Fewer than 99% of outputs within one step warns
     (ParityWarning) with the likely cause on `target` (the machine running this check)."""
-    session = load(onnx_path, runtime)
+    sess = session(onnx_path, runtime)
     batches = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
     batches = [b[0] if isinstance(b, (tuple, list)) else b for b in batches]
     ref = np.concatenate([model.eval()(b).numpy() for b in batches])
-    out = np.concatenate([session.run(b) for b in batches])
+    out = np.concatenate([sess.run(b) for b in batches])
     par = compare(ref, out, step if step is not None else _default_step(model, ref))
     if par.within_one_step < PARITY_FLOOR:
         cause = likely_cause(onnx_path, runtime, resolve_target(target))

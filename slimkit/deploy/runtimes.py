@@ -1,4 +1,4 @@
-"""Runtimes behind one small interface: load(path_or_module) → session.run(inputs).
+"""Runtimes behind one small interface: session(path_or_module) → .run(inputs).
 
 Sessions are built once and reused; threads are set explicitly (intra-op), one stream.
 PyTorch eager, ONNX Runtime (required), OpenVINO (optional extra `slimkit[openvino]`).
@@ -101,7 +101,7 @@ class OpenVinoSession:
         return next(iter(res.values()))
 
 
-def load(model: nn.Module | str | Path, runtime: str | None = None, threads: int = 2,
+def session(model: nn.Module | str | Path, runtime: str | None = None, threads: int = 2,
          spin: bool = True) -> Session:
     """An nn.Module runs in PyTorch; an .onnx path in ONNX Runtime unless runtime='openvino'."""
     if isinstance(model, nn.Module):

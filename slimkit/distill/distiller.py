@@ -18,6 +18,7 @@ from torch import nn
 
 from slimkit.distill.losses import kd_loss
 from slimkit.errors import ConfigError
+from slimkit.record import record_of
 
 
 def _adapter(student_out: torch.Tensor, teacher_out: torch.Tensor) -> nn.Module:
@@ -69,11 +70,12 @@ class Distiller(nn.Module):
     def forward(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         s_model = student.module if hasattr(student, "module") else student
         if self.teacher is None:
-            original = s_model.__dict__.get("slimkit_original")
+            rec = record_of(s_model, create=False)
+            original = rec.original if rec is not None else None
             if original is None:
                 raise ConfigError("Distiller has no teacher: pass teacher=, or train a student "
-                                  "made by sk.quantize / sk.prepare_qat (it remembers its "
-                                  "uncompressed model)")
+                                  "made by sk.quantize / sk.prepare_qat / sk.prune (it "
+                                  "remembers its uncompressed model)")
             self._set_teacher(original)
         if id(s_model) not in self._hooked:
             self._hook(s_model, [s for _, s in self.features], "s:")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from slimkit.errors import SlimkitError
@@ -55,3 +56,37 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, replace: Callable[[Path], bool]) -> Iterator[Path]:
+    """Yields an empty temp directory next to `path`; on success it takes `path`'s place.
+    An existing `path` is replaced only if `replace(path)` says so (e.g. it is an earlier
+    artifact); otherwise WriteError, and nothing is touched."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise WriteError(f"cannot write {path}: directory {path.parent} does not exist")
+    if path.exists() and not replace(path):
+        raise WriteError(f"{path} exists and is not a slimkit artifact: refusing to overwrite it")
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror}") from e
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old / "previous")
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(f"cannot write {path}: {e.strerror or e}") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -8,7 +8,7 @@ smaller; unstructured / N:M come back the same shape with masks (unstructured.py
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,7 +23,8 @@ from slimkit.pruning import unstructured as unst
 from slimkit.pruning.config import PruneConfig, PruneRule
 from slimkit.pruning.importance import group_scores, taylor_grads
 from slimkit.pruning.report import LayerReport, PruneReport
-from slimkit.pruning.surgery import cut
+from slimkit.pruning.surgery import apply_arch, cut
+from slimkit.record import ModelRecord, Step, copy_model, note_source, rebuilds, record_of
 
 CONV = nn.modules.conv._ConvNd
 
@@ -51,11 +52,28 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
     if config.structured:
         pruned, report = _structured(model, config, example_inputs, data, loss_fn)
     else:
-        pruned = copy.deepcopy(model)
+        pruned = copy_model(model)
         report = _unstructured(pruned, config, data, loss_fn)
     if _output_shapes(pruned, example_inputs) != reference:
         raise PruneError("the pruned model's output shapes differ from the original's")
+    rec = record_of(pruned)
+    note_source(rec, model)
+    if rec.original is None:
+        rec.original = model  # a reference: distillation's default teacher
+    rec.add("prune", {"config": dataclasses.asdict(config), "structured": config.structured},
+            f"{config.granularity}: params {report.params_before:,} → {report.params_after:,}"
+            + (f", MACs {report.macs_before:,} → {report.macs_after:,}"
+               if report.macs_before else ""))
     return PruneResult(pruned, report)
+
+
+@rebuilds("prune")
+def _rebuild(model: nn.Module, step: Step, rec: ModelRecord) -> nn.Module:
+    """Structured cuts: the recorded shapes and attributes, all at the first structured prune
+    (the record holds their sum). Unstructured / N:M: same shapes, masks come with the weights."""
+    first = next((s for s in rec.steps if s.kind == "prune" and s.config.get("structured")),
+                 None)
+    return apply_arch(model, rec.arch) if step is first else model
 
 
 # ---- structured ------------------------------------------------------------------------------
@@ -80,7 +98,7 @@ def _structured(model, cfg: PruneConfig, example, data, loss_fn):
         counts = _plan(graph, live, scores, fixed, free, cfg)
         keep = {g.leaf: scores[g.leaf].topk(counts[g.leaf]).indices.sort().values
                 for g in live if counts[g.leaf] < g.size}
-        pruned = copy.deepcopy(model)
+        pruned = copy_model(model)
         cut(pruned, graph, keep)
         try:
             _output_shapes(pruned, example)

@@ -1,8 +1,8 @@
 """Unstructured and N:M sparsity: masks on conv / linear weights (same shapes, zeros inside).
 
-Masks live in `model.__dict__["slimkit_masks"]` (FQN → bool tensor); `KeepMasks` (schedule.py)
-re-applies them after each optimizer step so fine-tuning keeps the zeros. `slimkit.sparse`
-turns such weights into CSR / BSR kernels where that is faster.
+Masks live in the model's record (`record_of(model).masks`, FQN → bool tensor); `KeepMasks`
+(schedule.py) re-applies them after each optimizer step so fine-tuning keeps the zeros.
+`slimkit.sparse` turns such weights into CSR / BSR kernels where that is faster.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from slimkit.errors import ConfigError
+from slimkit.record import record_of
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -67,7 +68,7 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, mask in masks.items():
             params[name].mul_(mask)
-    model.__dict__.setdefault("slimkit_masks", {}).update(masks)
+    record_of(model).masks.update(masks)
 
 
 def sparsity(model: nn.Module) -> dict[str, float]:

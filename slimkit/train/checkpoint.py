@@ -23,7 +23,7 @@ class CheckpointError(SlimkitError):
     """A checkpoint file is missing, truncated or not a slimkit checkpoint."""
 
 
-def save(state: dict, directory: str | os.PathLike, step: int, keep: int = 2) -> Path:
+def write(state: dict, directory: str | os.PathLike, step: int, keep: int = 2) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step-{step:08d}.pt"
@@ -42,7 +42,7 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return sorted(p for p in directory.iterdir() if _NAME.search(p.name))
 
 
-def load(path: str | os.PathLike) -> dict:
+def read(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

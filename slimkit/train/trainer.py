@@ -230,7 +230,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         self.sync_buffers()
         if self.rank == 0:
-            checkpoint.save(self.state(), self.cfg.checkpoint_dir, self.step)
+            checkpoint.write(self.state(), self.cfg.checkpoint_dir, self.step)
         if self.world > 1:
             dist.barrier()
 
@@ -241,7 +241,7 @@ class Trainer:
         if path is None:
             return None  # nothing saved yet: a fresh start
         log.info("resuming from %s", path)
-        return checkpoint.load(path)
+        return checkpoint.read(path)
 
     def _restore(self) -> None:
         """Load the latest checkpoint into this trainer (model, optimizer, RNG, counters)."""
