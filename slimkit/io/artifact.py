@@ -84,7 +84,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, factory: str | None = Non
 
             export(model, example_inputs, tmp / ONNX)
             manifest["deploy"] = {"onnx": ONNX}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        # compact: on a small model the manifest would otherwise outweigh the packed weights
+        (tmp / MANIFEST).write_text(json.dumps(manifest, separators=(",", ":"), sort_keys=True))
     return Path(path)
 
 

@@ -48,18 +48,31 @@ def from_json(d):
 
 
 def plan_to_json(plan: QuantPlan) -> dict:
+    """Entries refer to a list of distinct specs (most layers share one)."""
+    specs: list = []
+
     def entry(e: PlanEntry) -> dict:
-        return {"name": e.name, "module_type": e.module_type, "spec": to_json(e.spec),
+        spec = to_json(e.spec)
+        if spec not in specs:
+            specs.append(spec)
+        return {"name": e.name, "module_type": e.module_type, "spec": specs.index(spec),
                 "reason": e.reason}
 
-    return {"config_name": plan.config_name, "entries": [entry(e) for e in plan.entries],
-            "tensors": [entry(e) for e in plan.tensors], "notes": list(plan.notes),
-            "target": plan.target}
+    entries = [entry(e) for e in plan.entries]
+    tensors = [entry(e) for e in plan.tensors]
+    return {"config_name": plan.config_name, "specs": specs, "entries": entries,
+            "tensors": tensors, "notes": list(plan.notes), "target": plan.target}
 
 
 def plan_from_json(d: dict) -> QuantPlan:
+    specs = d["specs"]
+
     def entry(e: dict) -> PlanEntry:
-        return PlanEntry(e["name"], e["module_type"], from_json(e["spec"]), e["reason"])
+        i = e["spec"]
+        if not isinstance(i, int) or not 0 <= i < len(specs):
+            raise ConfigError(f"manifest plan entry {e.get('name')!r} refers to spec {i!r}; "
+                              f"the plan holds {len(specs)}")
+        return PlanEntry(e["name"], e["module_type"], from_json(specs[i]), e["reason"])
 
     return QuantPlan(d["config_name"], tuple(entry(e) for e in d["entries"]),
                      tuple(entry(e) for e in d["tensors"]), tuple(d["notes"]), d.get("target"))

@@ -103,7 +103,7 @@ def test_a_missing_factory_is_named(art):
 def test_loading_runs_no_code_from_the_artifact(art):
     path, _ = art
     # a plan naming a type slimkit does not register cannot make it import or run anything
-    _manifest(path, lambda m: m["plan"]["entries"][0]["spec"].update(type="os.system"))
+    _manifest(path, lambda m: m["plan"]["specs"][0].update(type="os.system"))
     with pytest.raises(sk.ConfigError, match="unknown quantization type 'os.system'"):
         sk.load(path)
 
