@@ -84,5 +84,75 @@ def plan(preset: str) -> None:
     click.echo(str(resolve_plan(DigitsCNN(), configs[preset]())))
 
 
+def _fail(e: Exception) -> None:
+    """Bad input: one clear line on stderr, exit code 2 (as click does for bad options)."""
+    click.echo(f"error: {e}", err=True)
+    raise SystemExit(2)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Run directory: the final artifact, exported files, report, log, stages.")
+@click.option("--force", is_flag=True, help="Replace a run of another recipe in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def compress(recipe: Path, out: Path, force: bool, quiet: bool) -> None:
+    """Run RECIPE on its model: every stage under the accuracy budget, resumable."""
+    from slimkit.errors import SlimkitError
+    from slimkit.pipeline import compress as run
+    from slimkit.pipeline.summary import summary
+
+    try:
+        report = run(recipe, out, force=force, progress=False if quiet else None)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: run the same command again to resume from {out}",
+                   err=True)
+        raise SystemExit(130) from None
+    except (SlimkitError, OSError) as e:
+        _fail(e)
+    summary(report, out)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+def check(recipe: Path) -> None:
+    """Validate RECIPE and print each stage's plan, without training or writing anything."""
+    from slimkit.errors import SlimkitError
+    from slimkit.pipeline import check as run
+
+    try:
+        click.echo(run(recipe))
+    except SlimkitError as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def report(run_dir: Path) -> None:
+    """Rebuild RUN_DIR/report.html from its report.json."""
+    from slimkit.errors import SlimkitError
+    from slimkit.report import rebuild
+
+    try:
+        click.echo(str(rebuild(run_dir)))
+    except SlimkitError as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--shape", default=None, help="Per-sample input shape, e.g. 3,224,224.")
+def inspect(model: str, shape: str | None) -> None:
+    """Layers, params, MACs, prunable groups and quantizable layers of MODEL: a factory
+    (package.module:function), torchvision:NAME, an artifact directory or a recipe."""
+    from slimkit.errors import SlimkitError
+    from slimkit.pipeline.inspect import inspect_model
+
+    try:
+        click.echo(inspect_model(model, shape))
+    except SlimkitError as e:
+        _fail(e)
+
+
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -35,7 +36,7 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
     if dynamic_batch:
         dyn = tuple({0: torch.export.Dim.DYNAMIC} if isinstance(a, torch.Tensor) else None
                     for a in args)
-    with warnings.catch_warnings(), _quiet_exporter(), torch.no_grad():
+    with warnings.catch_warnings(), _quiet_exporter(), _reuse_torchlib(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
             prog = torch.onnx.export(float_model, args, dynamo=True, opset_version=opset,
@@ -96,6 +97,51 @@ def warn_if_saturates(proto, target: Target, stacklevel: int = 2) -> list[str]:
             "disagree with the simulation; quantize with target='auto' on the deployment CPU, "
             "or target='portable' for any x86"), stacklevel=stacklevel)
     return [s.weight for s in bad]
+
+
+@functools.cache
+def _torchlib(opset_version: int):
+    """torch.onnx rebuilds its ATen → ONNX registry from torchlib on every export (≈1 s,
+    thousands of onnxscript functions); build it once per process and hand each export a
+    shallow copy (so the custom ops one export registers never leak into the next)."""
+    from torch.onnx._internal.exporter import _registration
+
+    return _FROM_TORCHLIB[0].__func__(_registration.ONNXRegistry, opset_version)
+
+
+_FROM_TORCHLIB: list = []
+
+
+class _reuse_torchlib:
+    """Serve torch.onnx's registry from the cache above; any mismatch with this torch's
+    internals and export simply builds its own, as without slimkit."""
+
+    def __enter__(self):
+        try:
+            from torch.onnx._internal.exporter import _registration
+        except ImportError:
+            self.cls = None
+            return self
+        self.cls = _registration.ONNXRegistry
+        if not _FROM_TORCHLIB:
+            _FROM_TORCHLIB.append(self.cls.__dict__["from_torchlib"])
+
+        def from_torchlib(cls, opset_version=None, **kw):
+            if kw or opset_version is None:
+                return _FROM_TORCHLIB[0].__func__(cls, *(
+                    () if opset_version is None else (opset_version,)), **kw)
+            base = _torchlib(opset_version)
+            fresh = cls()
+            fresh._opset_version = base._opset_version
+            fresh.functions = {k: list(v) for k, v in base.functions.items()}
+            return fresh
+
+        self.cls.from_torchlib = classmethod(from_torchlib)
+        return self
+
+    def __exit__(self, *exc):
+        if self.cls is not None:
+            self.cls.from_torchlib = _FROM_TORCHLIB[0]
 
 
 class _quiet_exporter:

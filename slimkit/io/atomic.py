@@ -37,6 +37,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise WriteError(f"cannot write {path}: {e.strerror}") from e
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets what open() would
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -48,6 +49,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -70,6 +77,7 @@ def atomic_dir(path: str | os.PathLike, replace: Callable[[Path], bool]) -> Iter
         raise WriteError(f"{path} exists and is not a slimkit artifact: refusing to overwrite it")
     try:
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        os.chmod(tmp, 0o777 & ~_umask())
     except OSError as e:
         raise WriteError(f"cannot write {path}: {e.strerror}") from e
     try:
