@@ -5,9 +5,9 @@ and the bookkeeping that lets workers share it and a killed search resume.
 - Identity: the space and the parts of the config that give trials their meaning are stored
   as study attributes; resuming with a different space, strategy, objective or constraint is
   refused with the difference named.
-- Leases: the worker running a trial writes its host:pid and a heartbeat into the trial; a
-  RUNNING trial whose worker is gone (same host, pid dead) or silent for 3 heartbeats is
-  marked FAIL ('lost'), so a restarted search loses only the trials that were running.
+- Leases: the worker running a trial writes its host:pid and a heartbeat into the trial (user
+  attr 'lease'); a RUNNING trial whose worker is gone (same host, pid dead) or silent for 3
+  heartbeats is marked FAIL ('lost'), so a restarted search loses only the trials that ran.
 """
 
 from __future__ import annotations
@@ -71,19 +71,16 @@ def _journal(spec: str, run_dir):
 def open_study(config: SearchConfig, space: Space, sampler) -> optuna.Study:
     """Create the study, or load it and check it is the same search."""
     storage = open_storage(config)
-    name = config.study_name
-    exists = storage is not None and name in optuna.study.get_all_study_names(storage)
-    if exists:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        _check_same(study, config, space)
-        return study
-    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+    study = optuna.create_study(storage=storage, study_name=config.study_name, sampler=sampler,
                                 directions=config.directions, load_if_exists=True)
-    if "slimkit.space" not in study.user_attrs:  # a worker that raced us may have written it
-        study.set_user_attr("slimkit.space", space.to_dict())
-        study.set_user_attr("slimkit.config", config.identity())
-    else:
-        _check_same(study, config, space)
+    for _ in range(20):  # a worker that created it a moment ago is writing its identity
+        if "slimkit.space" in study.user_attrs or not study.get_trials(deepcopy=False):
+            break
+        time.sleep(0.1)
+    if "slimkit.space" not in study.user_attrs and not study.get_trials(deepcopy=False):
+        study.set_user_attr("slimkit.space", space.to_dict())  # racing workers write the same
+        study.set_user_attr("slimkit.config", json.loads(json.dumps(config.identity())))
+    _check_same(study, config, space)
     return study
 
 
@@ -112,14 +109,13 @@ class Lease:
         self._stop: threading.Event | None = None
 
     def hold(self, trial: Trial) -> None:
-        trial.set_user_attr("worker", WORKER)
-        trial.set_user_attr("heartbeat", time.time())
+        trial.set_user_attr("lease", [WORKER, time.time()])  # one write: (host:pid, heartbeat)
         self._stop = stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(self.heartbeat_s):
                 try:
-                    trial.set_user_attr("heartbeat", time.time())
+                    trial.set_user_attr("lease", [WORKER, time.time()])
                 except Exception:  # noqa: BLE001 — finished meanwhile: nothing left to keep
                     return
 
@@ -145,8 +141,7 @@ def fail_lost_trials(study: optuna.Study, heartbeat_s: float) -> list[int]:
     """Mark RUNNING trials whose worker died (same host) or went silent as FAIL; their numbers."""
     now, lost = time.time(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker")
-        beat = t.user_attrs.get("heartbeat")
+        worker, beat = t.user_attrs.get("lease", (None, None))
         if beat is None:
             beat = t.datetime_start.timestamp() if t.datetime_start else now
         dead = False

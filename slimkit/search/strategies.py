@@ -251,8 +251,8 @@ class PerTrialSeeded(BaseSampler):
 
 
 def _tpe(space, seed, evo, rl):
-    return PerTrialSeeded(lambda s: TPESampler(seed=s, multivariate=True, constant_liar=True,
-                                               warn_independent_sampling=False), seed)
+    return PerTrialSeeded(lambda s: TPESampler(seed=s, multivariate=True, constant_liar=True),
+                          seed)
 
 
 def _nsga2(space, seed, evo, rl):
