@@ -43,7 +43,7 @@ log = logging.getLogger("slimkit.bench")
 KINDS = ("conv", "depthwise", "linear")
 RUNTIMES = ("ort",)
 PRECISIONS = ("fp32",)  # "int8" (QDQ around the node) is the next one; the key carries it
-CACHE_VERSION = 2  # 2: kernel times from ORT profiling
+CACHE_VERSION = 3  # 2: kernel times from ORT profiling; 3: calibration dicts
 
 
 @dataclass(frozen=True)
@@ -232,8 +232,8 @@ def _runtime_version(runtime: str) -> str:
 @dataclass
 class Prediction:
     total_ms: float
-    layers_ms: float
-    overhead_ms: float
+    layers_ms: float  # Σ of the table's kernel times
+    overhead_ms: float  # total − layers_ms: what the calibration adds
     per_layer: list[tuple[str, float]]  # (module name, ms)
 
     def to_dict(self) -> dict:
@@ -242,9 +242,17 @@ class Prediction:
 
 class LatencyTable:
     """Per-layer latencies on this machine, cached in `cache_dir` (default ~/.cache/slimkit,
-    or $SLIMKIT_CACHE). `overhead_ms` is added once per network: what a network run costs
-    beyond its conv / linear layers (the call itself, pooling, adds, reshapes); set it with
-    calibrate() on a few networks, then check() the prediction on others."""
+    or $SLIMKIT_CACHE).
+
+    A network costs more (or less) than the sum of its layers' kernels: the call itself, the
+    ops outside the table (pooling, adds, reshapes) and the dispatch of every node. calibrate()
+    fits those two terms,
+
+        total = Σ kernels + per_layer · (number of layers) + base,
+
+    on a few networks measured end to end (base alone with fewer than 3); until then
+    total = Σ kernels. check() reports the error on other networks. (A free scale on Σ kernels
+    was tried too: on this shared 2-core machine it over-fitted 5 noisy networks.)"""
 
     ROUNDS, RUNS_PER_ROUND, WARMUP, CHUNK = 5, 4, 3, 16  # 20 timed runs per layer
 
@@ -263,7 +271,7 @@ class LatencyTable:
         self.path = self.cache_dir / (f"layer-latency-{self.target.key()}-{runtime}-"
                                       f"{self.version}.json")
         self.entries: dict[str, float] = {}  # measurement key → kernel ms
-        self.overheads: dict[str, float] = {}
+        self.overheads: dict[str, dict] = {}  # batch|threads|precision → calibration
         self._load()
 
     # ---- the cache ---------------------------------------------------------------------------
@@ -287,7 +295,7 @@ class LatencyTable:
                         self.path, data.get("machine"), stamp)
             return
         self.entries = {k: float(v) for k, v in data.get("entries", {}).items()}
-        self.overheads = {k: float(v) for k, v in data.get("overheads", {}).items()}
+        self.overheads = dict(data.get("overheads", {}))
 
     def save(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -298,9 +306,18 @@ class LatencyTable:
     def _key(self, spec: LayerSpec) -> str:
         return f"{spec.key()}|b{self.batch}|t{self.threads}|{self.precision}"
 
+    def _calib_key(self) -> str:
+        return f"b{self.batch}|t{self.threads}|{self.precision}"
+
     @property
-    def overhead_ms(self) -> float:
-        return self.overheads.get(f"b{self.batch}|t{self.threads}|{self.precision}", 0.0)
+    def calibration(self) -> dict:
+        """{'scale', 'per_layer', 'base'} for this batch / threads / precision."""
+        c = self.overheads.get(self._calib_key())
+        return dict(c) if isinstance(c, dict) else {"scale": 1.0, "per_layer": 0.0, "base": 0.0}
+
+    def total(self, layers_ms: float, n_layers: int) -> float:
+        c = self.calibration
+        return c["scale"] * layers_ms + c["per_layer"] * n_layers + c["base"]
 
     # ---- measuring ---------------------------------------------------------------------------
     def missing(self, specs) -> list[LayerSpec]:
@@ -336,11 +353,12 @@ class LatencyTable:
 
     # ---- networks ----------------------------------------------------------------------------
     def predict(self, model: nn.Module, example_inputs) -> Prediction:
-        """Σ layers + overhead_ms, measuring the layers the table does not have yet."""
+        """Σ layers, calibrated; measures the layers the table does not have yet."""
         named = layer_specs(model, example_inputs)
         ms = self.lookup([s for _, s in named])
         layers = float(sum(ms))
-        return Prediction(layers + self.overhead_ms, layers, self.overhead_ms,
+        total = self.total(layers, len(named))
+        return Prediction(total, layers, total - layers,
                           [(n, m) for (n, _), m in zip(named, ms, strict=True)])
 
     def _network_session(self, m: nn.Module, x: torch.Tensor) -> _BoundSession:
@@ -356,7 +374,8 @@ class LatencyTable:
         """End-to-end ORT median ms of each (model, example at batch 1) at this table's batch,
         and a fresh kernel time for each of their layers, all interleaved in one run: on a
         machine that drifts (or is shared) the two sides of a comparison see the same load.
-        Returns {name: (network ms, Σ fresh layer ms)}; the cache is left as it is."""
+        Returns {name: (network ms, Σ fresh layer ms, number of layers)}; the cache is left
+        as it is."""
         import tempfile
 
         nets = {n: self._network_session(m, x) for n, (m, x) in models.items()}
@@ -368,29 +387,36 @@ class LatencyTable:
                                        self.ROUNDS * 2, self.RUNS_PER_ROUND, self.WARMUP)
             fresh = {s: sess.kernel_ms(skip=self.WARMUP) for s, sess in zip(uniq, layers,
                                                                                strict=True)}
-        return {n: (meds[i] * 1e3, sum(fresh[s] for s in specs[n])) for i, n in enumerate(nets)}
+        return {n: (meds[i] * 1e3, sum(fresh[s] for s in specs[n]), len(specs[n]))
+                for i, n in enumerate(nets)}
 
-    def calibrate(self, models: dict[str, tuple[nn.Module, torch.Tensor]]) -> float:
-        """Set overhead_ms to the median of (network − Σ layers) over `models`, both measured
-        in one interleaved run; saved with the table."""
+    def calibrate(self, models: dict[str, tuple[nn.Module, torch.Tensor]]) -> dict:
+        """Fit per_layer and base (see the class doc) by least squares on `models`,
+        each network and its layers measured in one interleaved run; saved with the table."""
         joint = self.measure_jointly(models)
-        gaps = [net - lay for net, lay in joint.values()]
-        self.overheads[f"b{self.batch}|t{self.threads}|{self.precision}"] = float(
-            statistics.median(gaps))
+        gap = np.array([net - lay for net, lay, _ in joint.values()])  # ms beyond the kernels
+        counts = np.array([float(n) for _, _, n in joint.values()])
+        if len(gap) >= 3 and np.ptp(counts) > 0:
+            per_layer, base = np.linalg.lstsq(np.stack([counts, np.ones(len(gap))], 1), gap,
+                                              rcond=None)[0]
+        else:
+            per_layer, base = 0.0, float(np.median(gap))
+        c = {"scale": 1.0, "per_layer": per_layer, "base": base}
+        self.overheads[self._calib_key()] = {k: float(v) for k, v in c.items()}
         self.save()
-        return self.overhead_ms
+        return self.calibration
 
     def check(self, models: dict[str, tuple[nn.Module, torch.Tensor]]) -> list[dict]:
         """Predicted vs measured end-to-end for each model. `error` compares the network with
-        its layers timed in the same run (+ overhead); `error_cached` uses the table's
+        its layers timed in the same run (+ calibration); `error_cached` uses the table's
         stored entries, measured earlier (it also carries the machine's drift since then)."""
         joint = self.measure_jointly(models)
         rows = []
         for n, (m, x) in models.items():
-            net, lay = joint[n]
-            cached = self.predict(m, x).total_ms
-            rows.append({"model": n, "measured_ms": net, "predicted_ms": lay + self.overhead_ms,
-                         "cached_ms": cached, "error": (lay + self.overhead_ms - net) / net,
+            net, lay, count = joint[n]
+            cached, pred = self.predict(m, x).total_ms, self.total(lay, count)
+            rows.append({"model": n, "measured_ms": net, "predicted_ms": pred,
+                         "cached_ms": cached, "error": (pred - net) / net,
                          "error_cached": (cached - net) / net})
         return rows
 

@@ -48,7 +48,8 @@ def test_table_measures_caches_and_predicts(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # no temp file left behind
     m = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Flatten(), nn.Linear(288, 10))
     p = t.predict(m, torch.randn(1, 4, 6, 6))
-    assert p.total_ms == pytest.approx(p.layers_ms + t.overhead_ms)
+    assert p.total_ms == pytest.approx(p.layers_ms + p.overhead_ms) == pytest.approx(
+        t.total(p.layers_ms, 2))
     assert p.layers_ms == pytest.approx(sum(v for _, v in p.per_layer))
 
 

@@ -133,3 +133,13 @@ def test_supernet_scores_subnets_with_shared_weights(small_data):
     with pytest.raises(SearchError, match="evaluator='supernet' covers the 'digits' space"):
         SupernetEvaluator.for_space(tiny_space(), SearchConfig(evaluator="supernet"),
                                     small_data)
+
+
+def test_plots_are_png():
+    from slimkit.search.plots import curve_png, pareto_png
+    from slimkit.search.results import collect
+
+    cfg = SearchConfig(strategy="random", n_trials=4, objectives=("accuracy", "params"))
+    res = collect(cfg, tiny_space(), search_worker(cfg, tiny_space(), ScoreEvaluator()), 0.0)
+    for png in (pareto_png(res), curve_png(res)):
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
