@@ -13,8 +13,8 @@ ask-and-tell on one storage and several workers can share a study.
 No strategy keeps state outside the storage: evolution reads its population from the finished
 trials and REINFORCE replays its updates over them in trial order, so a resumed search (another
 process, another machine) proposes exactly what an uninterrupted one would have; each trial's
-random draws come from (seed, trial number). Candidates rejected by a constraint (state PRUNED,
-user attr 'rejected') count as the worst reward for REINFORCE and are never parents.
+random draws come from (seed, trial number). Candidates rejected by a constraint (user attr
+'rejected') count as the worst reward for REINFORCE and are never parents.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ class ReinforceConfig:
     lr: float = 0.3  # step on the logits per finished trial (advantage normalised to ~±1)
     baseline_decay: float = 0.9  # moving average of the reward (and of its squared deviation)
     entropy: float = 0.02  # bonus weight: keeps the distribution from collapsing early
+    # a candidate rejected by a constraint counts as the worst reward seen so far (True), or
+    # is left out (False: the policy is then only shaped by trained candidates' metrics)
+    penalize_rejected: bool = True
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or not 0 <= self.baseline_decay < 1 or self.entropy < 0:
@@ -75,8 +78,11 @@ def fitness(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection])
 def history(study: Study, space: Space) -> list[tuple[tuple[int, ...], float | None]]:
     """(encoding, fitness) of finished trials in trial-number order; fitness None: rejected by
     a constraint before training. Failed trials (errors, lost workers) are left out."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    trials = sorted(trials, key=lambda t: t.number)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                      TrialState.FAIL))
+    # a rejection is PRUNED with one objective, FAIL (+ 'rejected') with several
+    trials = sorted((t for t in trials if t.state != TrialState.FAIL or "rejected" in
+                     t.user_attrs), key=lambda t: t.number)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     fit = dict(zip((t.number for t in complete), fitness(complete, study.directions),
                    strict=True))
@@ -197,12 +203,12 @@ class Controller:
 
 def replay(space: Space, hist, config: ReinforceConfig | None = None) -> Controller:
     """The controller after the updates of every finished trial, in trial order; a rejected
-    candidate counts as the worst reward seen so far."""
+    candidate counts as the worst reward seen so far (unless penalize_rejected=False)."""
     ctl = Controller([len(g.options) for g in space.genes], config)
     worst = None
     for enc, fit in hist:
         if fit is None:
-            if worst is None:
+            if worst is None or not ctl.cfg.penalize_rejected:
                 continue  # nothing to compare with yet
             fit = worst
         worst = fit if worst is None else min(worst, fit)
