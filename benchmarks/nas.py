@@ -39,6 +39,7 @@ from slimkit.search import (  # noqa: E402
     ProxyConfig,
     ReinforceConfig,
     SearchConfig,
+    SearchError,
     get_space,
     kendall_tau,
     run_search,
@@ -152,12 +153,18 @@ def table_strategies(seeds: int = 5, trials: int = 60) -> None:
                                evolution=EvolutionConfig(population=12, sample=3),
                                max_rejections=2000)
             t = time.perf_counter()
-            res = run_search(cfg, data=data, evaluator=memo)
+            try:
+                res = run_search(cfg, data=data, evaluator=memo)
+            except SearchError as e:  # e.g. a policy that drifted onto infeasible candidates
+                print(f"  {label:<10} seed {seed}: {e}", flush=True)
+                break
             secs.append(time.perf_counter() - t)
             best.append(res.best().values[0])
             hv.append(res.hypervolume(ref))
-        rows[label] = (best, hv, secs)
         memo.save()
+        if len(best) < seeds:
+            continue
+        rows[label] = (best, hv, secs)
         print(f"  {label:<10} done: best {fmt(best)}  hv {fmt(hv)}", flush=True)
     print(f"\nproxy: 2 epochs on the search split (1,077 images), val top-1 on 270 held-out "
           f"images; {len(memo.memo)} distinct candidates trained ({memo.evals} in this run, "
@@ -167,8 +174,8 @@ def table_strategies(seeds: int = 5, trials: int = 60) -> None:
     print(f"{'strategy':<11}{'best val acc %':>18}{'hypervolume':>18}   per seed (best)")
     for s, (best, hv, _) in rows.items():
         print(f"{s:<11}{fmt(best):>18}{fmt(hv):>18}   " + " / ".join(f"{b:.2f}" for b in best))
-    print("† REINFORCE with rejected candidates left out of its updates (penalize_rejected="
-          "False); the default gives each the worst reward seen so far")
+    print("† (tried after the first run) REINFORCE with rejected candidates left out of its "
+          "updates (penalize_rejected=False); the default gives each the worst reward so far")
 
 
 # ---- supernet vs proxy ---------------------------------------------------------------------------
