@@ -43,7 +43,7 @@ log = logging.getLogger("slimkit.bench")
 KINDS = ("conv", "depthwise", "linear")
 RUNTIMES = ("ort",)
 PRECISIONS = ("fp32",)  # "int8" (QDQ around the node) is the next one; the key carries it
-CACHE_VERSION = 3  # 2: kernel times from ORT profiling; 3: calibration dicts
+CACHE_VERSION = 4  # 2: kernel times from ORT profiling; 4: (per_layer, base) calibration
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,10 @@ class LatencyTable:
 
     def total(self, layers_ms: float, n_layers: int) -> float:
         c = self.calibration
-        return c["scale"] * layers_ms + c["per_layer"] * n_layers + c["base"]
+        # a fitted negative base can undercut a tiny network: never predict below half its
+        # kernels (a run cannot be cheaper than the work it does)
+        return max(c["scale"] * layers_ms + c["per_layer"] * n_layers + c["base"],
+                   0.5 * layers_ms)
 
     # ---- measuring ---------------------------------------------------------------------------
     def missing(self, specs) -> list[LayerSpec]:

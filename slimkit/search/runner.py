@@ -172,24 +172,23 @@ def run_search(config: SearchConfig, *, space: Space | None = None,
     if space is None:
         space = _resolve_space(config, model)
     data = data or search_data(config.data)
-    if workers > 1:
-        _spawn_workers(config, space, evaluator, workers - 1)
+    procs = _spawn_workers(config, evaluator, workers - 1) if workers > 1 else []
     try:
         t0 = time.perf_counter()
         study = search_worker(config, space, evaluator, data)
         seconds = time.perf_counter() - t0
     finally:
-        for p in _SPAWNED:
+        for p in procs:
             p.join()
-        _SPAWNED.clear()
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        raise SearchError(f"{len(bad)} of the {len(procs)} extra worker processes failed "
+                          f"(exit codes {bad}); their errors are on stderr")
     result = collect(config, space, study, seconds)
     return finish(result, config, space, data, latency_table(config))
 
 
-_SPAWNED: list = []
-
-
-def _spawn_workers(config, space, evaluator, n: int) -> None:
+def _spawn_workers(config, evaluator, n: int) -> list:
     from slimkit.search.spaces import SPACES
 
     if evaluator is not None or (config.space not in SPACES and ":" not in config.space):
@@ -199,11 +198,11 @@ def _spawn_workers(config, space, evaluator, n: int) -> None:
     if config.storage is None and config.run_dir is None:
         raise SearchError("workers > 1 needs a storage they can share: set run_dir (SQLite / "
                           "'journal') or storage")
-    ctx = mp.get_context("spawn")
-    for _ in range(n):
-        p = ctx.Process(target=_worker_main, args=(config.to_dict(),), daemon=False)
+    ctx = mp.get_context("spawn")  # not fork: torch's thread pools do not survive a fork
+    procs = [ctx.Process(target=_worker_main, args=(config.to_dict(),)) for _ in range(n)]
+    for p in procs:
         p.start()
-        _SPAWNED.append(p)
+    return procs
 
 
 def _resolve_space(config: SearchConfig, model) -> Space:

@@ -34,10 +34,10 @@ def test_run_search_returns_trained_exported_benchmarked_models(tmp_path, small_
     cfg = SearchConfig(strategy="random", n_trials=3, seed=1, run_dir=tmp_path,
                        storage="journal", proxy=ProxyConfig(epochs=1, data_fraction=0.5),
                        retrain=ProxyConfig(epochs=1), top_k=1,
-                       constraints=(Constraint("macs", 1_000_000),))
+                       constraints=(Constraint("macs", 3_000_000),))
     res = run_search(cfg, data=small_data)
     assert len(res.completed) == 3
-    assert all(t.costs["macs"] <= 1_000_000 for t in res.completed)
+    assert all(t.costs["macs"] <= 3_000_000 for t in res.completed)
     assert len(res.candidates) == 1
     best = res.candidates[0]
     assert isinstance(best.model, torch.nn.Module) and not hasattr(best.model, "slimkit_plan")
