@@ -282,7 +282,7 @@ def _prune_case(name, model, data, x, batch, trials, finetune, proxy=AFTER_CUT):
 
 
 def table_prune() -> None:
-    from slimkit.demo import trained_model
+    from slimkit.examples.demo import trained_model
     from slimkit.models import resnet18
     from slimkit.search import search_data
 
