@@ -88,20 +88,38 @@ def _fail(e: Exception) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def compress(recipe: Path, out: Path, force: bool, quiet: bool) -> None:
     """Run RECIPE on its model: every stage under the accuracy budget, resumable."""
+    _run_recipe(recipe, out, force, quiet, workers=1)
+
+
+def _run_recipe(recipe: Path, out: Path, force: bool, quiet: bool, workers: int) -> None:
     from slimkit.errors import SlimkitError
 
     try:
         from slimkit.pipeline import compress as run
         from slimkit.pipeline.summary import summary
 
-        report = run(recipe, out, force=force, progress=False if quiet else None)
-    except KeyboardInterrupt:
+        report = run(recipe, out, force=force, progress=False if quiet else None,
+                     workers=workers)
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoints are written; say how to go on
         click.echo(f"\ninterrupted: run the same command again to resume from {out}",
                    err=True)
         raise SystemExit(130) from None
     except (SlimkitError, OSError) as e:
         _fail(e)
     summary(report, out)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes the search stage runs trials in (one storage).")
+@click.option("--force", is_flag=True)
+@click.option("--quiet", is_flag=True)
+def search(recipe: Path, out: Path, workers: int, force: bool, quiet: bool) -> None:
+    """Run RECIPE (with a `search` stage) like compress, its trials in WORKERS processes;
+    rerunning the same command resumes the search from its storage."""
+    _run_recipe(recipe, out, force, quiet, workers)
 
 
 @main.command()

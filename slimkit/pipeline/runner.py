@@ -82,7 +82,9 @@ def _train_source(recipe: Recipe, model, data, progress, out: Path | None):
 
 
 # ---- compress -------------------------------------------------------------------------------
-def compress(recipe_path, out, *, force: bool = False, progress: bool | None = None) -> dict:
+def compress(recipe_path, out, *, force: bool = False, progress: bool | None = None,
+             workers: int = 1) -> dict:
+    """Run the recipe into `out`; workers: processes a `search` stage runs its trials in."""
     out = Path(out)
     recipe, _ = load_recipe(recipe_path)
     # bad recipes, factories, data and metrics fail here, before anything is written
@@ -93,6 +95,7 @@ def compress(recipe_path, out, *, force: bool = False, progress: bool | None = N
         if recipe.model.train is not None:
             setup = prepare(recipe_path, progress, out)
         (out / "recipe.yaml").write_text(Path(recipe_path).read_text())
+        setup.ctx.workers = workers
         return _run(setup, out, recipe_path)
     finally:
         logging.getLogger("slimkit").removeHandler(handler)

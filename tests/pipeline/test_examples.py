@@ -46,3 +46,34 @@ def test_the_resnet_recipe_runs_on_an_image_folder(tmp_path, monkeypatch):
     assert report["final"]["total_drop"] <= report["budget"]["max_drop"] + 1e-9
     model = sk.load(tmp_path / "run" / "model")
     assert any(s.kind == "quantize" for s in sk.record_of(model).steps)
+
+
+SEARCH = """
+model: {factory: slimkit.models:DigitsCNN, kwargs: {width: 0.25}, train: {epochs: 2, lr: 0.005}}
+data: {digits: {}}
+budget: {max_drop: 60}
+stages:
+  - search: {space: digits, strategy: evolution, n_trials: 3, proxy: {epochs: 1,
+             data_fraction: 0.3}, retrain: {epochs: 1}, top_k: 1}
+  - quantize: {preset: w8a8}
+"""
+
+
+@pytest.mark.slow
+def test_a_search_stage_hands_a_searched_model_to_the_next_stage(tmp_path):
+    from click.testing import CliRunner
+
+    from slimkit.cli import main
+
+    recipe = tmp_path / "s.yaml"
+    recipe.write_text(SEARCH)
+    res = CliRunner().invoke(main, ["search", str(recipe), "--out", str(tmp_path / "run"),
+                                    "--quiet", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    search = report["stages"][0]
+    assert search["kind"] == "search" and len(search["info"]["curve"]) == 3
+    model = sk.load(tmp_path / "run" / "model")  # rebuilt from the space and architecture
+    src = sk.record_of(model).source
+    assert src["factory"] == "slimkit.search.spaces:build_candidate"
+    assert "search curve" in (tmp_path / "run" / "report.html").read_text()
