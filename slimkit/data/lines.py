@@ -28,26 +28,43 @@ def text_lines(spec, model_dir: str | None, seed: int = 0) -> tuple[Tokenized, T
         from slimkit.pipeline.recipe import TextLinesData
 
         spec = TextLinesData(path=spec)
-    path = Path(spec.path)
-    if not path.is_file():
-        raise ConfigError(f"data.text_lines: {path} does not exist")
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    if len(lines) < 2:
-        raise ConfigError(f"data.text_lines: {path} holds {len(lines)} sentence(s); the "
-                          "pipeline needs some to train and some to evaluate")
-    tok_dir = spec.tokenizer or model_dir
-    if tok_dir is None:
-        raise ConfigError("data.text_lines needs a tokenizer: give data.text_lines.tokenizer "
-                          "(a model directory) or a model.hf directory")
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tok_dir)
-    order = np.random.default_rng(seed).permutation(len(lines))
-    n_val = max(1, int(round(spec.val_fraction * len(lines))))
-    val = [lines[i] for i in order[:n_val]]
-    train = [lines[i] for i in order[n_val:]]
+    lines = _read(Path(spec.path), "path")
+    tok = _tokenizer(spec.tokenizer or model_dir)
+    if spec.val_path is not None:
+        train, val = lines, _read(Path(spec.val_path), "val_path")
+    else:
+        if len(lines) < 2:
+            raise ConfigError(f"data.text_lines: {spec.path} holds {len(lines)} sentence(s); "
+                              "the pipeline needs some to train and some to evaluate")
+        order = np.random.default_rng(seed).permutation(len(lines))
+        n_val = max(1, int(round(spec.val_fraction * len(lines))))
+        val = [lines[i] for i in order[:n_val]]
+        train = [lines[i] for i in order[n_val:]]
 
     def enc(texts):
         return Tokenized(tok(texts, padding="max_length", truncation=True,
                              max_length=spec.max_length, return_tensors="pt"))
     return enc(train), enc(val)
+
+
+def _read(path: Path, field: str) -> list[str]:
+    if not path.is_file():
+        raise ConfigError(f"data.text_lines.{field}: {path} does not exist")
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines:
+        raise ConfigError(f"data.text_lines.{field}: {path} holds no sentence")
+    return lines
+
+
+def _tokenizer(where: str | None):
+    if where is None:
+        raise ConfigError("data.text_lines needs a tokenizer: give data.text_lines.tokenizer "
+                          "(a model directory, or pkg.mod:fn returning one) or a model.hf "
+                          "directory")
+    if ":" in where and not Path(where).exists():
+        from slimkit.pipeline.sources import import_object
+
+        where = import_object(where, "data.text_lines.tokenizer")()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(where)

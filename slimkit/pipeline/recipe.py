@@ -79,7 +79,8 @@ class ImageFolderData(Strict):
 
 class TextLinesData(Strict):
     path: str
-    tokenizer: str | None = None  # a model directory; default: the model's (hf)
+    val_path: str | None = None  # held-out sentences; default: a val_fraction split of path
+    tokenizer: str | None = None  # a model directory, or pkg.mod:fn returning one
     max_length: int = Field(128, ge=8)
     val_fraction: float = Field(0.25, gt=0, lt=1)
 
