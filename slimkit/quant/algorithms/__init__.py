@@ -1,0 +1,21 @@
+"""Advanced post-training quantization: each method a frozen config, one `apply` verb.
+
+    from slimkit.quant import algorithms as qa
+    fp, rep = qa.apply(model, qa.CLE())                              # float → float
+    q = sk.quantize(fp, sk.QuantConfig.w4a4(), calib=calib)
+    q, rep = qa.apply(q, qa.AdaRound(), calib)                       # refine the rounding
+    q, rep = qa.apply(q, qa.BiasCorrection(), calib)
+    q, rep = qa.ptq(model, sk.QuantConfig.w4a4(), calib, [qa.CLE(), qa.AdaRound()])  # all at once
+"""
+
+from slimkit.quant.algorithms.api import ALGORITHMS, NAMES, algorithm_from_dict, apply, ptq
+from slimkit.quant.algorithms.bias_correction import BiasCorrection
+from slimkit.quant.algorithms.cle import CLE
+from slimkit.quant.algorithms.gptq import GPTQ
+from slimkit.quant.algorithms.report import AlgorithmReport, LayerResult, PTQReport
+from slimkit.quant.algorithms.scaled import ScaledInputLinear
+
+__all__ = [
+    "ALGORITHMS", "CLE", "GPTQ", "NAMES", "AlgorithmReport", "BiasCorrection", "LayerResult",
+    "PTQReport", "ScaledInputLinear", "algorithm_from_dict", "apply", "ptq",
+]
