@@ -8,14 +8,18 @@
     q, rep = qa.ptq(model, sk.QuantConfig.w4a4(), calib, [qa.CLE(), qa.AdaRound()])  # all at once
 """
 
+from slimkit.quant.algorithms.adaround import AdaRound
 from slimkit.quant.algorithms.api import ALGORITHMS, NAMES, algorithm_from_dict, apply, ptq
+from slimkit.quant.algorithms.awq import AWQ
 from slimkit.quant.algorithms.bias_correction import BiasCorrection
 from slimkit.quant.algorithms.cle import CLE
 from slimkit.quant.algorithms.gptq import GPTQ
 from slimkit.quant.algorithms.report import AlgorithmReport, LayerResult, PTQReport
 from slimkit.quant.algorithms.scaled import ScaledInputLinear
+from slimkit.quant.algorithms.smoothquant import SmoothQuant
 
 __all__ = [
-    "ALGORITHMS", "CLE", "GPTQ", "NAMES", "AlgorithmReport", "BiasCorrection", "LayerResult",
-    "PTQReport", "ScaledInputLinear", "algorithm_from_dict", "apply", "ptq",
+    "ALGORITHMS", "AWQ", "CLE", "GPTQ", "NAMES", "AdaRound", "AlgorithmReport", "BiasCorrection",
+    "LayerResult", "PTQReport", "ScaledInputLinear", "SmoothQuant", "algorithm_from_dict",
+    "apply", "ptq",
 ]
