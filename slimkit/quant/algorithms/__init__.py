@@ -14,12 +14,13 @@ from slimkit.quant.algorithms.awq import AWQ
 from slimkit.quant.algorithms.bias_correction import BiasCorrection
 from slimkit.quant.algorithms.cle import CLE
 from slimkit.quant.algorithms.gptq import GPTQ
+from slimkit.quant.algorithms.log2 import Log2Activations
 from slimkit.quant.algorithms.report import AlgorithmReport, LayerResult, PTQReport
 from slimkit.quant.algorithms.scaled import ScaledInputLinear
 from slimkit.quant.algorithms.smoothquant import SmoothQuant
 
 __all__ = [
     "ALGORITHMS", "AWQ", "CLE", "GPTQ", "NAMES", "AdaRound", "AlgorithmReport", "BiasCorrection",
-    "LayerResult", "PTQReport", "ScaledInputLinear", "SmoothQuant", "algorithm_from_dict",
-    "apply", "ptq",
+    "LayerResult", "Log2Activations", "PTQReport", "ScaledInputLinear", "SmoothQuant",
+    "algorithm_from_dict", "apply", "ptq",
 ]
