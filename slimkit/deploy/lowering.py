@@ -20,6 +20,7 @@ from torch import nn
 from slimkit.deploy import ops  # noqa: F401 — registers torch.ops.slimkit.qdq
 from slimkit.errors import SlimkitError
 from slimkit.graph.modules import set_submodule
+from slimkit.quant.algorithms.scaled import ScaledInputLinear
 from slimkit.quant.granularity import PerChannel, PerGroup, PerTensor
 from slimkit.quant.modules import QuantLayer
 from slimkit.quant.qscheme import QScheme
@@ -111,7 +112,7 @@ def lower(model: nn.Module) -> tuple[nn.Module, list[QDQLayer]]:
     layers: list[QDQLayer] = []
     for name, m in list(model.named_modules()):
         if isinstance(m, QuantLayer):
-            if not isinstance(m.layer, (nn.Linear, *_CONV)):
+            if type(m.layer) not in (nn.Linear, ScaledInputLinear, *_CONV):
                 raise ExportError(f"cannot export '{name}': quantized {type(m.layer).__name__} "
                                   "has no ONNX lowering; known: Linear, Conv1d, Conv2d")
             if m.packed is None and m.weight_quantizer is not None:
