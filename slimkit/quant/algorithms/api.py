@@ -47,7 +47,7 @@ NAMES: dict[str, type] = {}  # recipe spelling → config type
 
 
 def register(config_type: type, stage: str, name: str):
-    """float handlers: fn(model, config, calib, qconfig) → (model, report, ) in a copy;
+    """float handlers: fn(model, config, calib, qconfig) → (model, report), on a copy;
     quantized handlers: fn(qmodel, config, calib, reference) → report, in place."""
     def wrap(fn):
         ALGORITHMS[config_type] = Handler(fn, stage, name)
@@ -135,7 +135,8 @@ def ptq(model: nn.Module, qconfig: QuantConfig, calib: Iterable, steps=(),
 
     steps = tuple(algorithm_from_dict(s) if isinstance(s, dict) else s for s in steps)
     stages = [_handler(s).stage for s in steps]
-    if "float" in stages[stages.index("quantized"):] if "quantized" in stages else False:
+    first_quantized = stages.index("quantized") if "quantized" in stages else len(stages)
+    if "float" in stages[first_quantized:]:
         order = [f"{_handler(s).name} ({st})" for s, st in zip(steps, stages, strict=True)]
         raise ConfigError(f"ptq steps: float-stage methods must come before quantized-stage "
                           f"ones (sk.quantize runs between them); got {order}")

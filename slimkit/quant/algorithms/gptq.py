@@ -180,4 +180,5 @@ def _gptq(qmodel, cfg: GPTQ, calib, reference):
         applied.append(LayerResult(
             name, f"H-weighted error {e_rtn:.4g} → {e_gptq:.4g} ({gram.rows} rows)",
             {"error_rtn": e_rtn, "error_gptq": e_gptq, "rows": float(gram.rows)}))
+        del gram, h  # one Hessian alive at a time
     return report_for("gptq", cfg, applied, skipped)

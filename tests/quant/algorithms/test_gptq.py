@@ -87,3 +87,24 @@ def test_non_finite_activations_name_the_layer():
     q[0].layer.bias.data.fill_(float("inf"))
     with pytest.raises(CalibrationError, match=r"non-finite .* input of '1'"):
         qa.apply(q, qa.GPTQ(min_rows_per_column=0), calib, reference=model)
+
+
+def test_one_hessian_alive_at_a_time(monkeypatch):
+    import gc
+    import weakref
+
+    from slimkit.quant.algorithms import hessian
+
+    alive, peak = weakref.WeakSet(), [0]
+    init = hessian.Gram.__init__
+
+    def tracked(self, cols):
+        gc.collect()
+        init(self, cols)
+        alive.add(self)
+        peak[0] = max(peak[0], len(alive))
+
+    monkeypatch.setattr(hessian.Gram, "__init__", tracked)
+    model = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(4)]).eval()
+    qa.apply(model, qa.GPTQ(), [torch.randn(64, 16)], qconfig=sk.QuantConfig.weight_only(4))
+    assert peak[0] == 1
