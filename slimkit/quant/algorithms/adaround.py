@@ -30,7 +30,7 @@ from slimkit.quant.algorithms.common import (
     repack,
     weight_input,
 )
-from slimkit.quant.algorithms.gptq import skip_reason
+from slimkit.quant.algorithms.gptq import packed_skip_reason
 from slimkit.quant.algorithms.report import LayerResult
 
 ZETA, GAMMA = 1.1, -0.1
@@ -160,8 +160,8 @@ def _adaround(qmodel, cfg: AdaRound, calib, reference):
     applied, skipped = [], []
     for name in execution_order(qmodel, list(layers), first):
         layer = layers[name]
-        why = skip_reason(layer)
-        if why is not None and "row form" not in why and "grouped conv" not in why:
+        why = packed_skip_reason(layer)  # any granularity and layer op: no rows needed
+        if why is not None:
             skipped.append((name, why))
             continue
         w = reference.get_submodule(name).weight.detach()

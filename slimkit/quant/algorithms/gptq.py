@@ -142,12 +142,20 @@ def _check_rows(name: str, gram: Gram, cols: int, cfg: GPTQ) -> None:
         f"at least {samples} samples, or lower GPTQ.min_rows_per_column")
 
 
-def skip_reason(layer) -> str | None:
+def packed_skip_reason(layer) -> str | None:
+    """Why a layer has no linear packed weight to re-round, or None."""
     if layer.packed is None:
         return "weight stays float in the plan" if layer.weight_quantizer is None else \
             "not converted: call sk.convert first"
     if linear_scheme(layer) is None:
         return f"non-uniform weights ({layer.packed.scheme.describe()})"
+    return None
+
+
+def skip_reason(layer) -> str | None:
+    why = packed_skip_reason(layer)
+    if why is not None:
+        return why
     g = layer.packed.scheme.granularity
     if isinstance(g, PerChannel) and g.axis != 0:
         return f"per-channel weights on axis {g.axis}: columns do not map to one scale"
