@@ -27,6 +27,7 @@ from slimkit.quant.algorithms.common import (
     weight_input,
 )
 from slimkit.quant.algorithms.report import LayerResult
+from slimkit.quant.calibrate import call_model
 
 
 @dataclass(frozen=True)
@@ -47,33 +48,65 @@ def _channel_mean(y: torch.Tensor, dim: int) -> tuple[torch.Tensor, int]:
 
 
 @torch.no_grad()
+def mean_outputs(model: nn.Module, names: list[str], calib, max_batches: int | None = None,
+                 ) -> dict[str, torch.Tensor]:
+    """E[output] per output channel of each named layer of a model, in one pass, {name: (C,)}."""
+    sums: dict[str, list] = {n: [None, 0] for n in names}
+
+    def hook(name, dim):
+        def post(_m, _a, y):
+            s, n = _channel_mean(y, dim)
+            acc = sums[name]
+            acc[0], acc[1] = (s if acc[0] is None else acc[0] + s), acc[1] + n
+        return post
+
+    handles = [model.get_submodule(n).register_forward_hook(
+        hook(n, channel_dim(model.get_submodule(n)))) for n in names]
+    try:
+        for b in batches(calib, max_batches, "bias correction"):
+            call_model(model, b)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: (s / max(k, 1)).float() for n, (s, k) in sums.items()}
+
+
+@torch.no_grad()
+def quant_mean_output(qmodel: nn.Module, name: str, calib, max_batches: int | None = None,
+                      ) -> torch.Tensor:
+    """E[quantized output] per channel of layer `name` (before any output quantizer)."""
+    layer = qmodel.get_submodule(name)
+    total, rows = None, 0
+    for i, b in enumerate(batches(calib, max_batches, "bias correction")):
+        x = run_to(qmodel, name, b, output=False)
+        check_finite(x, f"the input of '{name}'", "bias correction", i)
+        s, n = _channel_mean(layer_output(layer, weight_input(layer, x), layer.weight()),
+                             channel_dim(layer))
+        total, rows = (s if total is None else total + s), rows + n
+    return (total / rows).float()
+
+
 def mean_output_error(qmodel: nn.Module, reference: nn.Module, name: str, calib,
                       max_batches: int | None = None) -> torch.Tensor:
     """E[float output − quantized output] per output channel of layer `name`, (C,)."""
-    layer = qmodel.get_submodule(name)
-    dim = channel_dim(layer)
-    total, rows = None, 0
-    for i, b in enumerate(batches(calib, max_batches, "bias correction")):
-        y_f = run_to(reference, name, b, output=True)
-        x = run_to(qmodel, name, b, output=False)
-        check_finite(x, f"the input of '{name}'", "bias correction", i)
-        y_q = layer_output(layer, weight_input(layer, x), layer.weight())
-        s, n = _channel_mean(y_f - y_q, dim)
-        total, rows = (s if total is None else total + s), rows + n
-    return (total / rows).float()
+    ref = mean_outputs(reference, [name], calib, max_batches)[name]
+    return ref - quant_mean_output(qmodel, name, calib, max_batches)
 
 
 @register(BiasCorrection, "quantized", "bias_correction")
 def _bias_correction(qmodel, cfg: BiasCorrection, calib, reference):
     layers = {m.name: m for m in quant_layers(qmodel)}
     first = next(iter(batches(calib, 1, "bias correction")))
+    order = execution_order(qmodel, list(layers), first)
+    # the float model does not change: its means for every layer in one pass
+    ref_means = mean_outputs(reference, order, calib, cfg.max_batches)
     applied, skipped = [], []
-    for name in execution_order(qmodel, list(layers), first):
+    for name in order:
         layer = layers[name]
         if layer.packed is None and layer.weight_quantizer is None:
             skipped.append((name, "weight stays float: no weight error to correct"))
             continue
-        err = mean_output_error(qmodel, reference, name, calib, cfg.max_batches)
+        err = ref_means[name] - quant_mean_output(qmodel, name, calib, cfg.max_batches)
         set_bias(layer, err)
         applied.append(LayerResult(name, f"bias += mean error (max |Δb| {err.abs().max():.3g})",
                                    {"max_abs_correction": float(err.abs().max()),
