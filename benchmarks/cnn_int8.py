@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
-from slimkit.bench import Candidate, benchmark  # noqa: E402
+from slimkit.bench import Candidate, anchors, benchmark  # noqa: E402
 from slimkit.bench.tables import each_table_in_own_process  # noqa: E402
 from slimkit.deploy.layout import optimize_eager  # noqa: E402
 from slimkit.models import mobilenet_v2, resnet18, resnet50  # noqa: E402
@@ -49,28 +49,10 @@ def float_model(name: str) -> torch.nn.Module:
 
 
 def ort_quantize_static(model, x, calib, out_dir: Path) -> Path:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    sk.export(model, x, out_dir / "fp32.onnx")
-    quant_pre_process(str(out_dir / "fp32.onnx"), str(out_dir / "pre.onnx"))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([{"x": c.numpy()} for c in calib])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(out_dir / "pre.onnx"), str(out_dir / "ort_int8.onnx"), Reader(),
-                    quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return out_dir / "ort_int8.onnx"
+    """ORT's own int8 at its best settings (slimkit.bench.anchors), float export first."""
+    path = anchors.ort_quantize_static(model, x, calib, out_dir)
+    (out_dir / "anchor_fp32.onnx").replace(out_dir / "fp32.onnx")
+    return path
 
 
 def cosine(ref: np.ndarray, out: np.ndarray) -> float:
@@ -139,10 +121,10 @@ def _has_openvino() -> bool:
 
 
 def _cosines(model, cands, x) -> dict[str, float]:
-    from slimkit.deploy.runtimes import load
+    from slimkit.deploy.runtimes import session
 
     ref = model(x).detach().numpy()
-    return {c.name: cosine(ref, load(c.model, c.runtime).run((x,))) for c in cands}
+    return {c.name: cosine(ref, session(c.model, c.runtime).run((x,))) for c in cands}
 
 
 def main() -> None:

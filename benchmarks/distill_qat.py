@@ -25,14 +25,31 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import slimkit as sk
+from slimkit.bench.machine import machine_line
 from slimkit.data.digits import digits_tensors
-from slimkit.demo_distill import w4a4_qat
+from slimkit.distill import Distiller
 from slimkit.models import DigitsCNN
 from slimkit.train import TrainConfig, Trainer, evaluate
 
 KD = {"no KD": None, "KD T=4 α=0.9": {"temperature": 4.0, "alpha": 0.9},
       "KD T=2 α=0.5": {"temperature": 2.0, "alpha": 0.5}}
 REGIMES = {"all 1,347 images": None, "256 images": 256}
+
+
+QAT = {"epochs": 8, "lr": 5e-4}
+
+
+def w4a4_qat(seed: int, fp32: torch.nn.Module, kd: dict | None, train, test) -> float:
+    """Top-1 of `fp32` after w4a4 QAT on `train` — with KD from `fp32` when `kd` gives
+    Distiller settings (temperature, alpha)."""
+    torch.manual_seed(seed)
+    example = torch.stack([train[i][0] for i in range(64)])  # (64, 1, 8, 8)
+    qat = sk.prepare_qat(fp32, sk.QuantConfig.w4a4(), example)
+    extra = {} if kd is None else {"loss_fn": Distiller(fp32, **kd)}
+    Trainer(qat, TrainConfig(epochs=QAT["epochs"], lr=QAT["lr"], seed=seed, progress=False),
+            train, **extra).fit()
+    return evaluate(sk.convert(qat), DataLoader(test, batch_size=256))  # the deployable model
 
 
 def teacher(train, width: float) -> torch.nn.Module:
@@ -50,6 +67,7 @@ def subset(train, n: int | None, seed: int):
 
 
 def main() -> None:
+    print(machine_line(2))  # where this ran: CPU, ISA, runtime versions
     ap = argparse.ArgumentParser()
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--seeds", type=int, default=3)

@@ -8,11 +8,13 @@ import time
 
 import torch
 
+from slimkit.bench.machine import machine_line
 from slimkit.graph.deps import DependencyGraph
 from slimkit.models import mobilenet_v2, resnet18, resnet50
 
 
 def main() -> None:
+    print(machine_line(2))  # where this ran: CPU, ISA, runtime versions
     torch.set_num_threads(2)
     x = torch.randn(1, 3, 224, 224)
     print(f"{'model':<14}{'build s (median of 5)':>24}{'groups':>8}{'GMACs':>8}{'params M':>10}")

@@ -14,6 +14,7 @@ import argparse
 
 import torch
 
+from slimkit.bench.machine import machine_line
 from slimkit.sparse import SparseLinear
 from slimkit.sparse.policy import random_sparse_linear, time_pair
 
@@ -21,6 +22,7 @@ DENSITIES = (0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005)
 
 
 def main() -> None:
+    print(machine_line(2))  # where this ran: CPU, ISA, runtime versions
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=30)

@@ -19,6 +19,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from slimkit.bench.machine import machine_line  # noqa: E402
 from slimkit.data.digits import digits_tensors  # noqa: E402
 from slimkit.models import DigitsCNN  # noqa: E402
 from slimkit.train import TrainConfig, Trainer  # noqa: E402
@@ -71,6 +72,7 @@ def accuracy(precision: str) -> tuple[float, float]:
 
 
 def main() -> None:
+    print(machine_line(2))  # where this ran: CPU, ISA, runtime versions
     torch.set_num_threads(2)
     times = step_times()
     fp32 = statistics.median(times["fp32"])

@@ -29,7 +29,7 @@ from torch import nn  # noqa: E402
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, benchmark  # noqa: E402
 from slimkit.deploy.kernels import to_kernels  # noqa: E402
-from slimkit.deploy.runtimes import load  # noqa: E402
+from slimkit.deploy.runtimes import session  # noqa: E402
 
 _VOCAB = (
     "the model quantized small fast memory latency runtime integer kernel weights activations "
@@ -129,7 +129,7 @@ def main() -> None:
             pass
         res = benchmark(cands, x, rounds=a.rounds, runs_per_round=2)
         ref = model(*x).detach().numpy()
-        cos = {c.name: (ref * load(c.model, c.runtime).run(x)).sum(1) for c in cands}
+        cos = {c.name: (ref * session(c.model, c.runtime).run(x)).sum(1) for c in cands}
     print(f"## {name}, batch 32 × 128 tokens ({len(swapped)} Linear layers on integer kernels, "
           f"quantized in {t_dyn:.1f} s)")
     print(res)

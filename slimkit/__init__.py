@@ -28,13 +28,16 @@ from slimkit.quant import (
     resolve_plan,
     sqnr,
 )
+from slimkit.record import describe, record_of
 
 __version__ = "0.1.0"
 
 # Verbs that need onnx / onnxruntime load on first use, so `import slimkit` stays light.
 _LAZY = {
-    "export": "slimkit.deploy", "check_parity": "slimkit.deploy", "load": "slimkit.deploy",
+    "export": "slimkit.deploy", "check_parity": "slimkit.deploy", "session": "slimkit.deploy",
     "ExportError": "slimkit.deploy", "benchmark": "slimkit.bench",
+    "save": "slimkit.io.artifact", "load": "slimkit.io.artifact",
+    "ArtifactError": "slimkit.io.artifact",
     "prune": "slimkit.pruning", "PruneConfig": "slimkit.pruning",
     "PruneRule": "slimkit.pruning", "PruneError": "slimkit.pruning",
 }
@@ -54,6 +57,7 @@ __all__ = [
     "MovingAverage", "NonUniformScheme", "PerChannel", "PerGroup", "PerTensor", "PerToken",
     "Percentile", "QATOptions", "QScheme", "QuantConfig", "Rule", "SlimkitError", "WeightQuant",
     "convert", "prepare_qat", "quantize", "resolve_plan", "sqnr",
-    "export", "check_parity", "load", "ExportError", "benchmark",
+    "export", "check_parity", "session", "ExportError", "benchmark", "save", "load",
+    "ArtifactError", "describe", "record_of",
     "prune", "PruneConfig", "PruneRule", "PruneError",
 ]

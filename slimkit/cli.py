@@ -22,11 +22,13 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(cache_dir: Path, json_out: Path | None, quiet: bool) -> None:
     """Train DigitsCNN on scikit-learn's digits, compress it, print the comparison table."""
-    from slimkit.demo import demo_to_json, format_parity, format_table, run_demo
-    from slimkit.demo_distill import format_distill
-    from slimkit.demo_prune import format_prune
+    from slimkit.bench.machine import machine_line
+    from slimkit.examples.demo import demo_to_json, format_parity, format_table, run_demo
+    from slimkit.examples.demo_distill import format_distill
+    from slimkit.examples.demo_prune import format_prune
 
     t = time.perf_counter()
+    click.echo(machine_line(2) + "\n")
     demo = run_demo(cache_dir, progress=not quiet)
     click.echo(format_table(demo.rows))
     click.echo(f"\n{format_parity(demo.parity)}\n")
@@ -80,6 +82,76 @@ def plan(preset: str) -> None:
         "dynamic": QuantConfig.dynamic,
     }
     click.echo(str(resolve_plan(DigitsCNN(), configs[preset]())))
+
+
+def _fail(e: Exception) -> None:
+    """Bad input: one clear line on stderr, exit code 2 (as click does for bad options)."""
+    click.echo(f"error: {e}", err=True)
+    raise SystemExit(2)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Run directory: the final artifact, exported files, report, log, stages.")
+@click.option("--force", is_flag=True, help="Replace a run of another recipe in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def compress(recipe: Path, out: Path, force: bool, quiet: bool) -> None:
+    """Run RECIPE on its model: every stage under the accuracy budget, resumable."""
+    from slimkit.errors import SlimkitError
+    from slimkit.pipeline import compress as run
+    from slimkit.pipeline.summary import summary
+
+    try:
+        report = run(recipe, out, force=force, progress=False if quiet else None)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: run the same command again to resume from {out}",
+                   err=True)
+        raise SystemExit(130) from None
+    except (SlimkitError, OSError) as e:
+        _fail(e)
+    summary(report, out)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+def check(recipe: Path) -> None:
+    """Validate RECIPE and print each stage's plan, without training or writing anything."""
+    from slimkit.errors import SlimkitError
+    from slimkit.pipeline import check as run
+
+    try:
+        click.echo(run(recipe))
+    except SlimkitError as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def report(run_dir: Path) -> None:
+    """Rebuild RUN_DIR/report.html from its report.json."""
+    from slimkit.errors import SlimkitError
+    from slimkit.report import rebuild
+
+    try:
+        click.echo(str(rebuild(run_dir)))
+    except SlimkitError as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--shape", default=None, help="Per-sample input shape, e.g. 3,224,224.")
+def inspect(model: str, shape: str | None) -> None:
+    """Layers, params, MACs, prunable groups and quantizable layers of MODEL: a factory
+    (package.module:function), torchvision:NAME, an artifact directory or a recipe."""
+    from slimkit.errors import SlimkitError
+    from slimkit.pipeline.inspect import inspect_model
+
+    try:
+        click.echo(inspect_model(model, shape))
+    except SlimkitError as e:
+        _fail(e)
 
 
 if __name__ == "__main__":

@@ -65,12 +65,12 @@ class Target:
     def int8_weight_bits(self) -> tuple[int, str]:
         """(bits of the weight range that the u8s8 / s8s8 kernel computes exactly, why)."""
         if self.u8s8_pairs_saturate:
-            return 7, (f"{self.short()}: no VNNI, so ONNX Runtime's int8 kernels add pairs of "
-                       "u8×s8 products in int16 (vpmaddubsw) and saturate with 8-bit weights; "
-                       "7-bit weights [-64, 63] keep every pair ≤ 32,640 (exact)")
+            return 7, ("no VNNI, so ONNX Runtime's int8 kernels add pairs of u8×s8 products "
+                       "in int16 (vpmaddubsw) and saturate with 8-bit weights; 7-bit weights "
+                       "[-64, 63] keep every pair ≤ 32,640 (exact)")
         how = ("AMX tiles" if "amx_int8" in self.features else "VNNI (vpdpbusd)") if self.x86 \
             else "int32 accumulation"
-        return 8, f"{self.short()}: {how} accumulate in int32, exact for 8-bit weights"
+        return 8, f"{how} accumulate in int32, exact for 8-bit weights"
 
     # ---- printing and keys ------------------------------------------------------------------
     def isa(self) -> str:

@@ -13,7 +13,13 @@ def digits():
 
 @pytest.fixture(scope="session")
 def trained_cnn(tmp_path_factory):
-    """The demo's fp32 DigitsCNN (same recipe, trained once per session)."""
-    from slimkit.demo import trained_model
+    """An fp32 DigitsCNN trained on the real digits (20 epochs, once per session)."""
+    from slimkit.data.digits import digits_tensors
+    from slimkit.models import DigitsCNN
+    from slimkit.train import TrainConfig, Trainer
 
-    return trained_model(tmp_path_factory.mktemp("cache"), progress=False)
+    torch.manual_seed(0)
+    model = DigitsCNN()
+    Trainer(model, TrainConfig(epochs=20, lr=3e-3, seed=0, progress=False),
+            digits_tensors()[0]).fit()
+    return model.eval()

@@ -21,7 +21,6 @@ import torchvision
 
 import slimkit as sk
 from slimkit.graph.deps import DependencyError
-from slimkit.pruning import load, save
 
 SIZE = {"inception_v3": 299}
 
@@ -41,8 +40,8 @@ def check(name: str, tmp: Path) -> tuple[str, str]:
         out, ref = small(x), model(x)
     assert out.shape == ref.shape, f"shape {tuple(out.shape)} != {tuple(ref.shape)}"
     assert rep.params_after < rep.params_before, "nothing was removed"
-    save(small, tmp / f"{name}.pt")
-    again = load(tmp / f"{name}.pt", ctor(weights=None).eval())
+    sk.save(small, tmp / name, factory=f"torchvision.models:{ctor.__name__}")
+    again = sk.load(tmp / name)
     with torch.no_grad():
         torch.testing.assert_close(again(x), out, rtol=0, atol=0)
     return status, (f"params ×{rep.params_ratio:.2f}, MACs ×{rep.macs_ratio:.2f}, "

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimkit.deploy.runtimes import load
+from slimkit.bench.machine import environment, machine_line
+from slimkit.deploy.runtimes import session
 
 
 @dataclass
@@ -56,6 +57,7 @@ class BenchResult:
     threads: int
     runs: int
     rows: list[Row] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)  # bench.machine.environment(): CPU, versions
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -64,7 +66,8 @@ class BenchResult:
         head = (f"{'candidate':<28}{'runtime':>9}{'median ms':>11}{'p90 ms':>9}{'min ms':>8}"
                 f"{'speedup':>9}"
                 f"{'items/s':>10}{'size MB':>9}{'smaller':>9}{'RSS +MB':>9}")
-        lines = [f"batch {self.batch}, {self.threads} threads, {self.runs} timed runs each", head,
+        lines = [machine_line(self.threads),
+                 f"batch {self.batch}, {self.threads} threads, {self.runs} timed runs each", head,
                  "-" * len(head)]
         for r in self.rows:
             size = "—" if r.size_mb is None else f"{r.size_mb:.2f}"
@@ -101,7 +104,7 @@ def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int
     for c in cands:
         gc.collect()
         before = _rss_mb()
-        s = load(c.model, c.runtime, threads, spin=len(cands) == 1)
+        s = session(c.model, c.runtime, threads, spin=len(cands) == 1)
         for _ in range(warmup):
             s.run(xs)
         sessions.append(s)
@@ -117,7 +120,7 @@ def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int
                 s.run(xs)
                 times[i].append(time.perf_counter() - t)
     batch = int(xs[0].shape[0]) if hasattr(xs[0], "shape") else 1
-    res = BenchResult(batch, threads, rounds * runs_per_round)
+    res = BenchResult(batch, threads, rounds * runs_per_round, machine=environment(threads))
     sizes = [_size_mb(c.model) for c in cands]  # a module is serialised once to measure it
     base_med, base_size = statistics.median(times[0]), sizes[0]
     for c, s, t, r, size in zip(cands, sessions, times, rss, sizes, strict=True):

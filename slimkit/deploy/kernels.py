@@ -11,15 +11,15 @@ tested against (tier 1: integer accumulation bit-exact; tier 2: SQNR floor on th
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
+from slimkit.errors import SlimkitError
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.granularity import PerChannel, PerGroup, PerToken
 from slimkit.quant.modules import QuantLinear
 from slimkit.quant.qscheme import QScheme, amin_amax, quantize
+from slimkit.record import ModelRecord, Step, copy_model, rebuilds, record_of
 
 _TOKEN_INT8 = QScheme(8, symmetric=True, signed=True, granularity=PerToken())
 
@@ -127,7 +127,7 @@ def kernel_for(layer: QuantLinear) -> nn.Module | None:
         return None
     per_channel = isinstance(w.granularity, PerChannel) and w.granularity.axis == 0
     if inp is not None:
-        if inp.dynamic and inp.scheme == _TOKEN_INT8 and per_channel and w.bits == 8:
+        if inp.dynamic and inp.scheme == _TOKEN_INT8 and per_channel and w.bits in (7, 8):
             return Int8DynamicLinear(codes, scale, bias)
         return None
     if per_channel and w.bits == 8:
@@ -140,12 +140,30 @@ def kernel_for(layer: QuantLinear) -> nn.Module | None:
 
 def to_kernels(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Module, list[str]]:
     """Swap every converted QuantLinear an integer kernel can run; returns (model, names)."""
-    model = model if inplace else copy.deepcopy(model)
+    model = model if inplace else copy_model(model)
+    swapped = _swap_kernels(model, None)
+    if swapped:
+        record_of(model).add("kernels", {"layers": swapped},
+                             f"{len(swapped)} Linear layer(s) on PyTorch integer kernels")
+    return model, swapped
+
+
+def _swap_kernels(model: nn.Module, only: list[str] | None) -> list[str]:
     swapped = []
     for name, m in list(model.named_modules()):
-        if type(m) is QuantLinear:  # subclasses (an input scale) have no kernel here
+        # exactly QuantLinear: a subclass may carry an input scale the kernels do not apply
+        if type(m) is QuantLinear and (only is None or name in only):
             k = kernel_for(m)
             if k is not None:
                 set_submodule(model, name, k)
                 swapped.append(name)
-    return model, swapped
+    return swapped
+
+
+@rebuilds("kernels")
+def _rebuild(model: nn.Module, step: Step, rec: ModelRecord) -> nn.Module:
+    swapped = _swap_kernels(model, step.config["layers"])
+    if swapped != step.config["layers"]:
+        missing = sorted(set(step.config["layers"]) - set(swapped))
+        raise SlimkitError(f"cannot rebuild the integer kernels of {missing}")
+    return model

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -13,6 +13,8 @@ from torch import nn
 
 from slimkit.deploy.lowering import ExportError, lower
 from slimkit.deploy.ops import translation_table
+from slimkit.io.atomic import write_atomic
+from slimkit.target import Target, resolve_target
 
 DEFAULT_OPSET = 20
 
@@ -34,7 +36,7 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
     if dynamic_batch:
         dyn = tuple({0: torch.export.Dim.DYNAMIC} if isinstance(a, torch.Tensor) else None
                     for a in args)
-    with warnings.catch_warnings(), _quiet_exporter(), torch.no_grad():
+    with warnings.catch_warnings(), _quiet_exporter(), _reuse_torchlib(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
             prog = torch.onnx.export(float_model, args, dynamo=True, opset_version=opset,
@@ -59,33 +61,96 @@ def _strip_debug_info(proto) -> None:
 
 
 def export(model: nn.Module, example_inputs, path: str | os.PathLike, *,
-           dynamic_batch: bool = True, opset: int = DEFAULT_OPSET) -> Path:
+           dynamic_batch: bool = True, opset: int = DEFAULT_OPSET,
+           target: str | Target | None = "auto") -> Path:
     """Export to ONNX at `path`. Quantized layers become QuantizeLinear/DequantizeLinear
     around int8 weights; float models export as they are. The file appears whole or not at
-    all (temp file + rename)."""
+    all (temp file + rename). On a `target` whose int8 kernels saturate (x86 without VNNI)
+    a weight range they cannot compute exactly is reported with a SaturationWarning."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: directory {path.parent} does not exist")
     proto = to_onnx(model, example_inputs, dynamic_batch, opset)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise ExportError(f"cannot write {path}: {e.strerror}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if target is not None:
+        warn_if_saturates(proto, resolve_target(target), stacklevel=3)
+    write_atomic(path, proto.SerializeToString())  # WriteError (an OSError) names the path
     return path
+
+
+class SaturationWarning(UserWarning):
+    """An exported int8 layer overflows the int16 pair sums of the target's kernels."""
+
+
+def warn_if_saturates(proto, target: Target, stacklevel: int = 2) -> list[str]:
+    """Names of the weights whose products saturate on `target` (warned about), or []."""
+    from slimkit.deploy.emulate import saturation_report
+
+    if not target.u8s8_pairs_saturate:
+        return []
+    bad = [s for s in saturation_report(proto) if s.saturates]
+    if bad:
+        names = ", ".join(s.weight for s in bad[:4]) + (" …" if len(bad) > 4 else "")
+        warnings.warn(SaturationWarning(
+            f"{len(bad)} int8 layer(s) ({names}) use 8-bit weights that {target.model} "
+            f"({target.isa()}) cannot multiply exactly: its kernels add u8×s8 pairs in int16 "
+            f"(worst pair {max(s.worst_pair for s in bad):,} > 32,767) and the runtime will "
+            "disagree with the simulation; quantize with target='auto' on the deployment CPU, "
+            "or target='portable' for any x86"), stacklevel=stacklevel)
+    return [s.weight for s in bad]
+
+
+@functools.cache
+def _torchlib(opset_version: int):
+    """torch.onnx rebuilds its ATen → ONNX registry from torchlib on every export (≈1 s,
+    thousands of onnxscript functions); build it once per process and hand each export a
+    shallow copy (so the custom ops one export registers never leak into the next)."""
+    from torch.onnx._internal.exporter import _registration
+
+    return _FROM_TORCHLIB[0].__func__(_registration.ONNXRegistry, opset_version)
+
+
+_FROM_TORCHLIB: list = []
+
+
+class _reuse_torchlib:
+    """Serve torch.onnx's registry from the cache above; any mismatch with this torch's
+    internals and export simply builds its own, as without slimkit."""
+
+    def __enter__(self):
+        try:
+            from torch.onnx._internal.exporter import _registration
+        except ImportError:
+            self.cls = None
+            return self
+        self.cls = _registration.ONNXRegistry
+        if not _FROM_TORCHLIB:
+            _FROM_TORCHLIB.append(self.cls.__dict__["from_torchlib"])
+
+        def from_torchlib(cls, opset_version=None, **kw):
+            if kw or opset_version is None:
+                return _FROM_TORCHLIB[0].__func__(cls, *(
+                    () if opset_version is None else (opset_version,)), **kw)
+            base = _torchlib(opset_version)
+            fresh = cls()
+            fresh._opset_version = base._opset_version
+            fresh.functions = {k: list(v) for k, v in base.functions.items()}
+            return fresh
+
+        self.cls.from_torchlib = classmethod(from_torchlib)
+        return self
+
+    def __exit__(self, *exc):
+        if self.cls is not None:
+            self.cls.from_torchlib = _FROM_TORCHLIB[0]
 
 
 class _quiet_exporter:
     """The dynamo exporter logs progress and torchvision notices at WARNING; silence them."""
 
     def __enter__(self):
-        names = ("torch.onnx", "torch._export", "torch.export")
+        # onnxscript's constant folder logs "Evaluation failed: …" for nodes it cannot fold
+        # (e.g. a Reshape of a dynamic batch) — not an export failure; keep it off the terminal
+        names = ("torch.onnx", "torch._export", "torch.export", "onnxscript", "onnx_ir")
         self.loggers = [logging.getLogger(n) for n in names]
         self.levels = [lg.level for lg in self.loggers]
         for lg in self.loggers:

@@ -1,4 +1,4 @@
-"""Runtimes behind one small interface: load(path_or_module) → session.run(inputs).
+"""Runtimes behind one small interface: session(path_or_module) → .run(inputs).
 
 Sessions are built once and reused; threads are set explicitly (intra-op), one stream.
 PyTorch eager, ONNX Runtime (required), OpenVINO (optional extra `slimkit[openvino]`).
@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimkit.errors import SlimkitError
+from slimkit.errors import SlimkitError, check_choice
 
 RUNTIMES = ("torch", "ort", "openvino")
+OPENVINO_PRECISIONS = ("f32", "bf16")
 
 
 class RuntimeUnavailable(SlimkitError):
@@ -76,16 +77,22 @@ class OrtSession:
 
 
 class OpenVinoSession:
+    """OpenVINO on the CPU. precision='f32' by default: on CPUs with AMX / AVX512-BF16,
+    OpenVINO otherwise runs every float op in bf16 on its own (INFERENCE_PRECISION_HINT),
+    which changes results silently; 'bf16' asks for it explicitly."""
+
     name = "openvino"
 
-    def __init__(self, path: str | Path, threads: int = 2) -> None:
+    def __init__(self, path: str | Path, threads: int = 2, precision: str = "f32") -> None:
+        check_choice("OpenVINO precision", precision, OPENVINO_PRECISIONS)
         try:
             import openvino as ov
         except ImportError as e:
             msg = "OpenVINO is not installed: pip install 'slimkit[openvino]'"
             raise RuntimeUnavailable(msg) from e
         core = ov.Core()
-        cfg = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+        cfg = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+               "INFERENCE_PRECISION_HINT": precision}
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", cfg)
         self.request = self.compiled.create_infer_request()
 
@@ -94,7 +101,7 @@ class OpenVinoSession:
         return next(iter(res.values()))
 
 
-def load(model: nn.Module | str | Path, runtime: str | None = None, threads: int = 2,
+def session(model: nn.Module | str | Path, runtime: str | None = None, threads: int = 2,
          spin: bool = True) -> Session:
     """An nn.Module runs in PyTorch; an .onnx path in ONNX Runtime unless runtime='openvino'."""
     if isinstance(model, nn.Module):

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimkit.batch import call_model
 from slimkit.distill.losses import kd_loss
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, check_choice
+from slimkit.record import record_of
 
 
 def _adapter(student_out: torch.Tensor, teacher_out: torch.Tensor) -> nn.Module:
@@ -36,9 +38,12 @@ class Distiller(nn.Module):
 
     def __init__(self, teacher: nn.Module | None = None, temperature: float = 4.0,
                  alpha: float = 0.9, features: Sequence[tuple[str, str]] = (),
-                 feature_weight: float = 1.0) -> None:
+                 feature_weight: float = 1.0, output_loss: str = "kl") -> None:
+        """output_loss: kl (logits, Hinton; labels mixed in by alpha), mse or cosine (outputs
+        that are embeddings: a sentence encoder distils on unlabelled text)."""
         super().__init__()
-        self.temperature, self.alpha = temperature, alpha
+        check_choice("Distiller.output_loss", output_loss, {"kl", "mse", "cosine"})
+        self.temperature, self.alpha, self.output_loss = temperature, alpha, output_loss
         self.features, self.feature_weight = list(features), feature_weight
         self.adapters = nn.ModuleDict()
         self._caught: dict[str, torch.Tensor] = {}
@@ -69,19 +74,20 @@ class Distiller(nn.Module):
     def forward(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         s_model = student.module if hasattr(student, "module") else student
         if self.teacher is None:
-            original = s_model.__dict__.get("slimkit_original")
+            rec = record_of(s_model, create=False)
+            original = rec.original if rec is not None else None
             if original is None:
                 raise ConfigError("Distiller has no teacher: pass teacher=, or train a student "
-                                  "made by sk.quantize / sk.prepare_qat (it remembers its "
-                                  "uncompressed model)")
+                                  "made by sk.quantize / sk.prepare_qat / sk.prune (it "
+                                  "remembers its uncompressed model)")
             self._set_teacher(original)
         if id(s_model) not in self._hooked:
             self._hook(s_model, [s for _, s in self.features], "s:")
             self._hooked.add(id(s_model))
         with torch.no_grad():
-            t_logits = self.teacher(x)
-        s_logits = student(x)
-        loss = kd_loss(s_logits, t_logits, y, self.temperature, self.alpha)
+            t_logits = call_model(self.teacher, x)
+        s_logits = call_model(student, x)  # x: a tensor, or a dict of tensors (text)
+        loss = self._output_loss(s_logits, t_logits, y)
         for t_name, s_name in self.features:
             t_out, s_out = self._caught[f"t:{t_name}"], self._caught[f"s:{s_name}"]
             key = f"{t_name}->{s_name}".replace(".", "_")
@@ -89,6 +95,16 @@ class Distiller(nn.Module):
                 self.adapters[key] = _adapter(s_out, t_out).to(s_out.device)
             loss = loss + self.feature_weight * F.mse_loss(self.adapters[key](s_out), t_out)
         return loss
+
+    def _output_loss(self, s: torch.Tensor, t: torch.Tensor, y) -> torch.Tensor:
+        if self.output_loss == "kl":
+            return kd_loss(s, t, y, self.temperature, self.alpha)
+        if s.shape != t.shape:
+            raise ConfigError(f"student output {tuple(s.shape)} and teacher output "
+                              f"{tuple(t.shape)} differ: the two models must predict alike")
+        if self.output_loss == "mse":  # embeddings / hidden states: match them directly
+            return F.mse_loss(s, t.detach())
+        return (1 - F.cosine_similarity(s.flatten(1), t.detach().flatten(1), dim=1)).mean()
 
     def trainable(self, example_student: nn.Module, example_x: torch.Tensor) -> list:
         """Build the adapters with one forward (their shapes come from the features) and
@@ -98,8 +114,11 @@ class Distiller(nn.Module):
         example_student.eval()
         try:
             with torch.no_grad():
-                self.forward(example_student, example_x, None if self.alpha == 1 else
-                             torch.zeros(len(example_x), dtype=torch.long))
+                n = len(next(iter(example_x.values()))) if isinstance(example_x, dict) \
+                    else len(example_x)
+                labels = None if self.alpha == 1 or self.output_loss != "kl" else \
+                    torch.zeros(n, dtype=torch.long)
+                self.forward(example_student, example_x, labels)
         finally:
             example_student.train(was_training)
         return list(self.adapters.parameters())

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from slimkit.errors import SlimkitError
@@ -36,6 +37,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise WriteError(f"cannot write {path}: {e.strerror}") from e
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets what open() would
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -49,9 +51,50 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write bytes (or UTF-8 text) to `path` atomically; returns the path."""
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, replace: Callable[[Path], bool]) -> Iterator[Path]:
+    """Yields an empty temp directory next to `path`; on success it takes `path`'s place.
+    An existing `path` is replaced only if `replace(path)` says so (e.g. it is an earlier
+    artifact); otherwise WriteError, and nothing is touched."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise WriteError(f"cannot write {path}: directory {path.parent} does not exist")
+    if path.exists() and not replace(path):
+        raise WriteError(f"{path} exists and is not a slimkit artifact: refusing to overwrite it")
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror}") from e
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old / "previous")
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(f"cannot write {path}: {e.strerror or e}") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -5,9 +5,8 @@
 
 from slimkit.pruning.api import PruneError, PruneResult, prune
 from slimkit.pruning.config import PruneConfig, PruneRule
-from slimkit.pruning.io import load, save
 from slimkit.pruning.report import PruneReport
 from slimkit.pruning.unstructured import sparsity
 
-__all__ = ["PruneConfig", "PruneError", "PruneReport", "PruneResult", "PruneRule", "load",
-           "prune", "save", "sparsity"]
+__all__ = ["PruneConfig", "PruneError", "PruneReport", "PruneResult", "PruneRule", "prune",
+           "sparsity"]

@@ -8,7 +8,7 @@ smaller; unstructured / N:M come back the same shape with masks (unstructured.py
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,10 +20,11 @@ from slimkit.errors import ConfigError, SlimkitError
 from slimkit.graph.deps import DependencyGraph, Group
 from slimkit.graph.modules import name_matches
 from slimkit.pruning import unstructured as unst
-from slimkit.pruning.config import PruneConfig
+from slimkit.pruning.config import PruneConfig, PruneRule
 from slimkit.pruning.importance import group_scores, taylor_grads
 from slimkit.pruning.report import LayerReport, PruneReport
-from slimkit.pruning.surgery import cut
+from slimkit.pruning.surgery import apply_arch, cut
+from slimkit.record import ModelRecord, Step, copy_model, note_source, rebuilds, record_of
 
 CONV = nn.modules.conv._ConvNd
 
@@ -51,11 +52,28 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
     if config.structured:
         pruned, report = _structured(model, config, example_inputs, data, loss_fn)
     else:
-        pruned = copy.deepcopy(model)
+        pruned = copy_model(model)
         report = _unstructured(pruned, config, data, loss_fn)
     if _output_shapes(pruned, example_inputs) != reference:
         raise PruneError("the pruned model's output shapes differ from the original's")
+    rec = record_of(pruned)
+    note_source(rec, model)
+    if rec.original is None:
+        rec.original = model  # a reference: distillation's default teacher
+    rec.add("prune", {"config": dataclasses.asdict(config), "structured": config.structured},
+            f"{config.granularity}: params {report.params_before:,} → {report.params_after:,}"
+            + (f", MACs {report.macs_before:,} → {report.macs_after:,}"
+               if report.macs_before else ""))
     return PruneResult(pruned, report)
+
+
+@rebuilds("prune")
+def _rebuild(model: nn.Module, step: Step, rec: ModelRecord) -> nn.Module:
+    """Structured cuts: the recorded shapes and attributes, all at the first structured prune
+    (the record holds their sum). Unstructured / N:M: same shapes, masks come with the weights."""
+    first = next((s for s in rec.steps if s.kind == "prune" and s.config.get("structured")),
+                 None)
+    return apply_arch(model, rec.arch) if step is first else model
 
 
 # ---- structured ------------------------------------------------------------------------------
@@ -80,7 +98,7 @@ def _structured(model, cfg: PruneConfig, example, data, loss_fn):
         counts = _plan(graph, live, scores, fixed, free, cfg)
         keep = {g.leaf: scores[g.leaf].topk(counts[g.leaf]).indices.sort().values
                 for g in live if counts[g.leaf] < g.size}
-        pruned = copy.deepcopy(model)
+        pruned = copy_model(model)
         cut(pruned, graph, keep)
         try:
             _output_shapes(pruned, example)
@@ -148,19 +166,25 @@ def _wanted(g: Group, granularity: str, modules: dict) -> bool:
     return True
 
 
+def last_rule(rules: tuple[PruneRule, ...], names: list[str]) -> PruneRule | None:
+    """The last rule whose pattern matches one of `names` (general rules first, exceptions
+    after — the same precedence as QuantConfig rules)."""
+    hit = None
+    for r in rules:
+        if any(name_matches(r.pattern, n) for n in names):
+            hit = r
+    return hit
+
+
 def _rule_ratios(groups: list[Group], cfg: PruneConfig):
     """(leaf → fixed ratio from a rule, or 0 for a skip; leaves the target decides)."""
     fixed, free = {}, []
     for g in groups:
-        hit = None
-        for r in cfg.rules:
-            for owner in g.owners:
-                if name_matches(r.pattern, owner):
-                    hit = 0.0 if r.skip else r.ratio if hit is None else min(hit, r.ratio)
+        hit = last_rule(cfg.rules, g.owners)
         if hit is None:
             free.append(g)
         else:
-            fixed[g.leaf] = hit
+            fixed[g.leaf] = 0.0 if hit.skip else hit.ratio
     return fixed, free
 
 
@@ -242,12 +266,14 @@ def _what(cfg: PruneConfig) -> str:
 # ---- unstructured / N:M --------------------------------------------------------------------------
 def _unstructured(model, cfg: PruneConfig, data, loss_fn) -> PruneReport:
     layers = {n: m for n, m in model.named_modules() if isinstance(m, unst.PRUNABLE)}
-    ratios = {}
+    ratios, skipped = {}, set()
     for n in layers:
         r = cfg.ratio if cfg.granularity == "unstructured" else None
-        for rule in cfg.rules:
-            if name_matches(rule.pattern, n):
-                r = None if rule.skip else rule.ratio
+        rule = last_rule(cfg.rules, [n])
+        if rule is not None:
+            r = None if rule.skip else rule.ratio
+            if rule.skip:
+                skipped.add(n)
         ratios[f"{n}.weight"] = r
     if all(r is None for r in ratios.values()) and cfg.granularity == "unstructured":
         raise ConfigError("every layer is skipped: nothing to prune")
@@ -255,8 +281,7 @@ def _unstructured(model, cfg: PruneConfig, data, loss_fn) -> PruneReport:
     scores = {}
     for n, m in layers.items():
         name = f"{n}.weight"
-        skipped = any(name_matches(r.pattern, n) and r.skip for r in cfg.rules)
-        if (cfg.granularity == "unstructured" and ratios[name] is None) or skipped:
+        if (cfg.granularity == "unstructured" and ratios[name] is None) or n in skipped:
             continue
         scores[name] = unst.weight_scores(m.weight.detach(), cfg.importance,
                                           grads[name] if grads else None, cfg.seed)

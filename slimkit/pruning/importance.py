@@ -45,10 +45,11 @@ def group_scores(model: nn.Module, graph: DependencyGraph, group: Group, kind: s
     """(group.size,) importance per channel; higher means keep."""
     if kind == "random":
         g = torch.Generator().manual_seed(seed * 100_003 + group.leaf)
-        return torch.rand(group.size, generator=g)
+        return torch.rand(group.size, generator=g).to(next(model.parameters()).device)
     tensors = dict(model.named_parameters())
     modules = dict(model.named_modules())
-    score = torch.zeros(group.size, dtype=torch.float64)
+    device = next(model.parameters()).device
+    score = torch.zeros(group.size, dtype=torch.float64, device=device)
     for m in group.members:
         if m.kind != "param":
             continue
@@ -60,7 +61,7 @@ def group_scores(model: nn.Module, graph: DependencyGraph, group: Group, kind: s
             w = (w * grads[m.name].double()).abs()
         per_pos = _reduce_all_but(w.abs() if kind in ("l1", "bn_gamma", "taylor") else w * w,
                                   m.dim)
-        owner = graph.spaces.owner(graph.param_dims[m.name][m.dim], group.leaf)
+        owner = graph.spaces.owner(graph.param_dims[m.name][m.dim], group.leaf).to(device)
         hit = owner >= 0
         score.index_add_(0, owner[hit], per_pos[hit])
     if kind == "bn_gamma" and not score.any():

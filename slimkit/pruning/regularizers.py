@@ -42,8 +42,9 @@ def group_lasso(strength: float, graph: DependencyGraph) -> Penalty:
         for leaf, size, name, dim, owner in plan:
             w = params[name]
             per_pos = w.pow(2).movedim(dim, 0).reshape(w.shape[dim], -1).sum(1)
+            owner = owner.to(w.device)
             hit = owner >= 0
-            acc = sq.setdefault(leaf, torch.zeros(size, dtype=w.dtype))
+            acc = sq.setdefault(leaf, torch.zeros(size, dtype=w.dtype, device=w.device))
             sq[leaf] = acc.index_add(0, owner[hit], per_pos[hit])
         total = sum(v.clamp_min(1e-12).sqrt().sum() for v in sq.values())
         return strength * total

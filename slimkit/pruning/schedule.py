@@ -18,6 +18,7 @@ import torch
 
 from slimkit.callbacks import Callback
 from slimkit.pruning.config import PruneConfig
+from slimkit.record import record_of
 
 
 def agp_ratio(step: int, final: float, start: int, end: int, initial: float = 0.0) -> float:
@@ -40,7 +41,8 @@ class KeepMasks(Callback):
     """Re-apply the model's masks after each optimizer step (zeros stay zeros)."""
 
     def on_step_end(self, trainer) -> None:
-        masks = trainer.model.__dict__.get("slimkit_masks", {})
+        rec = record_of(trainer.model, create=False)
+        masks = rec.masks if rec is not None else {}
         if not masks:
             return
         params = dict(trainer.model.named_parameters())

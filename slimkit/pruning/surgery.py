@@ -3,8 +3,8 @@
 The dependency graph says, for each parameter and buffer dim, which positions survive; this file
 cuts them and makes the module attributes agree (in/out channels, groups, num_features,
 normalized_shape, num_heads, head_dim), so the result is an ordinary module that trains,
-exports, and reloads. Every change is recorded in `model.__dict__["slimkit_arch"]` for
-`slimkit.pruning.save / load`.
+exports, and reloads. Every change goes into the model's record (`record_of(model).arch`), and
+`apply_arch` replays it on a fresh model of the same class (what `sk.load` does).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from slimkit.errors import SlimkitError
 from slimkit.graph.deps import DependencyGraph
+from slimkit.record import record_of
 
 HEAD_ATTRS = ("num_heads", "n_heads", "n_head", "num_attention_heads", "heads")
 HEAD_DIM_ATTRS = ("head_dim", "attention_head_size", "d_head", "head_size")
@@ -31,7 +33,7 @@ def cut(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.Tensor])
         for d, space in enumerate(dims):
             idx = graph.spaces.keep_index(space, keep)
             if len(idx) != new.shape[d]:
-                new = new.index_select(d, idx)
+                new = new.index_select(d, idx.to(new.device))
         if new.shape != t.shape:
             _assign(slots[name], t, new.contiguous().clone())
             shapes[name] = list(new.shape)
@@ -46,11 +48,35 @@ def cut(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.Tensor])
         changed = _fix_heads(modules.get(path), h, d)
         if changed:
             attrs.setdefault(path, {}).update(changed)
-    record = model.__dict__.setdefault("slimkit_arch", {"shapes": {}, "attrs": {}})
+    record = record_of(model).arch
     record["shapes"].update(shapes)
     for path, a in attrs.items():
         record["attrs"].setdefault(path, {}).update(a)
     return record
+
+
+def apply_arch(model: nn.Module, arch: dict) -> nn.Module:
+    """Resize a fresh, unpruned model in place to the recorded shapes and attributes (values
+    are placeholders until weights are loaded)."""
+    modules = dict(model.named_modules())
+    for name, shape in arch["shapes"].items():
+        owner, _, attr = name.rpartition(".")
+        m = modules.get(owner)
+        if m is None or not hasattr(m, attr):
+            raise SlimkitError(f"{type(model).__name__} has no tensor '{name}': rebuild the "
+                               "pruned model from the class (and arguments) it was pruned from")
+        old = getattr(m, attr)
+        new = torch.empty(shape, dtype=old.dtype, device=old.device)
+        if isinstance(old, nn.Parameter):
+            m._parameters[attr] = nn.Parameter(new, requires_grad=old.requires_grad)
+        else:
+            m._buffers[attr] = new
+    for owner, attrs in arch["attrs"].items():
+        if owner not in modules:
+            raise SlimkitError(f"{type(model).__name__} has no module '{owner}' to resize")
+        for k, v in attrs.items():
+            setattr(modules[owner], k, tuple(v) if isinstance(v, list) else v)
+    return model
 
 
 def _slots(model: nn.Module) -> dict[str, list[tuple[nn.Module, str]]]:

@@ -1,8 +1,8 @@
 """Unstructured and N:M sparsity: masks on conv / linear weights (same shapes, zeros inside).
 
-Masks live in `model.__dict__["slimkit_masks"]` (FQN → bool tensor); `KeepMasks` (schedule.py)
-re-applies them after each optimizer step so fine-tuning keeps the zeros. `slimkit.sparse`
-turns such weights into CSR / BSR kernels where that is faster.
+Masks live in the model's record (`record_of(model).masks`, FQN → bool tensor); `KeepMasks`
+(schedule.py) re-applies them after each optimizer step so fine-tuning keeps the zeros.
+`slimkit.sparse` turns such weights into CSR / BSR kernels where that is faster.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ import torch
 from torch import nn
 
 from slimkit.errors import ConfigError
+from slimkit.record import record_of
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def weight_scores(w: torch.Tensor, kind: str, grad: torch.Tensor | None, seed: int):
     if kind == "random":
-        return torch.rand(w.shape, generator=torch.Generator().manual_seed(seed))
+        # drawn on the CPU (the seeded generator lives there), then placed beside the weight
+        return torch.rand(w.shape, generator=torch.Generator().manual_seed(seed)).to(w.device)
     if kind == "taylor":
         return (w * grad).abs()
     if kind in ("l1", "l2"):
@@ -44,7 +46,7 @@ def magnitude_masks(scores: dict[str, torch.Tensor], ratios: dict[str, float],
             masks[n] = torch.ones_like(s, dtype=torch.bool)
             continue
         order = s.flatten().argsort()
-        m = torch.ones(s.numel(), dtype=torch.bool)
+        m = torch.ones(s.numel(), dtype=torch.bool, device=s.device)
         m[order[:k]] = False
         masks[n] = m.view_as(s)
     return masks
@@ -66,7 +68,7 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, mask in masks.items():
             params[name].mul_(mask)
-    model.__dict__.setdefault("slimkit_masks", {}).update(masks)
+    record_of(model).masks.update(masks)
 
 
 def sparsity(model: nn.Module) -> dict[str, float]:

@@ -7,22 +7,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from slimkit.batch import call_model
 from slimkit.errors import CalibrationError
-
-
-def call_model(model: nn.Module, batch: Any) -> Any:
-    """A tensor → model(t); a dict → model(**d); a tuple/list → model(batch[0]) (the
-    (inputs, labels) convention of DataLoaders)."""
-    if isinstance(batch, torch.Tensor):
-        return model(batch)
-    if isinstance(batch, dict):
-        return model(**batch)
-    if isinstance(batch, (tuple, list)) and batch:
-        return model(batch[0])
-    raise CalibrationError(f"a batch must be a Tensor, a dict or an (inputs, ...) tuple, "
-                           f"not {type(batch).__name__}")
+from slimkit.progress import track
 
 
 def _check_finite(batch: Any, index: int) -> None:
@@ -45,8 +33,7 @@ def calibrate(model: nn.Module, calib: Iterable | None, progress: bool = True,
     model.eval()
     n = 0
     total = max_batches if max_batches is not None else _len_or_none(calib)
-    bars = None if progress else True  # None: a bar only on a terminal
-    for batch in tqdm(calib, desc="calibrating", total=total, disable=bars, leave=False):
+    for batch in track(calib, "calibrating", total, None if progress else False):
         if max_batches is not None and n >= max_batches:
             break
         _check_finite(batch, n)

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from slimkit.graph.fusion import conv_bn_pairs, fuse_conv_bn
+from slimkit.errors import ConfigError
+from slimkit.graph.fusion import conv_bn_pairs, fold_bn, fuse_conv_bn
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.calibrate import calibrate, call_model
 from slimkit.quant.config import QAT_ACT_OBSERVER, QuantConfig
@@ -22,12 +23,31 @@ from slimkit.quant.graph_quant import quantize_op_inputs, standalone_quantizers
 from slimkit.quant.modules import QUANT_MODULES, QuantConvBn, QuantLayer
 from slimkit.quant.observers import MinMax
 from slimkit.quant.plan import QuantPlan, resolve_plan, with_tensors
+from slimkit.quant.spec import LayerQuant
+from slimkit.record import (
+    ModelRecord,
+    Step,
+    copy_model,
+    note_source,
+    rebuilds,
+    record_of,
+    set_record,
+)
+from slimkit.target import Target
 
 
-def remember_original(compressed: nn.Module, original: nn.Module) -> None:
-    """Keep a reference to the uncompressed model (distillation's default teacher). Stored
-    outside nn.Module's registries: not a submodule, not in state_dict, no extra memory."""
-    compressed.__dict__["slimkit_original"] = original
+def _record(model: nn.Module, source_record, original: nn.Module | None, plan: QuantPlan,
+            kind: str, config: dict, note: str) -> None:
+    """The quantized model's record: the source model's (a GraphModule is a new object and
+    does not inherit it), this step, the plan, and the uncompressed original."""
+    rec = copy.deepcopy(source_record) if source_record is not None else ModelRecord()
+    if original is not None:
+        note_source(rec, original)
+    if rec.original is None and original is not None:
+        rec.original = original  # a reference (distillation's default teacher), never copied
+    rec.plan = plan
+    rec.add(kind, config, note)
+    set_record(model, rec)
 
 
 def quant_layers(model: nn.Module) -> list[QuantLayer]:
@@ -45,7 +65,8 @@ def _swap(model: nn.Module, plan: QuantPlan, config: QuantConfig, bn_pairs: dict
             set_submodule(model, bn_name, nn.Identity())
         else:
             wrapped = QUANT_MODULES[type(mod)](mod, e.spec, e.name, opts.freeze_observers_after)
-        set_submodule(model, e.name, wrapped)
+        # quantizer buffers are born on the CPU: place them beside the layer's weight
+        set_submodule(model, e.name, wrapped.to(mod.weight.device))
 
 
 def quantize(
@@ -56,39 +77,47 @@ def quantize(
     inplace: bool = False,
     progress: bool = True,
     max_batches: int | None = None,
+    target: str | Target | None = "auto",
 ) -> nn.Module:
     """Post-training quantization. Static configs calibrate on `calib`; dynamic and
     weight-only configs need no data. Returns an ordinary nn.Module with packed weights
-    (a torch.fx.GraphModule when adds / pools got quantizers); its plan is `.slimkit_plan`."""
-    original, model = model, model if inplace else copy.deepcopy(model)
+    (a torch.fx.GraphModule when adds / pools got quantizers); `sk.describe(q)` prints its
+    plan (`sk.record_of(q).plan`).
+    `target` ('auto': this machine; a preset such as 'portable' or 'x86-vnni'; a Target) picks
+    the int8 weight range its kernels compute exactly — the simulation uses the same."""
+    original, model = model, model if inplace else copy_model(model)
+    source_record = record_of(original, create=False)
     model.eval()
-    fuse_conv_bn(model)  # quantize the weights that will be deployed: BN folded in
-    plan = resolve_plan(model, config)
+    pairs = fuse_conv_bn(model)  # quantize the weights that will be deployed: BN folded in
+    plan = resolve_plan(model, config, target)
     _swap(model, plan, config, {})
     model, plan = _quantize_op_inputs(model, plan, config)
     if plan.needs_calibration:
         calibrate(model, calib, progress, max_batches)
     _freeze(model)
-    model.slimkit_plan = plan
-    if not inplace:
-        remember_original(model, original)
+    _record(model, source_record, None if inplace else original, plan, "quantize",
+            {"flow": "ptq", "config": config.name, "fused": [list(p) for p in pairs]},
+            f"{config.name} post-training quantization")
     return model
 
 
 def prepare_qat(
-    model: nn.Module, config: QuantConfig, example_inputs, *, inplace: bool = False
+    model: nn.Module, config: QuantConfig, example_inputs, *, inplace: bool = False,
+    target: str | Target | None = "auto",
 ) -> nn.Module:
     """A trainable model with fake-quant + STE. Conv→BN pairs train folded (config.qat).
     `example_inputs` (a tensor, tuple or dict batch) seeds the activation ranges and LSQ scales.
     Activations observed with plain min-max are switched to an EMA for training (a running
     min/max would keep the widest range of the early, unstable steps forever)."""
-    original, model = model, model if inplace else copy.deepcopy(model)
+    original, model = model, model if inplace else copy_model(model)
+    source_record = record_of(original, create=False)
     config = config.with_act_observer(QAT_ACT_OBSERVER, replacing=MinMax)
-    plan = resolve_plan(model, config)
+    plan = resolve_plan(model, config, target)
     pairs = dict(conv_bn_pairs(model)) if config.qat.fold_bn else {}
     foldable = {e.name for e in plan.quantized()
                 if isinstance(model.get_submodule(e.name), (nn.Conv1d, nn.Conv2d))}
-    _swap(model, plan, config, {c: b for c, b in pairs.items() if c in foldable})
+    folded = {c: b for c, b in pairs.items() if c in foldable}
+    _swap(model, plan, config, folded)
     model, plan = _quantize_op_inputs(model, plan, config)
     model.eval()
     with torch.no_grad():  # one pass to seed observers (BN in eval: running stats untouched)
@@ -98,36 +127,65 @@ def prepare_qat(
     for q in standalone_quantizers(model):
         q.start_qat(config.qat.lsq)
     model.train()
-    model.slimkit_plan = plan
-    if not inplace:
-        remember_original(model, original)
+    # BN folded into the conv for QAT: after convert, the same structure as PTQ's fuse
+    _record(model, source_record, None if inplace else original, plan, "quantize",
+            {"flow": "qat", "config": config.name, "fused": [list(p) for p in folded.items()],
+             "lsq": config.qat.lsq}, f"{config.name} quantization-aware training")
     return model
 
 
 def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Freeze a prepared / QAT model: fold BN, pack weights, fix activation qparams."""
-    source = model
-    original = source.__dict__.pop("slimkit_original", None)  # shared, never deep-copied
-    try:
-        model = source if inplace else copy.deepcopy(source)
-    finally:
-        if original is not None:
-            remember_original(source, original)
-            remember_original(model, original)
+    model = model if inplace else copy_model(model)  # the record shares its original
     model.eval()
     _freeze(model)
+    rec = record_of(model)
+    rec.add("convert", {}, "packed integer weights, fixed activation ranges")
     return model
 
 
-def _freeze(model: nn.Module) -> None:
+def is_converted(model: nn.Module) -> bool:
+    """Every quantized layer holds packed weights and no QAT module is left."""
+    return not any(isinstance(m, QuantConvBn) or (isinstance(m, QuantLayer) and m.packed is None
+                                                 and m.weight_quantizer is not None)
+                   for m in model.modules())
+
+
+def _freeze(model: nn.Module, structure_only: bool = False) -> None:
+    """Pack weights and fix activation qparams. structure_only: the same modules and buffer
+    shapes without calibration (sk.load fills them from the artifact)."""
     for name, m in list(model.named_modules()):
         if isinstance(m, QuantConvBn):
             set_submodule(model, name, m.to_conv())
     for layer in quant_layers(model):
         if layer.packed is None:
-            layer.freeze()
+            layer.freeze(structure_only)
     for q in standalone_quantizers(model):
-        q.freeze()
+        q.freeze(structure_only)
+
+
+rebuilds("convert")(lambda model, step, rec: model)  # the quantize rebuild is already frozen
+
+
+@rebuilds("quantize")
+def _rebuild(model: nn.Module, step: Step, rec: ModelRecord) -> nn.Module:
+    """The structure quantize / prepare_qat + convert left, on a fresh float model: the same
+    BN folds, wrappers, op-input quantizers (same fx node names) and packed-buffer shapes."""
+    plan = rec.plan
+    for conv, bn in step.config["fused"]:
+        fold_bn(model.get_submodule(conv), model.get_submodule(bn))
+        set_submodule(model, bn, nn.Identity())
+    _swap(model, plan, QuantConfig(LayerQuant(None)), {})
+    if plan.tensors:
+        model, inserted, _ = quantize_op_inputs(model, plan.tensors[0].spec.input)
+        if [n for n, _ in inserted] != [e.name for e in plan.tensors]:
+            raise ConfigError(
+                "the rebuilt model's residual adds / pools differ from the saved plan "
+                f"({[n for n, _ in inserted]} vs {[e.name for e in plan.tensors]}): is this "
+                "the model code the artifact was saved from?")
+    _freeze(model, structure_only=True)
+    model.eval()
+    return model
 
 
 def _quantize_op_inputs(model: nn.Module, plan: QuantPlan, config: QuantConfig):

@@ -65,7 +65,8 @@ class QuantLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_quantizer is not None:
             x = self.input_quantizer(x)
-        y = self.op(x, self.weight(), self.bias())
+        w = self.weight()  # decoded codes are float32; a float64 model computes in float64
+        y = self.op(x, w.to(x.dtype) if x.is_floating_point() else w, self.bias())
         return self.output_quantizer(y) if self.output_quantizer is not None else y
 
     def act_quantizers(self) -> list[ActQuantizer]:
@@ -78,8 +79,9 @@ class QuantLayer(nn.Module):
         for q in self.act_quantizers():
             q.start_qat(learnable)
 
-    def freeze(self) -> None:
-        """Pack the weight into integer codes, fix activation qparams, drop float copies."""
+    def freeze(self, structure_only: bool = False) -> None:
+        """Pack the weight into integer codes, fix activation qparams, drop float copies.
+        structure_only: the frozen modules and buffer shapes, values to be loaded."""
         if self.weight_quantizer is not None:
             w = self.float_weight().detach()
             wq = self.weight_quantizer
@@ -88,7 +90,7 @@ class QuantLayer(nn.Module):
             del self.layer.weight
             self.weight_quantizer = None
         for q in self.act_quantizers():
-            q.freeze()
+            q.freeze(structure_only)
 
     def extra_repr(self) -> str:
         return f"'{self.name}': {self.spec.describe()}"

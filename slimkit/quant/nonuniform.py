@@ -86,15 +86,15 @@ def _kmeans_encode(w, s: NonUniformScheme, iters: int = 30):
     flat = w.reshape(-1)
     g = torch.Generator().manual_seed(s.seed)
     if flat.numel() > 65536:  # fit on a seeded sample; assign every weight below
-        sample = flat[torch.randperm(flat.numel(), generator=g)[:65536]]
+        sample = flat[torch.randperm(flat.numel(), generator=g)[:65536].to(w.device)]
     else:
         sample = flat
     k = 2**s.bits
-    c = torch.linspace(float(sample.min()), float(sample.max()), k)
+    c = torch.linspace(float(sample.min()), float(sample.max()), k, device=w.device)
     for _ in range(iters):
         idx = (sample.unsqueeze(1) - c).abs().argmin(dim=1)
-        sums = torch.zeros(k).index_add_(0, idx, sample)
-        counts = torch.zeros(k).index_add_(0, idx, torch.ones_like(sample))
+        sums = torch.zeros(k, device=w.device).index_add_(0, idx, sample)
+        counts = torch.zeros(k, device=w.device).index_add_(0, idx, torch.ones_like(sample))
         c = torch.where(counts > 0, sums / counts.clamp(min=1), c)
     codes = (flat.unsqueeze(1) - c).abs().argmin(dim=1).reshape(w.shape)
     return codes.to(torch.int32), c

@@ -135,7 +135,7 @@ class PercentileObserver(Observer):
         v = self.scheme.granularity.view(x.detach().float())
         if v.shape[1] > self.MAX_COLS:
             v = v[:, :: v.shape[1] // self.MAX_COLS + 1]
-        q = torch.tensor([1.0 - self.cfg.q / 100.0, self.cfg.q / 100.0])
+        q = torch.tensor([1.0 - self.cfg.q / 100.0, self.cfg.q / 100.0], device=v.device)
         lo_hi = torch.quantile(v, q, dim=1)  # (2, R)
         return lo_hi[0], lo_hi[1]
 
@@ -165,9 +165,9 @@ class MSEObserver(Observer):
         if not self._samples:  # restored from a checkpoint: only the range survives
             return self.lo, self.hi
         v = torch.cat(self._samples, dim=1)  # (R, samples)
-        best_err = torch.full((v.shape[0],), float("inf"))
-        best = torch.ones(v.shape[0])
-        for ratio in torch.linspace(self.cfg.min_ratio, 1.0, self.cfg.grid):
+        best_err = torch.full((v.shape[0],), float("inf"), device=v.device)
+        best = torch.ones(v.shape[0], device=v.device)
+        for ratio in torch.linspace(self.cfg.min_ratio, 1.0, self.cfg.grid, device=v.device):
             s, z = self.scheme.qparams(self.lo * ratio, self.hi * ratio)
             err = (fake_quantize(v, s, z, _rowwise(self.scheme)) - v).pow(2).mean(dim=1)
             better = err < best_err

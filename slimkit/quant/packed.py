@@ -45,7 +45,7 @@ class PackedWeight(nn.Module):
         else:
             codes, scale = scheme.encode(w)
             qmin = scheme.qmin
-        pw = cls(w.shape, scheme, scale.numel())
+        pw = cls(w.shape, scheme, scale.numel()).to(w.device)
         pw.packed.copy_(pack_bits(codes, scheme.bits, qmin))
         pw.params.copy_(scale.reshape(-1))
         if isinstance(scheme, QScheme):

@@ -22,7 +22,7 @@ def pack_bits(codes: torch.Tensor, bits: int, qmin: int) -> torch.Tensor:
     if not (1 <= bits <= 8 or bits == 16):
         raise ConfigError(f"pack_bits: bits={bits} not allowed; use 1..8 or 16")
     u = codes.reshape(-1).to(torch.int32) - qmin
-    if u.numel() and (u.min() < 0 or u.max() >= 2**bits):
+    if u.numel() and u.device.type != "meta" and (u.min() < 0 or u.max() >= 2**bits):
         top = qmin + 2**bits - 1
         raise ConfigError(f"pack_bits: codes outside [{qmin}, {top}] for {bits} bits")
     if bits == 16:
@@ -32,11 +32,11 @@ def pack_bits(codes: torch.Tensor, bits: int, qmin: int) -> torch.Tensor:
     if bits == 4:
         u = torch.nn.functional.pad(u, (0, u.numel() % 2)).reshape(-1, 2)
         return (u[:, 0] | (u[:, 1] << 4)).to(torch.uint8)
-    shifts = torch.arange(bits, dtype=torch.int32)
+    shifts = torch.arange(bits, dtype=torch.int32, device=u.device)
     bitstream = ((u.unsqueeze(1) >> shifts) & 1).reshape(-1)  # (numel·bits,)
     pad = (-bitstream.numel()) % 8
     bitstream = torch.nn.functional.pad(bitstream, (0, pad)).reshape(-1, 8)
-    weights = 2 ** torch.arange(8, dtype=torch.int32)
+    weights = 2 ** torch.arange(8, dtype=torch.int32, device=u.device)
     return (bitstream * weights).sum(dim=1).to(torch.uint8)
 
 
@@ -49,8 +49,8 @@ def unpack_bits(packed: torch.Tensor, bits: int, qmin: int, numel: int) -> torch
     if bits == 4:
         p = packed.to(torch.int32)
         return torch.stack([p & 15, p >> 4], dim=1).reshape(-1)[:numel] + qmin
-    shifts = torch.arange(8, dtype=torch.int32)
+    shifts = torch.arange(8, dtype=torch.int32, device=packed.device)
     bitstream = ((packed.to(torch.int32).unsqueeze(1) >> shifts) & 1).reshape(-1)
     bitstream = bitstream[: numel * bits].reshape(numel, bits)
-    weights = 2 ** torch.arange(bits, dtype=torch.int32)
+    weights = 2 ** torch.arange(bits, dtype=torch.int32, device=packed.device)
     return (bitstream * weights).sum(dim=1) + qmin

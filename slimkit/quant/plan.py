@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
 from slimkit.errors import ConfigError
 from slimkit.quant.config import QuantConfig
 from slimkit.quant.modules import QUANT_MODULES
+from slimkit.quant.qscheme import QScheme
 from slimkit.quant.spec import LayerQuant
+from slimkit.target import Target, resolve_target
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class QuantPlan:
     entries: tuple[PlanEntry, ...]
     tensors: tuple[PlanEntry, ...] = ()  # quantized tensors no layer owns (adds, pools)
     notes: tuple[str, ...] = ()  # what the plan could not do, and why
+    target: str | None = None  # the machine whose integer kernels the numerics fit
 
     def quantized(self) -> list[PlanEntry]:
         return [e for e in self.entries if e.spec is not None]
@@ -37,6 +40,7 @@ class QuantPlan:
     def to_dict(self) -> dict:
         return {
             "config": self.config_name,
+            "target": self.target,
             "notes": list(self.notes),
             "layers": [
                 {"name": e.name, "type": e.module_type,
@@ -53,10 +57,14 @@ class QuantPlan:
         line = "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))
         body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
         notes = [f"note: {n}" for n in self.notes]
-        return "\n".join([f"quantization plan ({self.config_name})", line, *body, *notes])
+        title = f"quantization plan ({self.config_name})"
+        return "\n".join([title, line, *body, *notes])
 
 
-def resolve_plan(model: nn.Module, config: QuantConfig) -> QuantPlan:
+def resolve_plan(model: nn.Module, config: QuantConfig,
+                 target: str | Target | None = None) -> QuantPlan:
+    """Which layer gets what. With a target ('auto': this machine), int8 layers get the weight
+    range that target's integer kernels compute exactly (7 bits on x86 without VNNI)."""
     layers = [(n, m) for n, m in model.named_modules() if type(m) in QUANT_MODULES]
     if not layers:
         raise ConfigError(f"{type(model).__name__} has no quantizable layer; supported types: "
@@ -70,7 +78,34 @@ def resolve_plan(model: nn.Module, config: QuantConfig) -> QuantPlan:
     for e in entries:
         if e.spec is not None and e.spec.weight is not None:
             _check_fits(e, model.get_submodule(e.name))
-    return QuantPlan(config.name, tuple(entries))
+    if target is None:
+        return QuantPlan(config.name, tuple(entries))
+    t = resolve_target(target)
+    entries, notes = for_target(entries, t)
+    return QuantPlan(config.name, tuple(entries), notes=notes, target=t.describe())
+
+
+def runs_on_int8_kernels(spec: LayerQuant | None) -> bool:
+    """8-bit linear weights with 8-bit activations (static or dynamic): a u8s8 / s8s8 GEMM."""
+    return (spec is not None and spec.weight is not None and spec.input is not None
+            and isinstance(spec.weight.scheme, QScheme) and spec.weight.scheme.bits in (7, 8)
+            and spec.input.scheme.bits == 8)
+
+
+def for_target(entries: list[PlanEntry], target: Target) -> tuple[list[PlanEntry], tuple]:
+    """Entries with the weight range `target` computes exactly, and the note saying why."""
+    bits, why = target.int8_weight_bits()
+    hits = [e for e in entries if runs_on_int8_kernels(e.spec)]
+    if not hits:
+        return entries, ()
+    out = []
+    for e in entries:
+        w = e.spec.weight if runs_on_int8_kernels(e.spec) else None
+        if w is not None and w.scheme.bits != bits:
+            spec = replace(e.spec, weight=replace(w, scheme=replace(w.scheme, bits=bits)))
+            e = replace(e, spec=spec, reason=f"{e.reason}; {bits}-bit weights for the target")
+        out.append(e)
+    return out, (f"target {target.describe()} → {bits}-bit int8 weights: {why}",)
 
 
 def _entry(name: str, module: nn.Module, config: QuantConfig) -> PlanEntry:
@@ -96,4 +131,4 @@ def with_tensors(plan: QuantPlan, inserted: list[tuple[str, str]], spec,
     why = "its producer stays int8 only if this tensor is quantized"
     extra = tuple(PlanEntry(n, what, LayerQuant(None, spec), why) for n, what in inserted)
     notes = plan.notes + ((note,) if note else ())
-    return QuantPlan(plan.config_name, plan.entries, plan.tensors + extra, notes)
+    return QuantPlan(plan.config_name, plan.entries, plan.tensors + extra, notes, plan.target)

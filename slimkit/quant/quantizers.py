@@ -88,17 +88,26 @@ class ActQuantizer(nn.Module):
             self.scale = nn.Parameter(self.scale.detach().clone())
             self.observing = False
 
-    def freeze(self) -> None:
-        """Fix qparams for inference and drop the observer."""
+    def freeze(self, structure_only: bool = False) -> None:
+        """Fix qparams for inference and drop the observer (structure_only: keep the
+        placeholder qparams; a state_dict load fills them)."""
         if self.spec.dynamic:
             return
-        if self.observing and not self.learnable:
+        if self.observing and not self.learnable and not structure_only:
             self._set_qparams(*self.observer.qparams())
         if self.learnable:
             s = self.scale.detach().clone()
             del self.scale
             self.register_buffer("scale", s)
         self.observer, self.observing, self.quantizing = None, False, True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # per-channel ranges are sized by the data: take the stored sizes
+        for name in ("scale", "zero_point"):
+            t = state_dict.get(prefix + name)
+            if t is not None and t.shape != getattr(self, name).shape and not self.learnable:
+                setattr(self, name, torch.empty_like(t))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return self.spec.describe()

@@ -16,6 +16,7 @@ class SparseLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features, self.format = (linear.in_features,
                                                             linear.out_features, fmt)
+        self.blocksize = blocksize
         # stored as Wᵀ-ready (out, in); sparse @ dense computes W xᵀ without densifying
         self.register_buffer("weight", to_sparse(linear.weight.detach(), fmt, blocksize))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(),
@@ -24,6 +25,13 @@ class SparseLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, fmt: str = "csr", blocksize: int = 16):
         return cls(linear, fmt, blocksize)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a sparse weight's nnz differs from the placeholder's: take the stored tensor whole
+        w = state_dict.get(prefix + "weight")
+        if w is not None and w.layout == self.weight.layout and w.shape == self.weight.shape:
+            self.weight = w.clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)  # (N, in)

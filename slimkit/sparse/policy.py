@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from slimkit.graph.modules import set_submodule
+from slimkit.record import ModelRecord, Step, rebuilds, record_of
 from slimkit.sparse.formats import density
 from slimkit.sparse.linear import SparseLinear
 
@@ -82,4 +83,20 @@ def sparsify(model: nn.Module, batch: int, fmt: str = "csr", runs: int = 20,
         decisions.append(d)
         if d.use_sparse:
             set_submodule(model, name, sparse)
+    chosen = {d.layer: {"format": fmt} for d in decisions if d.use_sparse}
+    if chosen:
+        record_of(model).add("sparsify", {"layers": chosen, "batch": batch},
+                             f"{len(chosen)} Linear layer(s) on {fmt.upper()} kernels")
     return model, decisions
+
+
+@rebuilds("sparsify")
+def _rebuild(model: nn.Module, step: Step, rec: ModelRecord) -> nn.Module:
+    for name, how in step.config["layers"].items():
+        lin = model.get_submodule(name)
+        placeholder = nn.Linear(lin.in_features, lin.out_features, lin.bias is not None)
+        with torch.no_grad():
+            placeholder.weight.fill_(1.0)  # full pattern; the stored weight replaces it
+        set_submodule(model, name, SparseLinear(placeholder, how["format"],
+                                                how.get("blocksize", 16)))
+    return model

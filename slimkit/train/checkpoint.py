@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from slimkit.errors import SlimkitError
+from slimkit.io.atomic import atomic_path
 
 _NAME = re.compile(r"step-(\d{8})\.pt$")
 
@@ -23,32 +23,27 @@ class CheckpointError(SlimkitError):
     """A checkpoint file is missing, truncated or not a slimkit checkpoint."""
 
 
-def save(state: dict, directory: Path, step: int, keep: int = 2) -> Path:
+def write(state: dict, directory: str | os.PathLike, step: int, keep: int = 2) -> Path:
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step-{step:08d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".step-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return path
 
 
-def list_checkpoints(directory: Path) -> list[Path]:
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     """Checkpoint files in step order (oldest first)."""
+    directory = Path(directory)
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if _NAME.search(p.name))
 
 
-def load(path: Path) -> dict:
+def read(path: str | os.PathLike) -> dict:
+    path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 — truncated zip, pickle errors, …: one clear message
@@ -61,6 +56,6 @@ def load(path: Path) -> dict:
     return state
 
 
-def latest(directory: Path) -> Path | None:
+def latest(directory: str | os.PathLike) -> Path | None:
     found = list_checkpoints(directory)
     return found[-1] if found else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ class TrainConfig:
     grad_clip: float | None = None  # max global grad norm
     precision: str = "fp32"  # bf16: autocast; fp16: autocast + GradScaler (CUDA; slow on CPU)
     seed: int = 0
-    checkpoint_dir: Path | None = None
+    checkpoint_dir: str | os.PathLike | None = None  # stored as a Path
     checkpoint_every: int = 0  # optimizer steps; 0: only at the end
     log_every: int = 20
     eval_every_epoch: bool = False  # top-1 on eval_data after each epoch: history + bar
@@ -39,5 +40,10 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} must be an int ≥ 1")
         if self.lr <= 0:
             raise ConfigError(f"TrainConfig.lr={self.lr} must be > 0")
+        if self.checkpoint_dir is not None:
+            if not isinstance(self.checkpoint_dir, str | os.PathLike):
+                raise ConfigError(f"TrainConfig.checkpoint_dir={self.checkpoint_dir!r} must be "
+                                  "a path (str or os.PathLike)")
+            object.__setattr__(self, "checkpoint_dir", Path(self.checkpoint_dir))
         if self.checkpoint_every and self.checkpoint_dir is None:
             raise ConfigError("TrainConfig.checkpoint_every needs checkpoint_dir")

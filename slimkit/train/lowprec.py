@@ -21,7 +21,9 @@ def round_bf16(x: torch.Tensor, stochastic: bool = True,
     if not stochastic:
         return x.to(torch.bfloat16).to(torch.float32)
     bits = x.view(torch.int32)
-    noise = torch.randint(0, 1 << 16, x.shape, dtype=torch.int32, generator=generator)
+    noise = torch.randint(0, 1 << 16, x.shape, dtype=torch.int32, generator=generator,
+                          device=generator.device if generator is not None else x.device)
+    noise = noise.to(x.device)
     # adding noise to the 16 bits bf16 drops, then clearing them, rounds up with probability
     # (dropped bits / 2^16): exactly the distance to the lower neighbour
     out = ((bits + noise) & ~0xFFFF).view(torch.float32)

@@ -23,10 +23,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm.auto import tqdm
 
 from slimkit.callbacks import Callback
 from slimkit.errors import ConfigError
+from slimkit.progress import Bar
 from slimkit.train import checkpoint
 from slimkit.train.config import TrainConfig
 
@@ -116,37 +116,13 @@ class Trainer:
             cb.on_train_start(self)
         if state is not None:
             self._load_states(state)
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="training", leave=False,
-                   disable=None if (cfg.progress and self.rank == 0) else True)
-        while self.epoch < cfg.epochs:
-            self.sampler.set_epoch(self.epoch)  # the epoch's order depends on (seed, epoch) only
-            self.module.train()
-            t0, seen, loss = time.perf_counter(), 0, float("nan")
-            for i, (x, y) in enumerate(self.loader):
-                if i < self.batch_in_epoch:
-                    continue  # resumed mid-epoch: these micro-batches were already trained
-                last_micro = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(self.loader)
-                loss = self._forward_backward(x.to(self.device), y.to(self.device), last_micro)
-                self.batch_in_epoch, seen = i + 1, seen + len(x) * self.world
-                if not last_micro:
-                    continue
-                self._optimizer_step()
-                thr = seen / (time.perf_counter() - t0)
-                self._log(loss, thr)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{thr:.0f}")
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            if cfg.eval_every_epoch and self.eval_data is not None:
-                acc = self.evaluate()
-                self.history.append({"step": self.step, "epoch": self.epoch, "eval_top1": acc})
-                bar.set_postfix(loss=f"{loss:.4f}", eval_top1=f"{acc:.2f}")
-                if self.rank == 0:
-                    log.info("epoch %d eval top-1 %.2f%%", self.epoch, acc)
-            for cb in self.callbacks:
-                cb.on_epoch_end(self)
-        bar.close()
+        bar = Bar("training", self.total_steps, None if (cfg.progress and self.rank == 0)
+                  else False, completed=self.step)
+        try:
+            while self.epoch < cfg.epochs:
+                self._epoch(bar)
+        finally:
+            bar.close()
         self.sync_buffers()
         if cfg.checkpoint_dir is not None:
             self.save_checkpoint()
@@ -154,6 +130,38 @@ class Trainer:
             cb.on_train_end(self)
         self.model.eval()
         return self.history
+
+    def _epoch(self, bar: Bar) -> None:
+        """One epoch: train (skipping micro-batches a resumed run already did), eval, hooks."""
+        cfg = self.cfg
+        self.sampler.set_epoch(self.epoch)  # the epoch's order depends on (seed, epoch) only
+        self.module.train()
+        t0, seen, loss = time.perf_counter(), 0, float("nan")
+        for i, batch in enumerate(self.loader):
+            if i < self.batch_in_epoch:
+                continue  # resumed mid-epoch: these micro-batches were already trained
+            # (inputs, labels) pairs, or unlabelled inputs (a dict of tensors: text) for KD
+            x, y = batch if isinstance(batch, tuple | list) else (batch, None)
+            last_micro = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(self.loader)
+            loss = self._forward_backward(_to(x, self.device), _to(y, self.device), last_micro)
+            self.batch_in_epoch, seen = i + 1, seen + _rows(x) * self.world
+            if not last_micro:
+                continue
+            self._optimizer_step()
+            thr = seen / (time.perf_counter() - t0)
+            self._log(loss, thr)
+            bar.update(1, loss=f"{loss:.4f}", samples_s=f"{thr:.0f}")
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if cfg.eval_every_epoch and self.eval_data is not None:
+            acc = self.evaluate()
+            self.history.append({"step": self.step, "epoch": self.epoch, "eval_top1": acc})
+            bar.update(0, loss=f"{loss:.4f}", eval_top1=f"{acc:.2f}")
+            if self.rank == 0:
+                log.info("epoch %d eval top-1 %.2f%%", self.epoch, acc)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self)
 
     def _forward_backward(self, x, y, last_micro: bool) -> float:
         sync = nullcontext() if last_micro or self.world == 1 else self.module.no_sync()
@@ -214,7 +222,10 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "rng": torch.get_rng_state(), "world": self.world}
+                "rng": torch.get_rng_state(), "world": self.world,
+                # parameters trained beside the model (a Distiller's feature adapters); their
+                # optimizer moments are in "optimizer" already
+                "extra": [p.detach().clone() for p in self.extra_parameters]}
 
     def sync_buffers(self) -> None:
         """Give every rank rank 0's buffers (BN statistics, quantization observers, masks).
@@ -227,7 +238,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         self.sync_buffers()
         if self.rank == 0:
-            checkpoint.save(self.state(), self.cfg.checkpoint_dir, self.step)
+            checkpoint.write(self.state(), self.cfg.checkpoint_dir, self.step)
         if self.world > 1:
             dist.barrier()
 
@@ -238,7 +249,7 @@ class Trainer:
         if path is None:
             return None  # nothing saved yet: a fresh start
         log.info("resuming from %s", path)
-        return checkpoint.load(path)
+        return checkpoint.read(path)
 
     def _restore(self) -> None:
         """Load the latest checkpoint into this trainer (model, optimizer, RNG, counters)."""
@@ -248,11 +259,31 @@ class Trainer:
 
     def _load_states(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
+        extra = s.get("extra", [])
+        if [tuple(t.shape) for t in extra] != [tuple(p.shape) for p in self.extra_parameters]:
+            raise ConfigError(
+                f"the checkpoint holds {len(extra)} extra parameter(s) of shapes "
+                f"{[tuple(t.shape) for t in extra]}, this trainer "
+                f"{[tuple(p.shape) for p in self.extra_parameters]}: build the Distiller's "
+                "adapters (distiller.trainable(...)) the same way before resuming")
+        with torch.no_grad():
+            for p, t in zip(self.extra_parameters, extra, strict=True):
+                p.copy_(t)
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
         self.step, self.epoch, self.batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
         torch.set_rng_state(s["rng"])
+
+
+def _to(x, device):
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    return x.to(device) if isinstance(x, torch.Tensor) else x
+
+
+def _rows(x) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
 
 
 def _init_distributed() -> tuple[int, int, torch.device, bool]:

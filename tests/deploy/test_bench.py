@@ -20,3 +20,10 @@ def test_benchmark_reports_every_candidate_with_ratios(tmp_path):
     back = json.loads(res.to_json())
     assert back["rows"][1]["runtime"] == "ort"
     assert "speedup" in str(res)
+    # every table and JSON says where it ran
+    from slimkit.target import detect
+
+    assert str(res).splitlines()[0].startswith(f"machine: {detect().model}")
+    assert detect().isa() in str(res).splitlines()[0]
+    assert back["machine"]["cpu"]["features"] == sorted(detect().features)
+    assert back["machine"]["versions"]["onnxruntime"] and back["machine"]["threads"] == 2

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import slimkit as sk
-from slimkit.deploy import ExportError, check_parity, load
+from slimkit.deploy import ExportError, check_parity, session
 from slimkit.deploy.runtimes import RuntimeUnavailable
 from slimkit.quant import ActQuant, LayerQuant, PerTensor, QScheme, WeightQuant
 from slimkit.quant.spec import uint8_act
@@ -18,7 +18,7 @@ from tests.deploy.nets import MLP
 
 
 def _ort(path, x):
-    return load(path).run((x,))
+    return session(path).run((x,))
 
 
 def _optimized_ops(path, tmp_path) -> list[str]:
@@ -78,7 +78,7 @@ def test_qdq_round_trip_within_one_output_step(kind, gran, tmp_path):
 
 def test_residual_net_runs_on_integer_kernels(tiny_resnet, calib32, tmp_path):
     q = sk.quantize(tiny_resnet, sk.QuantConfig.w8a8(), calib=calib32, progress=False)
-    kinds = [e.module_type for e in q.slimkit_plan.tensors]
+    kinds = [e.module_type for e in sk.record_of(q).plan.tensors]
     assert kinds.count("add input") == 4 and kinds.count("pool input") == 1
     p = sk.export(q, calib32[0], tmp_path / "q.onnx")
     ops = _optimized_ops(p, tmp_path)
@@ -153,7 +153,7 @@ def test_openvino_missing_names_the_extra(tiny_resnet, tmp_path, monkeypatch):
     p = sk.export(tiny_resnet, torch.randn(1, 3, 32, 32), tmp_path / "f.onnx")
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
     with pytest.raises(RuntimeUnavailable, match=r"pip install 'slimkit\[openvino\]'"):
-        load(p, "openvino")
+        session(p, "openvino")
 
 
 def test_openvino_runs_the_same_qdq_file(tiny_resnet, calib32, tmp_path):
@@ -161,7 +161,7 @@ def test_openvino_runs_the_same_qdq_file(tiny_resnet, calib32, tmp_path):
     q = sk.quantize(tiny_resnet, sk.QuantConfig.w8a8(), calib=calib32, progress=False)
     p = sk.export(q, calib32[0], tmp_path / "q.onnx")
     x = torch.randn(4, 3, 32, 32)
-    ov_out = load(p, "openvino").run((x,))
+    ov_out = session(p, "openvino").run((x,))
     assert sk.sqnr(torch.from_numpy(_ort(p, x)), torch.from_numpy(ov_out)) > 25
     assert sk.sqnr(q(x).detach(), torch.from_numpy(ov_out)) > 25
 
@@ -194,3 +194,22 @@ def test_signed_activations_export_as_int8_qdq(tiny_resnet, calib32, tmp_path):
     assert not zps  # every activation zero point is int8
     par = check_parity(q, p, [torch.randn(8, 3, 32, 32)])
     assert par.cosine > 0.999
+
+
+def test_export_keeps_the_exporters_own_logs_off_the_terminal(tiny_resnet, tmp_path, capfd,
+                                                              monkeypatch):
+    """onnxscript's constant folder logs 'Evaluation failed: …' at WARNING for a node it cannot
+    fold (MiniLM's attention mask): the export succeeds, so the user must not see it."""
+    import logging
+
+    real = torch.onnx.export
+
+    def chatty(*args, **kwargs):
+        logging.getLogger("onnxscript.optimizer._constant_folding").warning(
+            "Evaluation failed: cannot reshape array of size 1 into shape (1,128)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", chatty)
+    sk.export(tiny_resnet, torch.randn(1, 3, 32, 32), tmp_path / "m.onnx")
+    out, err = capfd.readouterr()
+    assert "Evaluation failed" not in out + err

@@ -69,7 +69,7 @@ def test_teacher_defaults_to_the_uncompressed_model():
     fp32 = DigitsCNN().eval()
     x = torch.randn(16, 1, 8, 8)
     qat = sk.prepare_qat(fp32, sk.QuantConfig.w4a8(), x)
-    assert "slimkit_original" not in qat.state_dict()
+    assert not any("original" in k for k in qat.state_dict())  # a reference, not state
     d = Distiller(temperature=1.0, alpha=1.0)
     loss = d(qat, x, None)
     with torch.no_grad():
@@ -83,4 +83,4 @@ def test_convert_keeps_the_reference_without_copying_the_original():
     fp32 = DigitsCNN().eval()
     qat = sk.prepare_qat(fp32, sk.QuantConfig.w8a8(), torch.randn(4, 1, 8, 8))
     q = sk.convert(qat)
-    assert qat.slimkit_original is fp32 and q.slimkit_original is fp32
+    assert sk.record_of(qat).original is fp32 and sk.record_of(q).original is fp32

@@ -6,7 +6,6 @@ import torch
 
 import slimkit as sk
 from slimkit.graph.deps import DependencyGraph
-from slimkit.pruning import load, save
 from tests.pruning.nets import NETS, build
 
 PATTERNS = sorted(NETS)
@@ -27,9 +26,9 @@ def test_prune_shrinks_keeps_shapes_and_reloads(name, tmp_path):
     assert report.params_after == _params(small) and report.params_before == _params(model)
     g = DependencyGraph.build(small, x)
     assert g.macs() == report.macs_after < report.macs_before
-    save(small, tmp_path / "small.pt")
+    sk.save(small, tmp_path / "small")
     fresh, _ = build(name)
-    again = load(tmp_path / "small.pt", fresh)
+    again = sk.load(tmp_path / "small", model=fresh)
     with torch.no_grad():
         torch.testing.assert_close(again(x), small(x), rtol=0, atol=0)
     assert _params(model) == _params(build(name)[0])  # the caller's model was not touched
@@ -133,3 +132,17 @@ def test_rules_skip_and_override():
     assert small.body[0][0].out_channels == 16
     assert small.body[1][0].out_channels == 24
     assert small.body[2][0].out_channels == 16
+
+
+def test_the_last_matching_rule_wins_on_the_structured_path():
+    """General rule first, exception after: the exception wins (not the smallest ratio)."""
+    model, x = build("chain")
+    cfg = sk.PruneConfig(ratio=0.5, rules=(sk.PruneRule("body.*", ratio=0.25),
+                                           sk.PruneRule("body.1.*", ratio=0.75)))
+    small, _ = sk.prune(model, cfg, x)
+    assert small.body[0][0].out_channels == 12  # body.* : 16 × 0.75
+    assert small.body[1][0].out_channels == 8  # body.1.* wins over body.*: 32 × 0.25
+    cfg = sk.PruneConfig(ratio=0.5, rules=(sk.PruneRule("body.*", skip=True),
+                                           sk.PruneRule("body.2.*", ratio=0.5)))
+    small, _ = sk.prune(model, cfg, x)
+    assert [small.body[i][0].out_channels for i in range(3)] == [16, 32, 16]

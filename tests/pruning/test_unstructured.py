@@ -132,3 +132,17 @@ def test_with_penalty_adds_to_the_task_loss():
     total = with_penalty(cross_entropy, bn_l1(0.01))(model, x, y)
     assert total.item() > plain.item()
     _ = TensorDataset  # the trainer test above covers DataLoader-fed training
+
+
+def test_the_last_matching_rule_wins_on_the_unstructured_path():
+    model, x = build("chain")
+    cfg = sk.PruneConfig(granularity="unstructured", ratio=0.5,
+                         rules=(sk.PruneRule("*", skip=True), sk.PruneRule("fc", ratio=0.5)))
+    small, _ = sk.prune(model, cfg, x)
+    zeros = sparsity(small)
+    assert zeros["fc.weight"] == pytest.approx(0.5, abs=0.01)  # the later rule prunes fc
+    assert all(v == 0.0 for k, v in zeros.items() if k != "fc.weight")
+    cfg = sk.PruneConfig(granularity="unstructured", ratio=0.5,
+                         rules=(sk.PruneRule("fc", ratio=0.5), sk.PruneRule("*", skip=True)))
+    with pytest.raises(sk.errors.ConfigError, match="every layer is skipped"):
+        sk.prune(model, cfg, x)  # the later skip-all wins: nothing left to prune

@@ -62,7 +62,7 @@ def test_packed_weights_really_shrink_the_state(cnn):
 
 def test_dynamic_and_weight_only_need_no_data(cnn):
     q = sk.quantize(cnn, sk.QuantConfig.dynamic())
-    kinds = {e.module_type: e.spec is not None for e in q.slimkit_plan.entries}
+    kinds = {e.module_type: e.spec is not None for e in sk.record_of(q).plan.entries}
     assert kinds == {"Conv2d": False, "Linear": True}  # dynamic() covers Linear only
     x = torch.randn(4, 1, 8, 8)
     assert sk.sqnr(cnn(x), q(x)) > 30
@@ -177,6 +177,6 @@ def test_untraceable_model_still_quantizes_and_the_plan_says_what_stayed_float()
     with pytest.warns(UserWarning, match="residual adds and pools stay float"):
         q = sk.quantize(_Untraceable().eval(), sk.QuantConfig.w8a8(),
                         calib=[torch.rand(8, 4)], progress=False)
-    assert q.slimkit_plan.tensors == ()
-    assert "note: residual adds and pools stay float" in str(q.slimkit_plan)
+    assert sk.record_of(q).plan.tensors == ()
+    assert "note: residual adds and pools stay float" in sk.describe(q)
     assert q(torch.rand(2, 4)).shape == (2, 4)

@@ -47,7 +47,7 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_two_process_ddp_matches_one_process(tmp_path):
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                "--master_port=29533")
+                "--standalone")  # a free port: runs may share a machine
     ddp = _run(tmp_path / "ddp", tmp_path / "ddp.pt", "--epochs", 4, launcher=torchrun)
     assert ddp.returncode == 0, _why(ddp)
     one = _run(tmp_path / "one", tmp_path / "one.pt", "--epochs", 4)
@@ -57,7 +57,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert d["step"] == o["step"]  # same global batch → same optimizer steps
     assert abs(d["accuracy"] - o["accuracy"]) <= 0.5 + 1e-9
     # the DDP checkpoint loads into a plain 1-process model
-    state = checkpoint.load(checkpoint.latest(tmp_path / "ddp"))
+    state = checkpoint.read(checkpoint.latest(tmp_path / "ddp"))
     m = DigitsCNN(width=0.5)
     m.load_state_dict(state["model"])
     assert state["world"] == 2
@@ -67,7 +67,7 @@ def test_ddp_qat_observers_and_kd_adapters_are_identical_across_ranks(tmp_path):
     """QAT + logit and feature distillation under 2-process DDP: observer statistics (buffers)
     and the Distiller's adapter (trained outside DDP's model) end equal on both ranks."""
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                "--master_port=29534")
+                "--standalone")  # a free port: runs may share a machine
     r = _run(tmp_path / "q", tmp_path / "q.pt", "--qat", "--kd", "--epochs", 1,
              launcher=torchrun)
     assert r.returncode == 0, _why(r)
@@ -93,7 +93,7 @@ def _tiny_trainer(tmp_path, **kw):
 def test_checkpoint_round_trip_restores_optimizer_and_rng(tmp_path):
     t = _tiny_trainer(tmp_path, checkpoint_every=2)
     t.fit()
-    saved = checkpoint.load(checkpoint.latest(tmp_path))
+    saved = checkpoint.read(checkpoint.latest(tmp_path))
     t2 = _tiny_trainer(tmp_path)
     t2._restore()
     assert t2.step == saved["step"] == 4
@@ -110,8 +110,8 @@ def test_truncated_checkpoint_is_a_clear_error_and_the_previous_one_stays(tmp_pa
     data = files[-1].read_bytes()
     files[-1].write_bytes(data[: len(data) // 2])  # a crash mid-copy, or a full disk
     with pytest.raises(CheckpointError, match=r"step-00000004.pt is unreadable.*step-00000002"):
-        checkpoint.load(files[-1])
-    assert checkpoint.load(files[0])["step"] == 2
+        checkpoint.read(files[-1])
+    assert checkpoint.read(files[0])["step"] == 2
 
 
 def test_bad_training_input(tmp_path):
@@ -176,3 +176,59 @@ def test_eval_every_epoch_records_the_metric(tmp_path):
     evals = [h for h in hist if "eval_top1" in h]
     assert len(evals) == 1 and 0.0 <= evals[0]["eval_top1"] <= 100.0
     assert evals[0]["eval_top1"] == t.evaluate()
+
+
+def test_checkpoint_dir_may_be_a_plain_string(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(32, 1, 8, 8, generator=g), torch.randint(0, 10, (32,)))
+    cfg = TrainConfig(epochs=1, batch_size=16, checkpoint_dir="ckpt", checkpoint_every=1,
+                      progress=False)
+    Trainer(DigitsCNN(width=0.25), cfg, data).fit()
+    assert [p.name for p in checkpoint.list_checkpoints("ckpt")] == ["step-00000001.pt",
+                                                                    "step-00000002.pt"]
+    with pytest.raises(ConfigError, match="checkpoint_dir=3 must be a path"):
+        TrainConfig(checkpoint_dir=3)
+
+
+class _StopAt(Callback):
+    """Interrupt a run right after the checkpoint of step `at` (as a crash would)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.step == self.at:
+            raise KeyboardInterrupt
+
+
+def _feature_kd_run(ckpt, stop_at=None, resume=False):
+    from slimkit.distill import Distiller
+
+    torch.manual_seed(0)
+    teacher = DigitsCNN(width=0.5).eval()
+    student = DigitsCNN(width=0.25)
+    g = torch.Generator().manual_seed(1)
+    data = TensorDataset(torch.randn(96, 1, 8, 8, generator=g), torch.randint(0, 10, (96,),
+                                                                              generator=g))
+    kd = Distiller(teacher, features=[("features.3", "features.3")])
+    adapters = kd.trainable(student, data[:8][0])  # fresh adapters; a resume overwrites them
+    cfg = TrainConfig(epochs=2, batch_size=16, checkpoint_dir=ckpt, checkpoint_every=3,
+                      progress=False)
+    cbs = [] if stop_at is None else [_StopAt(stop_at)]
+    t = Trainer(student, cfg, data, loss_fn=kd, callbacks=cbs, extra_parameters=adapters)
+    t.fit(resume=resume)
+    return student, adapters
+
+
+def test_feature_kd_resumes_bit_identically_with_its_adapters(tmp_path):
+    full, full_ad = _feature_kd_run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        _feature_kd_run(tmp_path / "b", stop_at=4)  # checkpoint at 3, killed at 4
+    assert checkpoint.latest(tmp_path / "b").name == "step-00000003.pt"
+    resumed, res_ad = _feature_kd_run(tmp_path / "b", resume=True)
+    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+    assert len(full_ad) == len(res_ad) > 0
+    for a, b in zip(full_ad, res_ad, strict=True):
+        assert torch.equal(a, b)

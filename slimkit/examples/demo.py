@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from torch import nn
 from slimkit.data import load_digits
 from slimkit.data.digits import digits_tensors
 from slimkit.graph.modules import state_bytes
+from slimkit.io.atomic import atomic_path
 from slimkit.models import DigitsCNN
 from slimkit.quant import MSE, MinMax, QuantConfig, convert, prepare_qat, quantize, sqnr
 from slimkit.quant.inspect import weight_sqnr
@@ -54,9 +53,8 @@ def trained_model(cache_dir: Path, progress: bool = True) -> nn.Module:
                       progress=progress)
     Trainer(model, cfg, train).fit()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as f:  # atomic: temp + rename
-        torch.save(model.state_dict(), f)
-    os.replace(f.name, path)
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
     return model.eval()
 
 
@@ -101,8 +99,8 @@ def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> Demo:
                              progress=progress), digits_tensors()[0]).fit()
     q = convert(qat)
     rows.append(_row("w4a8 QAT", q, test, ref_logits, labels, rows[0], time.perf_counter() - t))
-    from slimkit.demo_distill import run_distill
-    from slimkit.demo_prune import run_prune
+    from slimkit.examples.demo_distill import run_distill
+    from slimkit.examples.demo_prune import run_prune
 
     return Demo(rows, *_deploy(fp32, w8a8, test, cache_dir), run_distill(fp32),
                 run_prune(fp32))

@@ -1,0 +1,322 @@
+"""sk.save / sk.load: one artifact for every model slimkit makes.
+
+    sk.save(q, "digits-int8")                    # a directory:
+        manifest.json          format version, slimkit / torch versions, how to rebuild the
+                               structure (source factory or class + the record's steps), the
+                               quantization plan, checksums
+        weights.safetensors    every tensor of the state_dict — packed integer codes stay
+                               packed, sparse weights as their index / value arrays; no pickle
+        model.onnx             (with example_inputs=) the code-free deployable form
+    q = sk.load("digits-int8")                   # a fresh process, no calibration data
+
+Loading builds the source model (importing the named factory or class — the only code it
+runs), replays each recorded step's *structure* (prune shapes, BN folds, quantized wrappers,
+sparse and kernel layers; each technique registers its rebuild in slimkit.record), then loads
+the weights strictly: the result is bit-identical to the model that was saved. `sk.save`
+replays the same way before writing, so an artifact it cannot load back is never written.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimkit.errors import SlimkitError
+from slimkit.io.atomic import atomic_dir
+from slimkit.record import REBUILDS, ModelRecord, Step, copy_model, record_of, set_record
+
+FORMAT, VERSION = "slimkit.artifact", 1
+MANIFEST, WEIGHTS, ONNX = "manifest.json", "weights.safetensors", "model.onnx"
+_MASK = "__mask__::"
+_SPARSE_PARTS = {torch.sparse_csr: ("crow_indices", "col_indices", "values"),
+                 torch.sparse_csc: ("ccol_indices", "row_indices", "values"),
+                 torch.sparse_bsr: ("crow_indices", "col_indices", "values")}
+_LAYOUTS = {"csr": torch.sparse_csr, "csc": torch.sparse_csc, "bsr": torch.sparse_bsr}
+
+
+class ArtifactError(SlimkitError):
+    """A path is not a (complete, intact, compatible) slimkit artifact, or cannot become one."""
+
+
+def _techniques() -> None:
+    """Import every module that registers a rebuild (the registry lives below them)."""
+    for mod in ("slimkit.quant.flows", "slimkit.pruning.api", "slimkit.sparse.policy",
+                "slimkit.deploy.kernels"):
+        importlib.import_module(mod)
+
+
+# ---- save -----------------------------------------------------------------------------------
+def save(model: nn.Module, path: str | os.PathLike, *, factory: str | None = None,
+         kwargs: dict | None = None, template: nn.Module | None = None,
+         example_inputs=None) -> Path:
+    """Write `model` as an artifact directory at `path` (atomically; an earlier artifact there
+    is replaced, anything else refused). factory='package.module:function' (+ kwargs) names how
+    to build the uncompressed structure; by default the record's source or the model's class.
+    template: an uncompressed instance instead, for a structure no factory builds (then
+    `sk.load(path, model=...)` needs one too). example_inputs also writes model.onnx."""
+    from slimkit.quant.flows import is_converted
+
+    if not is_converted(model):
+        raise ArtifactError("the model is prepared for QAT but not converted: sk.convert(model) "
+                            "first (a training run checkpoints through the Trainer instead)")
+    rec = copy.deepcopy(record_of(model, create=False) or ModelRecord())
+    rec.source = _source(model, rec, factory, kwargs)
+    state = model.state_dict()
+    tensors, sparse, aliases = _flatten(state, rec.masks)
+    _check_rebuild(rec, state, template)  # never write an artifact that cannot load back
+    manifest = _manifest(rec, tensors, sparse, aliases)
+    from safetensors.torch import save_file
+
+    with atomic_dir(path, _is_artifact) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS))
+        manifest["weights"]["sha256"] = _sha256(tmp / WEIGHTS)
+        manifest["weights"]["bytes"] = (tmp / WEIGHTS).stat().st_size
+        if example_inputs is not None:
+            from slimkit.deploy import export
+
+            export(model, example_inputs, tmp / ONNX)
+            manifest["deploy"] = {"onnx": ONNX}
+        # compact: on a small model the manifest would otherwise outweigh the packed weights
+        (tmp / MANIFEST).write_text(json.dumps(manifest, separators=(",", ":"), sort_keys=True))
+    return Path(path)
+
+
+def _source(model: nn.Module, rec: ModelRecord, factory: str | None, kwargs: dict | None):
+    if factory is not None:
+        _check_factory_name(factory)
+        return {"factory": factory, "kwargs": dict(kwargs or {})}
+    if rec.source is not None:
+        return rec.source
+    if isinstance(model, torch.fx.GraphModule):
+        raise ArtifactError("cannot tell which class this traced model was built from: pass "
+                            "factory='package.module:function'")
+    cls = type(model)
+    return {"class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": dict(kwargs or {})}
+
+
+def _flatten(state: dict, masks: dict):
+    """state_dict → flat dense tensors for safetensors (sparse split into parts, tied tensors
+    stored once), plus the sparse layouts and the aliases to restore them."""
+    tensors, sparse, aliases, seen = {}, {}, {}, {}
+    for name, t in state.items():
+        if t.layout in _SPARSE_PARTS:
+            layout = next(k for k, v in _LAYOUTS.items() if v == t.layout)
+            sparse[name] = {"layout": layout, "shape": list(t.shape)}
+            for part in _SPARSE_PARTS[t.layout]:
+                tensors[f"{name}::{part}"] = getattr(t, part)().contiguous()
+            continue
+        key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride()) if t.numel() else None
+        if key is not None and key in seen:
+            aliases[name] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = name
+        tensors[name] = t.detach().contiguous()
+    for name, m in masks.items():
+        tensors[_MASK + name] = m.to(torch.uint8).contiguous()
+    return tensors, sparse, aliases
+
+
+def _manifest(rec: ModelRecord, tensors: dict, sparse: dict, aliases: dict) -> dict:
+    from slimkit.quant.codec import plan_to_json
+
+    return {
+        "format": FORMAT, "version": VERSION,
+        "slimkit": _version("slimkit"), "torch": torch.__version__,
+        "python": platform.python_version(),
+        "source": rec.source,
+        "steps": [s.to_dict() for s in rec.steps],
+        "arch": rec.arch,
+        "plan": None if rec.plan is None else plan_to_json(rec.plan),
+        "masks": sorted(rec.masks),
+        "weights": {"file": WEIGHTS, "tensors": len(tensors)},
+        "sparse": sparse, "aliases": aliases, "deploy": {},
+    }
+
+
+# ---- load -----------------------------------------------------------------------------------
+def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+    """The model saved at `path`, bit-identical, in eval mode. `model`: an uncompressed
+    instance to rebuild from instead of the manifest's factory (it is not modified)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    weights = path / manifest["weights"]["file"]
+    if not weights.is_file():
+        raise ArtifactError(f"{path}: the weights file {weights.name} is missing")
+    if _sha256(weights) != manifest["weights"]["sha256"]:
+        raise ArtifactError(f"{weights}: checksum mismatch — the file is truncated or "
+                            "corrupted; nothing was loaded")
+    rec = _record(manifest)
+    base = copy_model(model) if model is not None else build_source(rec.source)
+    if model is not None:
+        _check_class(model, rec.source)
+    try:
+        skeleton = rebuild(base, rec)
+    except ArtifactError:
+        raise
+    except Exception as e:  # noqa: BLE001 — the source does not fit the recorded steps
+        raise ArtifactError(f"cannot rebuild {path} from {rec.source}: {type(e).__name__}: {e}; "
+                            "pass model= (an uncompressed instance it was saved from)") from e
+    state = _read_state(weights, manifest, rec)
+    _check_state(skeleton.state_dict(), state, str(path))
+    skeleton.load_state_dict(state, strict=True)
+    set_record(skeleton, rec)
+    return skeleton.eval()
+
+
+def read_manifest(path: Path) -> dict:
+    f = path / MANIFEST
+    if not path.is_dir() or not f.is_file():
+        raise ArtifactError(f"{path} is not a slimkit artifact (no {MANIFEST} inside); "
+                            "sk.save(model, path) writes one")
+    try:
+        manifest = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{f} is not valid JSON ({e}): the manifest is corrupted") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{f} is not a slimkit artifact manifest (format "
+                            f"{manifest.get('format') if isinstance(manifest, dict) else '?'})")
+    if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
+        raise ArtifactError(f"{path} was written by a newer slimkit ({manifest.get('slimkit')}, "
+                            f"artifact format {manifest.get('version')}); this slimkit reads "
+                            f"format ≤ {VERSION}: upgrade slimkit")
+    return manifest
+
+
+def _record(manifest: dict) -> ModelRecord:
+    from slimkit.quant.codec import plan_from_json
+
+    steps = [Step(s["kind"], s["config"], s.get("note", "")) for s in manifest["steps"]]
+    plan = None if manifest["plan"] is None else plan_from_json(manifest["plan"])
+    return ModelRecord(manifest["source"], steps, manifest["arch"], {}, plan)
+
+
+def build_source(source: dict | None) -> nn.Module:
+    """The uncompressed model the manifest names (factory or class), built with its kwargs."""
+    if not source:
+        raise ArtifactError("the artifact names no source model: pass model= to sk.load")
+    spec = source.get("factory") or source.get("class")
+    _check_factory_name(spec)
+    mod_name, _, attr = spec.partition(":")
+    try:
+        obj = importlib.import_module(mod_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ArtifactError(f"cannot import {spec!r}, which builds this artifact's model "
+                            f"({type(e).__name__}: {e}); install or put its code on PYTHONPATH, "
+                            f"or pass model= (an uncompressed instance) to sk.load") from e
+    try:
+        model = obj(**source.get("kwargs", {}))
+    except Exception as e:  # noqa: BLE001 — user code: report what failed and how to go on
+        raise ArtifactError(f"{spec}(**{source.get('kwargs', {})}) failed: "
+                            f"{type(e).__name__}: {e}; pass model= to sk.load") from e
+    if not isinstance(model, nn.Module):
+        raise ArtifactError(f"{spec} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def rebuild(model: nn.Module, rec: ModelRecord) -> nn.Module:
+    """Replay every recorded step's structure on `model` (values are placeholders)."""
+    _techniques()
+    model.eval()
+    for step in rec.steps:
+        fn = REBUILDS.get(step.kind)
+        if fn is None:
+            raise ArtifactError(f"step '{step.kind}' has no rebuild registered; known: "
+                                f"{sorted(REBUILDS)}")
+        model = fn(model, step, rec)
+    return model
+
+
+def _read_state(weights: Path, manifest: dict, rec: ModelRecord) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        flat = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtifactError(f"{weights} is unreadable ({e})") from e
+    state = {}
+    for name, info in manifest["sparse"].items():
+        parts = [flat.pop(f"{name}::{p}") for p in _SPARSE_PARTS[_LAYOUTS[info["layout"]]]]
+        ctor = {"csr": torch.sparse_csr_tensor, "csc": torch.sparse_csc_tensor,
+                "bsr": torch.sparse_bsr_tensor}[info["layout"]]
+        state[name] = ctor(*parts, size=info["shape"])
+    for name in manifest["masks"]:
+        rec.masks[name] = flat.pop(_MASK + name).bool()
+    state.update(flat)
+    for alias, original in manifest["aliases"].items():
+        state[alias] = state[original]
+    return state
+
+
+def _check_state(expected: dict, state: dict, where: str) -> None:
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise ArtifactError(f"{where}: the weights do not match the rebuilt model — missing "
+                            f"{missing[:5]}{' …' if len(missing) > 5 else ''}, unexpected "
+                            f"{extra[:5]}{' …' if len(extra) > 5 else ''}")
+    for k, t in state.items():
+        if tuple(t.shape) != tuple(expected[k].shape):
+            raise ArtifactError(f"{where}: tensor '{k}' has shape {tuple(t.shape)} in the file "
+                                f"but {tuple(expected[k].shape)} in the rebuilt model: is the "
+                                "source model (factory, kwargs) the one it was saved from?")
+
+
+def _check_rebuild(rec: ModelRecord, state: dict, template: nn.Module | None) -> None:
+    try:
+        base = copy_model(template) if template is not None else build_source(rec.source)
+        skeleton = rebuild(base, rec)
+    except ArtifactError:
+        raise
+    except Exception as e:  # noqa: BLE001 — any failure means sk.load would fail too
+        raise ArtifactError(f"cannot rebuild the model from {rec.source}: {type(e).__name__}: "
+                            f"{e}; pass factory= (and kwargs=) naming how it is built, or "
+                            "template= (an uncompressed instance)") from e
+    try:
+        _check_state(skeleton.state_dict(), state, "sk.save")
+    except ArtifactError as e:
+        raise ArtifactError(f"{e} — pass factory=/kwargs= (the source is {rec.source})") from e
+
+
+def _check_class(model: nn.Module, source: dict) -> None:
+    want = (source or {}).get("class", "").rpartition(":")[2]
+    if want and type(model).__qualname__ != want:
+        raise ArtifactError(f"the artifact was saved from a {want}; model= is a "
+                            f"{type(model).__qualname__}")
+
+
+def _check_factory_name(spec) -> None:
+    if not isinstance(spec, str) or ":" not in spec or not spec.partition(":")[2]:
+        raise ArtifactError(f"factory={spec!r} must look like 'package.module:function'")
+
+
+def _is_artifact(path: Path) -> bool:
+    return (path / MANIFEST).is_file() or (path.is_dir() and not any(path.iterdir()))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _version(pkg: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,155 @@
+"""What every stage works with: the data, the metric, the original model, the budget, its own
+directory — and the measurements (one Attempt per model a stage tries)."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimkit.graph.modules import state_bytes
+from slimkit.pipeline.recipe import Recipe
+from slimkit.pipeline.sources import Data, Metric
+from slimkit.quant.modules import QuantLayer
+
+log = logging.getLogger("slimkit.pipeline")
+
+
+@dataclass
+class Attempt:
+    """One model a stage tried, measured."""
+
+    label: str
+    metric: float
+    drop: float  # vs the stage's input model, in the metric's units (positive: worse)
+    total_drop: float  # vs the original model
+    fits: bool  # within the stage's and the overall budget
+    params: int
+    macs: int | None
+    state_bytes: int
+    latency_ms: float | None  # a quick probe on the model's deploy runtime (report plot)
+    seconds: float
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StageResult:
+    model: nn.Module
+    attempts: list[Attempt] = field(default_factory=list)
+    kept: str = ""  # which attempt's model went on, and why
+    skipped: bool = False  # nothing fitted: the input model went on unchanged
+    info: dict = field(default_factory=dict)  # stage-specific details for the report
+    chosen: Attempt | None = None  # the attempt whose model went on
+
+
+class Context:
+    def __init__(self, recipe: Recipe, data: Data, metric: Metric, unit: str,
+                 original: nn.Module, baseline: float, progress: bool | None) -> None:
+        self.recipe, self.data, self.metric, self.unit = recipe, data, metric, unit
+        self.original, self.baseline, self.progress = original, baseline, progress
+        self.index, self.dir, self.run_dir = 0, Path("."), Path(".")
+        self.input_metric = baseline
+        self.input_macs: int | None = None
+        self.kept: list[tuple[str, nn.Module]] = [("original", original)]  # benchmark stage
+
+    # ---- budget -----------------------------------------------------------------------------
+    def stage_budget(self, cfg) -> float:
+        own = getattr(cfg, "budget", None)
+        if own is not None:
+            return own
+        b = self.recipe.budget
+        return b.per_stage if b.per_stage is not None else b.max_drop
+
+    def fits(self, value: float, cfg) -> bool:
+        eps = 1e-9
+        return (self.input_metric - value <= self.stage_budget(cfg) + eps
+                and self.baseline - value <= self.recipe.budget.max_drop + eps)
+
+    # ---- measuring --------------------------------------------------------------------------
+    def measure(self, model: nn.Module, label: str, cfg, t0: float, note: str = "") -> Attempt:
+        value = self.metric(model)
+        a = Attempt(label, value, self.input_metric - value, self.baseline - value,
+                    self.fits(value, cfg), count_params(model), self.macs(model),
+                    state_bytes(model), self.latency_probe(model), time.perf_counter() - t0,
+                    note)
+        log.info("stage %d %s: %s %.4g (drop %.3g, %s)", self.index, label, self.unit,
+                 value, a.drop, "fits" if a.fits else "over budget")
+        return a
+
+    def macs(self, model: nn.Module) -> int | None:
+        """MACs from the dependency graph of a float model; a quantized one keeps its
+        input's (quantization changes the bits, not the multiply count)."""
+        if any(isinstance(m, QuantLayer) for m in model.modules()):
+            return self.input_macs
+        from slimkit.graph.deps import DependencyError, DependencyGraph
+
+        try:
+            return DependencyGraph.build(model, example_args(self.data.example, 1),
+                                         "freeze").macs()
+        except (DependencyError, Exception):  # noqa: BLE001 — MACs are informative only
+            return None
+
+    @torch.no_grad()
+    def latency_probe(self, model: nn.Module, runs: int = 20) -> float | None:
+        """Median ms of the model in ONNX Runtime (fp32, or int8 where quantized) at the
+        data's batch size — quick, one runtime for every attempt, for the report's
+        metric-vs-latency plot (the benchmark stage measures kept models properly)."""
+        import tempfile
+
+        from slimkit.deploy import export, session
+
+        x = example_args(self.data.example)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                sess = session(export(model, x, Path(d) / "probe.onnx", target=None),
+                               threads=self.recipe.threads)
+                xs = tuple(t.numpy() for t in x)
+                for _ in range(3):
+                    sess.run(xs)
+                times = []
+                for _ in range(runs):
+                    t = time.perf_counter()
+                    sess.run(xs)
+                    times.append((time.perf_counter() - t) * 1e3)
+        except Exception:  # noqa: BLE001 — a model that does not export has no probe
+            return None
+        return statistics.median(times)
+
+    # ---- training ---------------------------------------------------------------------------
+    def train(self, model: nn.Module, spec, tag: str, loss_fn=None, extra=()) -> nn.Module:
+        """Fine-tune `model` in place with the Trainer, checkpointing into the stage directory
+        so a killed run resumes bit-identically (same seed, same data order)."""
+        from slimkit.train import TrainConfig, Trainer
+
+        cfg = TrainConfig(epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
+                          seed=self.recipe.seed + self.index, checkpoint_dir=self.dir / tag,
+                          checkpoint_every=20, progress=self.progress is not False,
+                          optimizer=getattr(spec, "optimizer", "adamw"),
+                          schedule=getattr(spec, "schedule", "onecycle"))
+        kw = {} if loss_fn is None else {"loss_fn": loss_fn}
+        with Trainer(model, cfg, self.data.train, extra_parameters=list(extra), **kw) as t:
+            t.fit(resume=True)
+        return model.eval()
+
+
+def count_params(model: nn.Module) -> int:
+    """Weights a model holds, quantized ones counted as the elements they encode."""
+    n = sum(p.numel() for p in model.parameters())
+    for m in model.modules():
+        if isinstance(m, QuantLayer) and m.packed is not None:
+            n += m.packed.shape.numel()
+    return n
+
+
+def example_args(x, n: int | None = None) -> tuple:
+    """A batch as positional arguments (a dict in its key order), its first n rows."""
+    cut = (lambda t: t[:n]) if n else (lambda t: t)
+    return tuple(cut(v) for v in x.values()) if isinstance(x, dict) else (cut(x),)

@@ -1,0 +1,210 @@
+"""The recipe: YAML read with yaml.safe_load, validated with pydantic v2 into typed sections.
+
+    model:   {factory: pkg.mod:fn, kwargs: {...}, weights: w.safetensors, train: {...}}
+             | {torchvision: resnet18} | {hf: ./minilm-dir}
+    data:    {digits: {}} | {image_folder: PATH} | {text_lines: PATH} | {factory: pkg.mod:fn}
+    eval:    {metric: top1 | cosine | pkg.mod:fn}
+    budget:  {max_drop: 1.0, per_stage: 0.5}
+    stages:  [- prune: {...}, - distill: {...}, - quantize: {...}, - export: {...}, ...]
+
+Every stage type is one entry of the stage registry (stages.py) with its own config model, so a
+new technique becomes a recipe stage by registering there. Errors name the field path and what
+is allowed; nothing is written before a recipe validates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from slimkit.errors import SlimkitError
+
+
+class RecipeError(SlimkitError):
+    """The recipe is invalid: the message names the field path and the allowed values."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- model ----------------------------------------------------------------------------------
+class TrainSpec(Strict):
+    """Train the source model first (examples that start from scratch)."""
+
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    weight_decay: float = Field(1e-4, ge=0)
+
+
+class ModelSpec(Strict):
+    factory: str | None = Field(None, pattern=r"^[\w.]+:[\w.]+$")
+    kwargs: dict[str, Any] = {}
+    weights: str | None = None  # .safetensors, or .pt read with weights_only=True
+    torchvision: str | None = None
+    hf: str | None = None  # a local Hugging Face directory (a sentence encoder)
+    train: TrainSpec | None = None
+    input_shape: list[int] | None = None  # per-sample shape when the data cannot tell
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("factory", "torchvision", "hf") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of factory, torchvision, hf "
+                             f"(got {given or 'none'})")
+        if self.weights and not self.weights.endswith((".safetensors", ".pt", ".pth")):
+            raise ValueError(f"weights={self.weights!r}: use a .safetensors or .pt file")
+        return self
+
+
+# ---- data -----------------------------------------------------------------------------------
+class DigitsData(Strict):
+    split_seed: int = 0
+
+
+class ImageFolderData(Strict):
+    path: str
+    size: int = Field(32, ge=4)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    mean: list[float] = [0.5, 0.5, 0.5]
+    std: list[float] = [0.25, 0.25, 0.25]
+
+
+class TextLinesData(Strict):
+    path: str
+    tokenizer: str | None = None  # a model directory; default: the model's (hf)
+    max_length: int = Field(128, ge=8)
+    val_fraction: float = Field(0.25, gt=0, lt=1)
+
+
+class DataSpec(Strict):
+    digits: DigitsData | None = None
+    image_folder: ImageFolderData | str | None = None
+    text_lines: TextLinesData | str | None = None
+    factory: str | None = Field(None, pattern=r"^[\w.]+:[\w.]+$")
+    kwargs: dict[str, Any] = {}
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    calib_batches: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("digits", "image_folder", "text_lines", "factory")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of digits, image_folder, text_lines, factory "
+                             f"(got {given or 'none'})")
+        return self
+
+
+# ---- eval and budget ----------------------------------------------------------------------
+class EvalSpec(Strict):
+    metric: str = Field("top1", pattern=r"^(top1|cosine|[\w.]+:[\w.]+)$")
+
+
+class Budget(Strict):
+    max_drop: float = Field(1.0, ge=0)  # overall, in the metric's units (top-1: points)
+    per_stage: float | None = Field(None, ge=0)  # default for every stage; a stage may override
+
+
+class Recipe(Strict):
+    model: ModelSpec
+    data: DataSpec
+    eval: EvalSpec = EvalSpec()
+    budget: Budget = Budget()
+    seed: int = 0
+    threads: int = Field(2, ge=1)
+    stages: list[dict[str, Any]] = Field(min_length=1)
+
+    def identity(self) -> str:
+        """What a run directory belongs to: the model, data and metric (not the stages)."""
+        return _hash({"model": self.model.model_dump(), "data": self.data.model_dump(),
+                      "eval": self.eval.model_dump()})
+
+    def stage_key(self, i: int) -> str:
+        """A stage's result is reused while this does not change: everything it depends on."""
+        return _hash({"identity": self.identity(), "budget": self.budget.model_dump(),
+                      "seed": self.seed, "stages": self.stages[: i + 1]})
+
+
+def _hash(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---- reading --------------------------------------------------------------------------------
+def load_recipe(path: str | Path) -> tuple[Recipe, list]:
+    """(recipe, [(stage type, typed stage config)]) or RecipeError naming what is wrong."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path} is not valid YAML: {e}") from e
+    return parse_recipe(raw, str(path))
+
+
+def parse_recipe(raw, where: str = "recipe") -> tuple[Recipe, list]:
+    from slimkit.pipeline.stages import STAGES, check_order
+
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where}: the top level must be a mapping with model, data, stages")
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise RecipeError(_format(e, where, Recipe)) from None
+    stages = []
+    for i, entry in enumerate(recipe.stages):
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise RecipeError(f"{where}: stages[{i}] must be one mapping like "
+                              f"'- prune: {{...}}'; stage types: {sorted(STAGES)}")
+        (kind, cfg), = entry.items()
+        if kind not in STAGES:
+            raise RecipeError(f"{where}: stages[{i}]: unknown stage type {kind!r}; allowed: "
+                              f"{sorted(STAGES)}")
+        try:
+            stages.append((kind, STAGES[kind].config.model_validate(cfg or {})))
+        except ValidationError as e:
+            raise RecipeError(_format(e, where, STAGES[kind].config,
+                                      prefix=f"stages[{i}].{kind}")) from None
+    problem = check_order([k for k, _ in stages], recipe)
+    if problem:
+        raise RecipeError(f"{where}: {problem}")
+    return recipe, stages
+
+
+def _format(e: ValidationError, where: str, model: type[BaseModel], prefix: str = "") -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
+        loc = loc.replace(".[", "[")
+        path = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key; allowed here: {_allowed(model, err['loc'][:-1])}"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"{path or '(top level)'}: {msg}")
+    return f"{where}: " + "; ".join(lines)
+
+
+def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the sub-model at `loc` (best effort for nested sections)."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        sub = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)
+                    and issubclass(a, BaseModel)), None)
+        if sub is None:
+            break
+        model = sub
+    return sorted(model.model_fields)

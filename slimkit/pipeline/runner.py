@@ -1,0 +1,268 @@
+"""Run a recipe: source model → stages in order → final artifact, report and plots.
+
+    DIR/recipe.yaml   run.json   log.txt
+    DIR/source/                  the original model (trained first when the recipe says so)
+    DIR/stages/NN-kind/          key, checkpoints of its training, model/ (an artifact),
+                                 result.json (written last: the stage is done)
+    DIR/export/                  model.onnx, openvino/model.xml
+    DIR/model/                   the final artifact (sk.load), with model.onnx inside
+    DIR/report.json  report.html
+
+Resume: a stage whose key (everything it depends on: model, data, metric, budget, seed and the
+stages up to it) matches its finished result is loaded, not re-run; an interrupted stage resumes
+from its training checkpoints; a changed stage re-runs, and every stage after it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import slimkit as sk
+from slimkit.bench.machine import environment
+from slimkit.io.atomic import write_atomic
+from slimkit.pipeline.context import Context, StageResult, count_params
+from slimkit.pipeline.recipe import Recipe, RecipeError, load_recipe
+from slimkit.pipeline.sources import build_data, build_metric, build_model
+from slimkit.pipeline.stages import STAGES
+
+log = logging.getLogger("slimkit.pipeline")
+RUN_FORMAT = "slimkit.run/1"
+
+
+@dataclass
+class Setup:
+    recipe: Recipe
+    stages: list
+    ctx: Context
+
+
+def prepare(recipe_path, progress: bool | None = None, out: Path | None = None,
+            train: bool = True) -> Setup:
+    """Validate the recipe and build model, data and metric — before anything is written.
+    train=False (slimkit check): a source the recipe trains first stays untrained."""
+    recipe, stages = load_recipe(recipe_path)
+    torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)  # the source model's initialisation is part of the recipe
+    model = build_model(recipe.model)
+    data = build_data(recipe.data, recipe.model, recipe.seed)
+    if recipe.model.train is not None and train:  # an example that starts from scratch
+        model = _train_source(recipe, model, data, progress, out)
+    metric, unit = build_metric(recipe.eval, data, model)
+    baseline = metric(model)
+    ctx = Context(recipe, data, metric, unit, model, baseline, progress)
+    ctx.input_macs = ctx.macs(model)
+    return Setup(recipe, stages, ctx)
+
+
+def _train_source(recipe: Recipe, model, data, progress, out: Path | None):
+    from slimkit.train import TrainConfig, Trainer
+
+    spec = recipe.model.train
+    src = None if out is None else out / "source"
+    if src is not None and (src / "model" / "manifest.json").is_file():
+        return sk.load(src / "model")
+    cfg = TrainConfig(epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
+                      optimizer=spec.optimizer, schedule=spec.schedule,
+                      weight_decay=spec.weight_decay, seed=recipe.seed,
+                      checkpoint_dir=None if src is None else src / "ckpt",
+                      checkpoint_every=20 if src is not None else 0,
+                      progress=progress is not False)
+    with Trainer(model, cfg, data.train) as t:
+        t.fit(resume=src is not None)
+    if src is not None:
+        sk.save(model.eval(), src / "model")
+    return model.eval()
+
+
+# ---- compress -------------------------------------------------------------------------------
+def compress(recipe_path, out, *, force: bool = False, progress: bool | None = None) -> dict:
+    out = Path(out)
+    recipe, _ = load_recipe(recipe_path)
+    # bad recipes, factories, data and metrics fail here, before anything is written
+    setup = prepare(recipe_path, progress, train=False)
+    _claim(out, recipe, force)
+    handler = _log_to(out / "log.txt")
+    try:
+        if recipe.model.train is not None:
+            setup = prepare(recipe_path, progress, out)
+        (out / "recipe.yaml").write_text(Path(recipe_path).read_text())
+        return _run(setup, out, recipe_path)
+    finally:
+        logging.getLogger("slimkit").removeHandler(handler)
+        handler.close()
+
+
+def _run(setup: Setup, out: Path, recipe_path) -> dict:
+    recipe, ctx = setup.recipe, setup.ctx
+    ctx.run_dir = out
+    t_run = time.perf_counter()
+    log.info("source: %s %.4g", ctx.unit, ctx.baseline)
+    model, results, stale = ctx.original, [], False
+    for i, (kind, cfg) in enumerate(setup.stages):
+        sd = out / "stages" / f"{i:02d}-{kind}"
+        key = recipe.stage_key(i)
+        done = None if stale else _done(sd, key)
+        if done is None:
+            stale = True  # this stage re-runs, and every one after it
+            model, done = _run_stage(ctx, i, kind, cfg, model, sd, key)
+        else:
+            log.info("stage %d (%s): finished earlier, loaded", i, kind)
+            if STAGES[kind].changes_model and not done["skipped"]:
+                model = sk.load(sd / "model")
+        _advance(ctx, kind, done, model, i)
+        results.append(done)
+    sk.save(model, out / "model", example_inputs=_example(ctx))
+    report = _report(ctx, recipe_path, results, out, time.perf_counter() - t_run)
+    write_atomic(out / "report.json", json.dumps(report, indent=1, default=_plain))
+    from slimkit.report import write_html
+
+    write_html(report, out / "report.html")
+    return report
+
+
+def _run_stage(ctx: Context, i: int, kind: str, cfg, model, sd: Path, key: str):
+    key_file = sd / "key"
+    if sd.exists() and (not key_file.is_file() or key_file.read_text() != key):
+        shutil.rmtree(sd)  # a changed stage: its checkpoints belong to another config
+    sd.mkdir(parents=True, exist_ok=True)
+    write_atomic(sd / "key", key)
+    ctx.index, ctx.dir = i, sd
+    torch.manual_seed(ctx.recipe.seed + i)  # each stage's randomness is its own
+    log.info("stage %d (%s): running", i, kind)
+    t0 = time.perf_counter()
+    res: StageResult = STAGES[kind].run(ctx, model, cfg)
+    done = _result(ctx, i, kind, cfg, res, key, time.perf_counter() - t0)
+    if STAGES[kind].changes_model and not res.skipped:
+        sk.save(res.model, sd / "model")
+        done["artifact_bytes"] = _size(sd / "model")
+    write_atomic(sd / "result.json", json.dumps(done, indent=1, default=_plain))
+    for ckpt in sd.glob("ckpt-*"):  # the stage is done: its training checkpoints are spent
+        shutil.rmtree(ckpt, ignore_errors=True)
+    log.info("stage %d (%s): %s", i, kind, res.kept)
+    return res.model, done
+
+
+def _result(ctx: Context, i, kind, cfg, res: StageResult, key, seconds) -> dict:
+    changes = STAGES[kind].changes_model and not res.skipped
+    metric = res.chosen.metric if (res.chosen and changes) else ctx.input_metric
+    return {"index": i, "kind": kind, "key": key, "config": cfg.model_dump(),
+            "kept": res.kept, "skipped": res.skipped, "input_metric": ctx.input_metric,
+            "chosen": next((j for j, a in enumerate(res.attempts) if a is res.chosen), None),
+            "metric": metric, "drop": ctx.input_metric - metric,
+            "total_drop": ctx.baseline - metric, "params": count_params(res.model),
+            "macs": ctx.macs(res.model) if changes else ctx.input_macs,
+            "state_bytes": sk.graph.modules.state_bytes(res.model),
+            "attempts": [a.to_dict() for a in res.attempts], "info": res.info,
+            "seconds": seconds, "artifact_bytes": None}
+
+
+def _advance(ctx: Context, kind: str, done: dict, model, i: int) -> None:
+    """What the next stage starts from."""
+    ctx.input_metric = done["metric"]
+    ctx.input_macs = done["macs"]
+    if STAGES[kind].changes_model and not done["skipped"]:
+        ctx.kept.append((f"{i}:{kind}", model))
+
+
+def _done(sd: Path, key: str) -> dict | None:
+    f = sd / "result.json"
+    if not f.is_file():
+        return None
+    done = json.loads(f.read_text())
+    return done if done.get("key") == key else None
+
+
+def _claim(out: Path, recipe: Recipe, force: bool) -> None:
+    """Make `out` this recipe's run directory, or refuse (another recipe's run, or not ours)."""
+    run = out / "run.json"
+    if run.is_file():
+        owner = json.loads(run.read_text()).get("identity")
+        if owner != recipe.identity():
+            if not force:
+                raise RecipeError(f"--out {out} holds a run of another recipe (its model, data "
+                                  "or metric differ); pass --force to replace it")
+            shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()) and not force:
+        raise RecipeError(f"--out {out} exists and is not a slimkit run directory; pass "
+                          "--force to use it anyway")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(run, json.dumps({"format": RUN_FORMAT, "identity": recipe.identity(),
+                                      "slimkit": sk.__version__}))
+    except OSError as e:
+        raise RecipeError(f"--out {out} is not writable: {e}") from e
+
+
+def _log_to(path: Path) -> logging.Handler:
+    h = logging.FileHandler(path)
+    h.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    lg = logging.getLogger("slimkit")
+    lg.addHandler(h)
+    lg.setLevel(logging.INFO)
+    return h
+
+
+def _example(ctx: Context):
+    from slimkit.pipeline.context import example_args
+
+    return example_args(ctx.data.example, 2)
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _plain(o):
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, tuple | set):
+        return list(o)
+    return float(o) if hasattr(o, "__float__") else str(o)
+
+
+def _report(ctx: Context, recipe_path, results: list[dict], out: Path, seconds: float) -> dict:
+    from slimkit.graph.modules import state_bytes
+
+    final = results[-1] if results else None
+    return {
+        "format": "slimkit.report/1", "recipe": str(recipe_path), "machine": environment(
+            ctx.recipe.threads),
+        "metric": {"name": ctx.recipe.eval.metric, "unit": ctx.unit},
+        "budget": ctx.recipe.budget.model_dump(),
+        "source": {"metric": ctx.baseline, "params": count_params(ctx.original),
+                   "macs": ctx.kept and _source_macs(ctx), "state_bytes": state_bytes(
+                       ctx.original)},
+        "stages": results,
+        "final": {"metric": ctx.input_metric, "total_drop": ctx.baseline - ctx.input_metric,
+                  "artifact": "model", "artifact_bytes": _size(out / "model"),
+                  "stage": final["index"] if final else None},
+        "seconds": seconds,
+    }
+
+
+def _source_macs(ctx: Context) -> int | None:
+    return ctx.macs(ctx.original)
+
+
+# ---- check ----------------------------------------------------------------------------------
+def check(recipe_path, progress: bool | None = False) -> str:
+    """Validate the recipe and print each stage's plan, without training or writing."""
+    setup = prepare(recipe_path, progress, train=False)
+    ctx, model = setup.ctx, setup.ctx.original
+    trained = "" if setup.recipe.model.train is None else " (before the recipe trains it)"
+    lines = [f"source: {type(model).__name__}, {count_params(model):,} params, "
+             f"{ctx.macs(model) or 0:,} MACs, {ctx.unit} {ctx.baseline:.4g}{trained}"]
+    for i, (kind, cfg) in enumerate(setup.stages):
+        ctx.index = i
+        plan = STAGES[kind].plan
+        text, model = plan(ctx, model, cfg) if plan else ("(no plan)", model)
+        lines.append(f"\nstages[{i}] {kind}, budget {ctx.stage_budget(cfg):g} "
+                     f"(overall {setup.recipe.budget.max_drop:g})\n{text}")
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""The `prune` stage: structured or unstructured pruning + fine-tuning, under the budget.
+
+Fallback: when the configured amount costs more than the budget allows, bisect the fraction of
+it (the largest that fits is kept), each candidate pruned from the stage's input and
+fine-tuned the same way; nothing fits → the stage is skipped and the input goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import Field, model_validator
+from torch import nn
+
+import slimkit as sk
+from slimkit.graph.deps import DependencyError
+from slimkit.pipeline.context import Attempt, Context, StageResult, example_args
+from slimkit.pipeline.recipe import RecipeError, Strict
+from slimkit.pipeline.stages import planner, stage
+
+
+class Finetune(Strict):
+    epochs: int = Field(3, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+
+
+class Rule(Strict):
+    pattern: str
+    ratio: float | None = Field(None, ge=0, lt=1)
+    skip: bool = False
+
+
+class PruneStage(Strict):
+    granularity: Literal["channel", "filter", "neuron", "head", "unstructured", "nm"] = "channel"
+    ratio: float | None = Field(None, ge=0, lt=1)
+    target_macs: float | None = Field(None, ge=0, lt=1)
+    target_params: float | None = Field(None, ge=0, lt=1)
+    importance: Literal["l1", "l2", "taylor", "bn_gamma", "random"] = "l1"
+    scope: Literal["uniform", "global"] = "uniform"
+    round_to: int = Field(1, ge=1)
+    max_ratio: float = Field(0.9, gt=0, lt=1)
+    n: int = 2
+    m: int = 4
+    rules: list[Rule] = []
+    unknown_ops: Literal["error", "freeze"] = "error"
+    schedule: Literal["oneshot", "iterative"] = "oneshot"
+    rounds: int = Field(3, ge=1)  # iterative: cut, fine-tune, repeat
+    finetune: Finetune = Finetune()
+    budget: float | None = Field(None, ge=0)
+    fallback: bool = True
+    bisect_steps: int = Field(3, ge=1, le=8)
+
+    @model_validator(mode="after")
+    def _amount(self):
+        given = [k for k in ("ratio", "target_macs", "target_params") if getattr(self, k)]
+        if self.granularity != "nm" and len(given) != 1:
+            raise ValueError("give exactly one of ratio, target_macs, target_params "
+                             f"(got {given or 'none'})")
+        return self
+
+    def amount(self) -> tuple[str, float]:
+        key = next((k for k in ("ratio", "target_macs", "target_params") if getattr(self, k)),
+                   "ratio")
+        return key, getattr(self, key) or 0.0
+
+
+def to_config(cfg: PruneStage, amount: float | None = None) -> sk.PruneConfig:
+    """The PruneConfig of this stage, removing `amount` (default: the configured one)."""
+    key, configured = cfg.amount()
+    rules = tuple(sk.PruneRule(r.pattern, r.ratio, r.skip) for r in cfg.rules)
+    kw = {} if cfg.granularity == "nm" else {key: configured if amount is None else amount}
+    return sk.PruneConfig(granularity=cfg.granularity, importance=cfg.importance,
+                          scope=cfg.scope, round_to=cfg.round_to, max_ratio=cfg.max_ratio,
+                          n=cfg.n, m=cfg.m, rules=rules, unknown_ops=cfg.unknown_ops, **kw)
+
+
+def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: str):
+    """Prune `model` (sk.prune works on a copy) by `fraction` of the configured amount and
+    fine-tune it; iterative: `rounds` cuts whose compound removal is that amount."""
+    rounds = cfg.rounds if cfg.schedule == "iterative" else 1
+    total = cfg.amount()[1] * fraction
+    current, report = model, None
+    for r in range(rounds):
+        share = total if rounds == 1 else _round_share(total, r, rounds)
+        try:
+            current, report = sk.prune(current, to_config(cfg, share),
+                                       example_args(ctx.data.example, 1),
+                                       data=_taylor_data(ctx, cfg))
+        except sk.PruneError as e:
+            raise RecipeError(f"stages[{ctx.index}].prune: {e}") from e
+        except DependencyError as e:  # untraceable: say what to do instead
+            raise RecipeError(f"stages[{ctx.index}].prune: {e}; structured pruning needs a "
+                              "model torch.export can trace — use granularity: unstructured, "
+                              "or unknown_ops: freeze") from e
+        if cfg.finetune.epochs:
+            ctx.train(current, cfg.finetune, f"{tag}-round{r}")
+    return current, report
+
+
+def _round_share(total: float, r: int, rounds: int) -> float:
+    """Fraction to remove in round r so that after all rounds `total` is removed."""
+    keep = (1.0 - total) ** (1.0 / rounds)
+    before = keep ** r
+    return 1.0 - keep ** (r + 1) / before
+
+
+def _taylor_data(ctx: Context, cfg: PruneStage):
+    if cfg.importance != "taylor":
+        return None
+    if not ctx.data.labeled:
+        raise RecipeError(f"stages[{ctx.index}].prune: importance=taylor needs labelled data")
+    return ctx.data.calib
+
+
+@stage("prune", PruneStage, trains=True)
+def run_prune(ctx: Context, model: nn.Module, cfg: PruneStage) -> StageResult:
+    attempts: list[Attempt] = []
+    models: dict[float, nn.Module] = {}
+    info: dict = {}
+
+    def attempt(fraction: float) -> Attempt:
+        t0 = time.perf_counter()
+        pruned, report = _cut(ctx, model, cfg, fraction, f"ckpt-{len(attempts)}")
+        key, amount = cfg.amount()
+        a = ctx.measure(pruned, f"{key} {amount * fraction:.3g}", cfg, t0,
+                        note=f"{fraction:.0%} of the configured amount")
+        attempts.append(a)
+        models[fraction] = pruned
+        info.setdefault("layers", {})[f"{fraction:.4f}"] = report.to_dict()
+        return a
+
+    first = attempt(1.0)
+    if first.fits or not cfg.fallback or cfg.granularity == "nm":
+        return StageResult(models[1.0], attempts, _why(first, 1.0), False, _layers(info, 1.0),
+                           first)
+    lo, hi, best = 0.0, 1.0, None
+    for _ in range(cfg.bisect_steps):  # the largest fraction of the target that fits
+        mid = (lo + hi) / 2
+        if attempt(mid).fits:
+            lo, best = mid, mid
+        else:
+            hi = mid
+    if best is None:
+        return StageResult(model, attempts, "skipped: no amount tried fits the budget", True,
+                           {})
+    chosen = next(a for a in attempts if a.note.startswith(f"{best:.0%}"))
+    return StageResult(models[best], attempts, _why(chosen, best), False, _layers(info, best),
+                       chosen)
+
+
+def _why(a: Attempt, fraction: float) -> str:
+    state = "fits the budget" if a.fits else "over budget (fallback off)"
+    return f"{a.label} ({fraction:.0%} of the target): {state}"
+
+
+def _layers(info: dict, fraction: float) -> dict:
+    return {"layers": info["layers"][f"{fraction:.4f}"]["layers"],
+            "notes": info["layers"][f"{fraction:.4f}"]["notes"]}
+
+
+@planner("prune")
+def plan_prune(ctx: Context, model: nn.Module, cfg: PruneStage):
+    small, report = sk.prune(model, to_config(cfg), example_args(ctx.data.example, 1),
+                             data=_taylor_data(ctx, cfg))
+    return str(report), small

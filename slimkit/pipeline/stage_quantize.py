@@ -1,0 +1,201 @@
+"""The `quantize` stage: post-training (a preset, calibrated on the data) or quantization-aware
+training (optionally distilled from the original model), under the budget.
+
+Fallbacks. PTQ over budget: measure each layer's sensitivity (the metric regained when only
+that layer stays float), then keep the most sensitive layers float, most sensitive first,
+until the model fits. QAT over budget: train again from the stage's input with twice the
+epochs, up to `qat.max_epochs`. Nothing fits → the stage is skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+import slimkit as sk
+from slimkit.pipeline.context import Attempt, Context, StageResult
+from slimkit.pipeline.recipe import RecipeError, Strict
+from slimkit.pipeline.stages import planner, stage
+from slimkit.quant.modules import QuantLayer
+
+OBSERVERS = {"minmax": sk.MinMax, "ema": sk.MovingAverage, "percentile": sk.Percentile,
+             "mse": sk.MSE, "entropy": sk.Entropy}
+HIST_LAYERS, HIST_BINS = 12, 48  # the report's weight histograms
+
+
+class QATSpec(Strict):
+    epochs: int = Field(4, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    batch_size: int = Field(64, ge=1)
+    lsq: bool = False
+    fold_bn: bool = True
+    freeze_bn_after: int | None = Field(None, ge=0)
+    freeze_observers_after: int | None = Field(None, ge=0)
+    kd: bool = False  # distil from the original model while training
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1)
+    max_epochs: int = Field(16, ge=1)  # fallback: double the epochs up to this
+
+
+class QuantizeStage(Strict):
+    preset: Literal["w8a8", "w4a8", "w4a4", "dynamic", "weight_only", "nonuniform"] = "w8a8"
+    bits: int = Field(8, ge=1, le=16)  # weight_only / dynamic / nonuniform
+    group_size: int | None = Field(None, ge=1)
+    kind: Literal["pow2", "kmeans", "binary", "ternary"] = "kmeans"
+    observer: Literal["minmax", "ema", "percentile", "mse", "entropy"] = "minmax"
+    signed_acts: bool = False
+    target: str = "auto"  # which CPU the int8 numerics must be exact on (slimkit.target)
+    skip: list[str] = []  # layer name patterns kept float
+    qat: QATSpec | None = None
+    budget: float | None = Field(None, ge=0)
+    fallback: bool = True
+
+
+def to_config(cfg: QuantizeStage) -> sk.QuantConfig:
+    obs = OBSERVERS[cfg.observer]()
+    try:
+        qc = {"w8a8": lambda: sk.QuantConfig.w8a8(obs, cfg.signed_acts),
+              "w4a8": lambda: sk.QuantConfig.w4a8(obs, cfg.signed_acts),
+              "w4a4": lambda: sk.QuantConfig.w4a4(obs),
+              "dynamic": lambda: sk.QuantConfig.dynamic(cfg.bits),
+              "weight_only": lambda: sk.QuantConfig.weight_only(cfg.bits, cfg.group_size, obs),
+              "nonuniform": lambda: sk.QuantConfig.nonuniform(cfg.kind, cfg.bits)}[cfg.preset]()
+    except sk.ConfigError as e:
+        raise RecipeError(f"quantize: {e}") from e
+    for pattern in cfg.skip:
+        qc = qc.skip(pattern)
+    if cfg.qat is not None:
+        q = cfg.qat
+        qc = qc.with_qat(lsq=q.lsq, fold_bn=q.fold_bn, freeze_bn_after=q.freeze_bn_after,
+                         freeze_observers_after=q.freeze_observers_after)
+    return qc
+
+
+def _ptq(ctx: Context, model: nn.Module, qc: sk.QuantConfig, cfg) -> nn.Module:
+    try:
+        return sk.quantize(model, qc, calib=ctx.data.calib, progress=ctx.progress is not False,
+                           target=cfg.target)
+    except sk.ConfigError as e:
+        raise RecipeError(f"stages[{ctx.index}].quantize: {e}") from e
+
+
+@stage("quantize", QuantizeStage)
+def run_quantize(ctx: Context, model: nn.Module, cfg: QuantizeStage) -> StageResult:
+    if cfg.qat is not None:
+        return _run_qat(ctx, model, cfg)
+    qc = to_config(cfg)
+    t0 = time.perf_counter()
+    q = _ptq(ctx, model, qc, cfg)
+    first = ctx.measure(q, f"{qc.name} PTQ", cfg, t0)
+    info = _info(model, q)
+    if first.fits or not cfg.fallback:
+        return StageResult(q, [first], _kept(first), False, info, first)
+    return _float_fallback(ctx, model, cfg, qc, q, first, info)
+
+
+def _float_fallback(ctx, model, cfg, qc, q, first: Attempt, info) -> StageResult:
+    """Keep the most sensitive layers float, most sensitive first, until the model fits."""
+    names = [e.name for e in sk.record_of(q).plan.quantized()]
+    gain = {}
+    for name in names:  # sensitivity: what quantizing everything but this layer costs
+        alone = _ptq(ctx, model, qc.skip(name), cfg)
+        gain[name] = ctx.metric(alone) - first.metric
+    order = sorted(names, key=lambda n: -gain[n])
+    info["sensitivity"] = [{"layer": n, "gain": gain[n]} for n in order]
+    attempts, kept = [first], []
+    for name in order[:-1]:  # all float would be no quantization at all
+        t0 = time.perf_counter()
+        kept.append(name)
+        trial = qc
+        for n in kept:
+            trial = trial.skip(n)
+        cand = _ptq(ctx, model, trial, cfg)
+        a = ctx.measure(cand, f"{qc.name}, {len(kept)} layer(s) float", cfg, t0,
+                        note="float: " + ", ".join(kept))
+        attempts.append(a)
+        if a.fits:
+            info.update(_info(model, cand))
+            return StageResult(cand, attempts, _kept(a), False, info, a)
+    return StageResult(model, attempts, "skipped: no mix of float and quantized layers fits",
+                       True, info)
+
+
+def _run_qat(ctx: Context, model: nn.Module, cfg: QuantizeStage) -> StageResult:
+    from slimkit.distill import Distiller
+
+    qc, spec, attempts = to_config(cfg), cfg.qat, []
+    epochs = spec.epochs
+    while True:
+        t0 = time.perf_counter()
+        torch.manual_seed(ctx.recipe.seed + ctx.index)
+        qat = sk.prepare_qat(model, qc, ctx.data.example, target=cfg.target)
+        loss = Distiller(ctx.original, spec.temperature, spec.alpha) if spec.kd else None
+        if loss is None and not ctx.data.labeled:
+            loss = Distiller(ctx.original, output_loss="mse")  # unlabelled: match outputs
+        ctx.train(qat, spec.model_copy(update={"epochs": epochs}), f"ckpt-qat{epochs}", loss)
+        info = _info(None, qat)
+        q = sk.convert(qat)
+        a = ctx.measure(q, f"{qc.name} QAT, {epochs} epochs" + (" + KD" if spec.kd else ""),
+                        cfg, t0)
+        attempts.append(a)
+        if a.fits or not cfg.fallback or epochs * 2 > spec.max_epochs:
+            break
+        epochs *= 2
+    if a.fits or not cfg.fallback:
+        return StageResult(q, attempts, _kept(a), False, info, a)
+    return StageResult(model, attempts, f"skipped: QAT up to {epochs} epochs does not fit",
+                       True, info)
+
+
+def _kept(a: Attempt) -> str:
+    return f"{a.label}: " + ("fits the budget" if a.fits else "over budget (fallback off)")
+
+
+@torch.no_grad()
+def _info(float_model: nn.Module | None, q: nn.Module) -> dict:
+    """The plan and, per quantized layer, weight SQNR and float-vs-quantized histograms.
+    float_model=None: `q` is a prepared QAT model (it holds both weights)."""
+    from slimkit.graph.fusion import fuse_conv_bn
+
+    ref = None
+    if float_model is not None:
+        ref = copy.deepcopy(float_model).eval()
+        fuse_conv_bn(ref)  # PTQ quantizes BN-folded weights
+    layers = []
+    for m in (m for m in q.modules() if isinstance(m, QuantLayer)):
+        if m.packed is None and m.weight_quantizer is None:
+            continue
+        wf = m.float_weight() if ref is None else ref.get_submodule(m.name).weight
+        wq = m.weight()
+        entry = {"layer": m.name, "scheme": m.spec.describe(), "weight_sqnr": sk.sqnr(wf, wq)}
+        if len(layers) < HIST_LAYERS:
+            entry["hist"] = _hist(wf.detach().float(), wq.detach().float())
+        layers.append(entry)
+    return {"plan": sk.record_of(q).plan.to_dict(), "layers": layers}
+
+
+def _hist(wf: torch.Tensor, wq: torch.Tensor) -> dict:
+    lo = float(min(wf.min(), wq.min()))
+    hi = float(max(wf.max(), wq.max()))
+    hi = hi if hi > lo else lo + 1e-6
+    edges = torch.linspace(lo, hi, HIST_BINS + 1)
+    f = torch.histc(wf.flatten(), HIST_BINS, lo, hi)
+    qh = torch.histc(wq.flatten(), HIST_BINS, lo, hi)
+    return {"edges": [round(float(e), 6) for e in edges], "float": [int(v) for v in f],
+            "quant": [int(v) for v in qh]}
+
+
+@planner("quantize")
+def plan_quantize(ctx: Context, model: nn.Module, cfg: QuantizeStage):
+    from slimkit.graph.fusion import fuse_conv_bn
+
+    m = copy.deepcopy(model).eval()
+    fuse_conv_bn(m)
+    plan = sk.resolve_plan(m, to_config(cfg), cfg.target)
+    how = "QAT" if cfg.qat else "PTQ"
+    return f"{how}\n{plan}", model

@@ -1,0 +1,95 @@
+"""The run report: report.json (every number) → report.html, one self-contained file (plots
+inline as PNG, no script, no network). Every number the HTML shows is rendered from the JSON
+through `fmt`, tagged with the path it came from (data-k), so a test can check them all."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from markupsafe import Markup, escape
+
+from slimkit.io.atomic import write_atomic
+from slimkit.report import plots
+
+FORMATS = {
+    "metric": lambda v: f"{v:.4g}",
+    "drop": lambda v: f"{v:+.3g}",
+    "int": lambda v: f"{int(v):,}",
+    "ms": lambda v: f"{v:.3g}",
+    "x": lambda v: f"{v:.2f}×",
+    "s": lambda v: f"{v:.1f}",
+    "db": lambda v: "exact" if v is None or v == float("inf") else f"{v:.1f}",
+}
+
+
+def fmt(value, kind: str) -> str:
+    return "—" if value is None else FORMATS[kind](value)
+
+
+def lookup(report: dict, path: str):
+    node = report
+    for part in path.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def _k(report: dict):
+    def k(path: str, kind: str) -> Markup:
+        v = lookup(report, path)
+        return Markup(f'<span data-k="{escape(path)}" data-f="{kind}">'
+                      f"{escape(fmt(v, kind))}</span>")
+    return k
+
+
+def _img(png: bytes | None, alt: str) -> Markup:
+    if png is None:
+        return Markup("")
+    data = base64.b64encode(png).decode()
+    return Markup(f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">')
+
+
+def render(report: dict) -> str:
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    quant = [(i, s) for i, s in enumerate(report["stages"]) if s["info"].get("layers") and
+             s["kind"] == "quantize"]
+    prune = [(i, s) for i, s in enumerate(report["stages"]) if s["kind"] == "prune"
+             and s["info"].get("layers")]
+    bench = next(((i, s) for i, s in enumerate(report["stages"]) if s["kind"] == "benchmark"),
+                 None)
+    figs = {"mvl": _img(plots.metric_vs_latency(report), "metric vs latency"),
+            "stages": _img(plots.stage_metrics(report), "metric per stage")}
+    for i, s in quant:
+        figs[f"hist{i}"] = _img(plots.weight_histograms(s["info"]["layers"]),
+                                "weight histograms")
+        figs[f"sqnr{i}"] = _img(plots.layer_sqnr(s["info"]["layers"]), "SQNR per layer")
+    for i, s in prune:
+        figs[f"prune{i}"] = _img(plots.channels_kept(s["info"]["layers"]), "pruning per layer")
+    if bench is not None:
+        for b, rows in bench[1]["info"]["batches"].items():
+            figs[f"lat{b}"] = _img(plots.latency_bars(rows, b), f"latency batch {b}")
+    tpl = env.from_string((Path(__file__).with_name("template.html")).read_text())
+    return tpl.render(r=report, k=_k(report), figs=figs, quant=quant, prune=prune,
+                      bench=bench, json=json)
+
+
+def write_html(report: dict, path: str | Path) -> Path:
+    return write_atomic(path, render(report))
+
+
+def rebuild(run_dir: str | Path) -> Path:
+    """`slimkit report DIR`: report.html again from report.json."""
+    run_dir = Path(run_dir)
+    f = run_dir / "report.json"
+    if not f.is_file():
+        from slimkit.errors import SlimkitError
+
+        raise SlimkitError(f"{run_dir} holds no report.json: is it a `slimkit compress --out` "
+                           "directory of a finished run?")
+    return write_html(json.loads(f.read_text()), run_dir / "report.html")
+
+
+__all__ = ["fmt", "lookup", "rebuild", "render", "write_html"]

@@ -1,0 +1,130 @@
+"""The report's plots, drawn from report.json alone (so `slimkit report DIR` can redraw them):
+matplotlib (Agg) → PNG bytes, embedded in the HTML as base64."""
+
+from __future__ import annotations
+
+import io
+
+RUNTIME_COLORS = {"torch": "#4C72B0", "ort": "#DD8452", "openvino": "#55A868"}
+
+
+def _fig(w: float = 6.4, h: float = 3.6):
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen, no GUI toolkit
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(w, h), dpi=96)
+    return plt, fig, ax
+
+
+def _png(plt, fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def metric_vs_latency(report: dict) -> bytes | None:
+    """Every attempt of every stage (kept ones filled), metric against eager latency probe."""
+    points = [(s, j, a) for s in report["stages"] for j, a in enumerate(s["attempts"])
+              if a.get("latency_ms") is not None and s["kind"] not in ("export", "benchmark")]
+    if not points:
+        return None
+    plt, fig, ax = _fig()
+    for s, j, a in points:
+        kept = j == s.get("chosen")
+        ax.scatter(a["latency_ms"], a["metric"], s=46 if kept else 22,
+                   facecolors=None if kept else "none", edgecolors="k" if kept else "grey",
+                   c="#4C72B0" if kept else None)
+        ax.annotate(f"{s['index']}:{s['kind']}", (a["latency_ms"], a["metric"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.axhline(report["source"]["metric"], color="grey", lw=0.8, ls="--", label="original")
+    ax.axhline(report["source"]["metric"] - report["budget"]["max_drop"], color="#C44E52",
+               lw=0.8, ls=":", label="budget floor")
+    ax.set_xlabel("latency, ms (ONNX Runtime probe at the training batch size)")
+    ax.set_ylabel(report["metric"]["unit"])
+    ax.set_title("every model tried: metric vs latency (filled: kept)")
+    ax.legend(fontsize=8)
+    return _png(plt, fig)
+
+
+def stage_metrics(report: dict) -> bytes:
+    plt, fig, ax = _fig(6.4, 3.0)
+    labels = ["original"] + [f"{s['index']}:{s['kind']}" for s in report["stages"]]
+    values = [report["source"]["metric"]] + [s["metric"] for s in report["stages"]]
+    ax.plot(labels, values, marker="o")
+    ax.axhline(report["source"]["metric"] - report["budget"]["max_drop"], color="#C44E52",
+               lw=0.8, ls=":")
+    ax.set_ylabel(report["metric"]["unit"])
+    ax.set_title("metric after each stage (dotted: the budget's floor)")
+    ax.tick_params(axis="x", labelsize=8, rotation=20)
+    return _png(plt, fig)
+
+
+def weight_histograms(layers: list[dict]) -> bytes | None:
+    """Float vs quantized weight distribution per layer (the seed examples' view)."""
+    with_hist = [la for la in layers if "hist" in la]
+    if not with_hist:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(4, len(with_hist))
+    rows = -(-len(with_hist) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.3 * rows), dpi=96,
+                             squeeze=False)
+    for ax, la in zip(axes.flat, with_hist, strict=False):
+        h = la["hist"]
+        centers = [(a + b) / 2 for a, b in zip(h["edges"], h["edges"][1:], strict=False)]
+        width = h["edges"][1] - h["edges"][0]
+        ax.bar(centers, h["float"], width=width, color="#4C72B0", alpha=0.55, label="float")
+        ax.bar(centers, h["quant"], width=width * 0.45, color="#DD8452", label="quantized")
+        ax.set_title(f"{la['layer']} ({la['weight_sqnr']:.1f} dB)", fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(with_hist):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    return _png(plt, fig)
+
+
+def layer_sqnr(layers: list[dict]) -> bytes | None:
+    if not layers:
+        return None
+    plt, fig, ax = _fig(6.4, 2.8)
+    ax.bar(range(len(layers)), [min(la["weight_sqnr"], 99) for la in layers])
+    ax.set_xticks(range(len(layers)), [la["layer"] for la in layers], rotation=60, fontsize=6)
+    ax.set_ylabel("weight SQNR, dB")
+    ax.set_title("quantization error per layer")
+    return _png(plt, fig)
+
+
+def channels_kept(layers: list[dict]) -> bytes | None:
+    rows = [la for la in layers if la.get("params_before")]
+    if not rows:
+        return None
+    plt, fig, ax = _fig(6.4, 2.8)
+    kept = [la["params_after"] / la["params_before"] for la in rows]
+    ax.bar(range(len(rows)), kept)
+    ax.set_xticks(range(len(rows)), [la["module"] for la in rows], rotation=60, fontsize=6)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of params kept")
+    ax.set_title("pruning per layer")
+    return _png(plt, fig)
+
+
+def latency_bars(rows: list[dict], batch: str) -> bytes | None:
+    if not rows:
+        return None
+    plt, fig, ax = _fig(6.4, 3.0)
+    labels = [f"{r['model']} · {r['runtime']}" for r in rows]
+    ax.barh(labels, [r["median_ms"] for r in rows],
+            color=[RUNTIME_COLORS.get(r["runtime"], "grey") for r in rows])
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("median latency, ms")
+    ax.set_title(f"batch {batch}: every kept model on every runtime")
+    return _png(plt, fig)

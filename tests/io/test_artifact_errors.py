@@ -1,0 +1,145 @@
+"""Every way an artifact can be bad is refused with an error naming what is wrong — and
+nothing is half-loaded, nothing half-written."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import slimkit as sk
+from slimkit.io.artifact import MANIFEST, WEIGHTS, ArtifactError, _sha256
+from slimkit.io.atomic import WriteError
+from tests.io import nets
+
+
+@pytest.fixture
+def art(tmp_path):
+    m = nets.digits()
+    q = sk.quantize(m, sk.QuantConfig.w8a8(), calib=[torch.randn(8, 1, 8, 8)], progress=False)
+    return sk.save(q, tmp_path / "q", factory="tests.io.nets:digits"), q
+
+
+def _rewrite(path, change):
+    """Change the weights, then make the checksum agree (a consistent but wrong artifact)."""
+    w = load_file(str(path / WEIGHTS))
+    change(w)
+    save_file(w, str(path / WEIGHTS))
+    m = json.loads((path / MANIFEST).read_text())
+    m["weights"]["sha256"] = _sha256(path / WEIGHTS)
+    (path / MANIFEST).write_text(json.dumps(m))
+
+
+def _manifest(path, change):
+    m = json.loads((path / MANIFEST).read_text())
+    change(m)
+    (path / MANIFEST).write_text(json.dumps(m))
+
+
+def test_truncated_and_flipped_weights_fail_the_checksum(art):
+    path, _ = art
+    data = (path / WEIGHTS).read_bytes()
+    (path / WEIGHTS).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        sk.load(path)
+    flipped = bytearray(data)
+    flipped[len(data) - 10] ^= 0x40
+    (path / WEIGHTS).write_bytes(bytes(flipped))
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        sk.load(path)
+    (path / WEIGHTS).unlink()
+    with pytest.raises(ArtifactError, match="weights file weights.safetensors is missing"):
+        sk.load(path)
+
+
+def test_missing_extra_and_misshapen_weights_are_named(art):
+    path, _ = art
+    _rewrite(path, lambda w: w.pop("features.0.0.packed.packed"))
+    with pytest.raises(ArtifactError, match=r"missing \['features.0.0.packed.packed'\]"):
+        sk.load(path)
+    codes = torch.zeros(288, dtype=torch.uint8)
+    _rewrite(path, lambda w: w.update({"features.0.0.packed.packed": codes,
+                                       "stray": torch.zeros(3)}))
+    with pytest.raises(ArtifactError, match=r"unexpected \['stray'\]"):
+        sk.load(path)
+    _rewrite(path, lambda w: (w.pop("stray"), w.update(
+        {"classifier.2.layer.bias": torch.zeros(11)})))
+    with pytest.raises(ArtifactError, match=r"'classifier.2.layer.bias' has shape \(11,\)"):
+        sk.load(path)
+
+
+def test_a_newer_format_a_foreign_manifest_and_a_plain_directory_are_refused(art, tmp_path):
+    path, _ = art
+    _manifest(path, lambda m: m.update(version=99, slimkit="9.0"))
+    with pytest.raises(ArtifactError, match="newer slimkit .*format 99.*upgrade"):
+        sk.load(path)
+    _manifest(path, lambda m: m.update(format="something-else"))
+    with pytest.raises(ArtifactError, match="not a slimkit artifact manifest"):
+        sk.load(path)
+    (path / MANIFEST).write_text("{ not json")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        sk.load(path)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(ArtifactError, match="is not a slimkit artifact"):
+        sk.load(plain)
+    with pytest.raises(ArtifactError, match="is not a slimkit artifact"):
+        sk.load(tmp_path / "nowhere")
+
+
+def test_a_missing_factory_is_named(art):
+    path, _ = art
+    _manifest(path, lambda m: m.update(source={"factory": "not_a_package.models:net",
+                                               "kwargs": {}}))
+    with pytest.raises(ArtifactError, match="cannot import 'not_a_package.models:net'.*model="):
+        sk.load(path)
+    _manifest(path, lambda m: m.update(source={"factory": "slimkit.models:DigitsCNN",
+                                               "kwargs": {"width": 0.5}}))
+    with pytest.raises(ArtifactError, match="has shape .* is the source model"):
+        sk.load(path)  # the wrong kwargs rebuild a different structure: refused, not loaded
+
+
+def test_loading_runs_no_code_from_the_artifact(art):
+    path, _ = art
+    # a plan naming a type slimkit does not register cannot make it import or run anything
+    _manifest(path, lambda m: m["plan"]["specs"][0].update(type="os.system"))
+    with pytest.raises(sk.ConfigError, match="unknown quantization type 'os.system'"):
+        sk.load(path)
+
+
+def test_saving_never_overwrites_other_files_and_leaves_nothing_half_written(art, tmp_path):
+    _, q = art
+    keep = tmp_path / "precious"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    with pytest.raises(WriteError, match="not a slimkit artifact: refusing"):
+        sk.save(q, keep, factory="tests.io.nets:digits")
+    assert (keep / "notes.txt").read_text() == "mine"
+    with pytest.raises(WriteError, match="does not exist"):
+        sk.save(q, tmp_path / "no" / "such" / "dir", factory="tests.io.nets:digits")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores permissions: nothing to check here
+            pytest.skip("running as a user that can write anywhere")
+        with pytest.raises(WriteError):
+            sk.save(q, ro / "q", factory="tests.io.nets:digits")
+    finally:
+        os.chmod(ro, 0o700)
+
+
+def test_a_qat_model_must_be_converted_first(tmp_path):
+    qat = sk.prepare_qat(nets.digits(), sk.QuantConfig.w8a8(), torch.randn(4, 1, 8, 8))
+    with pytest.raises(ArtifactError, match="sk.convert"):
+        sk.save(qat, tmp_path / "qat")
+    assert not (tmp_path / "qat").exists()
+
+
+def test_resaving_replaces_an_earlier_artifact_atomically(art):
+    path, q = art
+    before = (path / MANIFEST).read_text()
+    sk.save(q, path, factory="tests.io.nets:digits")
+    assert (path / MANIFEST).read_text() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["q"]  # no temp dirs left

@@ -1,0 +1,91 @@
+"""The per-layer latency table (slimkit/bench/layer_latency.py): real ONNX Runtime sessions on
+tiny layers, the cache stamped per machine, atomic, resumable."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+import slimkit.io.atomic as atomic
+from slimkit.bench.layer_latency import LatencyTable, LayerSpec, layer_onnx, layer_specs
+
+SPECS = [LayerSpec("conv", 4, 8, (3, 3), (1, 1), (1, 1), 1, 6, 6),
+         LayerSpec("depthwise", 8, 8, (3, 3), (2, 2), (1, 1), 8, 6, 6),
+         LayerSpec("linear", 32, 10, bias=True)]
+
+
+def test_layer_specs_shapes_and_macs():
+    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                      nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4), nn.Flatten(),
+                      nn.Linear(64, 10))
+    specs = [s for _, s in layer_specs(m, torch.randn(1, 1, 8, 8))]
+    assert [s.kind for s in specs] == ["conv", "depthwise", "linear"]
+    assert specs[1].out_hw() == (4, 4) and specs[1].h == 8
+    assert [s.macs() for s in specs] == [8 * 8 * 4 * 9, 4 * 4 * 4 * 9, 640]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
+def test_one_layer_onnx_runs_with_the_layer_shape(spec):
+    sess = ort.InferenceSession(layer_onnx(spec, 2), providers=["CPUExecutionProvider"])
+    shape = [2, spec.c_in] if spec.kind == "linear" else [2, spec.c_in, spec.h, spec.w]
+    y = sess.run(None, {"x": np.zeros(shape, np.float32)})[0]
+    want = [2, spec.c_out] if spec.kind == "linear" else [2, spec.c_out, *spec.out_hw()]
+    assert list(y.shape) == want
+
+
+def test_table_measures_caches_and_predicts(tmp_path):
+    t = LatencyTable(batch=2, cache_dir=tmp_path)
+    assert t.measure(SPECS) == 3 and t.measure(SPECS) == 0  # cached: nothing re-measured
+    ms = t.lookup(SPECS)
+    assert all(v > 0 for v in ms)
+    data = json.loads(t.path.read_text())
+    assert data["target"] == t.target.key() and data["runtime"] == "ort"
+    assert data["runtime_version"] == ort.__version__ and len(data["entries"]) == 3
+    assert LatencyTable(batch=2, cache_dir=tmp_path).entries == t.entries  # read back
+    assert not list(tmp_path.glob(".*tmp"))  # no temp file left behind
+    m = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Flatten(), nn.Linear(288, 10))
+    p = t.predict(m, torch.randn(1, 4, 6, 6))
+    assert p.total_ms == pytest.approx(p.layers_ms + p.overhead_ms) == pytest.approx(
+        t.total(p.layers_ms, 2))
+    assert p.layers_ms == pytest.approx(sum(v for _, v in p.per_layer))
+
+
+def test_a_cache_from_another_machine_or_runtime_version_is_ignored(tmp_path):
+    t = LatencyTable(batch=2, cache_dir=tmp_path)
+    t.measure(SPECS[:1])
+    data = json.loads(t.path.read_text())
+    for field, value in (("target", "0123456789ab"), ("runtime_version", "0.0.1")):
+        t.path.write_text(json.dumps({**data, field: value}))
+        assert LatencyTable(batch=2, cache_dir=tmp_path).entries == {}
+    assert t.path.name == f"layer-latency-{t.target.key()}-ort-{ort.__version__}.json"
+
+
+def test_an_interrupted_sweep_resumes_and_the_file_is_never_half_written(tmp_path, monkeypatch):
+    t = LatencyTable(batch=2, cache_dir=tmp_path)
+    monkeypatch.setattr(LatencyTable, "CHUNK", 1)
+    bad = LayerSpec("conv", 3, 8, (3, 3), groups=2, h=6, w=6)  # 3 channels in 2 groups
+    with pytest.raises(Exception):  # noqa: B017 — ORT refuses the layer mid-sweep
+        t.measure([SPECS[0], bad, SPECS[1]])
+    saved = LatencyTable(batch=2, cache_dir=tmp_path)
+    assert len(saved.entries) == 1  # the chunk done before the failure is kept
+    assert saved.missing(SPECS[:2]) == [SPECS[1]]  # a new sweep measures only the rest
+    before = t.path.read_bytes()
+
+    def crash(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(atomic.os, "replace", crash)  # the rename fails: disk full
+    saved.entries["x"] = 1.0
+    with pytest.raises(OSError):
+        saved.save()
+    assert t.path.read_bytes() == before  # the old file is intact …
+    assert not list(tmp_path.glob(".*tmp"))  # … and no partial file is left
+
+
+def test_bad_table_settings_are_named():
+    with pytest.raises(Exception, match="LatencyTable.precision='int4' is not allowed"):
+        LatencyTable(precision="int4")
+    with pytest.raises(Exception, match="LayerSpec.kind='pool' is not allowed"):
+        LayerSpec("pool", 1, 1)
