@@ -8,6 +8,7 @@
     q, rep = qa.ptq(model, sk.QuantConfig.w4a4(), calib, [qa.CLE(), qa.AdaRound()])  # all at once
 """
 
+from slimkit.quant.algorithms import steps as _steps  # noqa: F401, E402 — sk.load rebuilds
 from slimkit.quant.algorithms.adaround import AdaRound
 from slimkit.quant.algorithms.api import ALGORITHMS, NAMES, algorithm_from_dict, apply, ptq
 from slimkit.quant.algorithms.awq import AWQ

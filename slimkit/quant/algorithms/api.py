@@ -24,13 +24,14 @@ from torch import nn
 
 from slimkit.errors import ConfigError
 from slimkit.quant.algorithms.common import (
-    copy_quantized,
     float_reference,
     is_quantized,
-    note_plan,
+    note_step,
+    original_of,
 )
 from slimkit.quant.algorithms.report import AlgorithmReport, PTQReport, config_dict
 from slimkit.quant.config import QuantConfig
+from slimkit.record import copy_model, record_of
 
 STAGES = ("float", "quantized")
 
@@ -101,6 +102,7 @@ def apply(model: nn.Module, config, calib: Iterable | None = None, *,
     model with `qconfig` first."""
     h = _handler(config)
     t0 = time.perf_counter()
+    source = model
     if h.stage == "float":
         if is_quantized(model):
             raise ConfigError(f"{h.name} transforms a float model; apply it before sk.quantize")
@@ -109,7 +111,7 @@ def apply(model: nn.Module, config, calib: Iterable | None = None, *,
         model, reference = _quantized_input(model, h.name, calib, qconfig, reference, inplace)
         report = h.fn(model, config, calib, float_reference(reference))
     report = dataclasses.replace(report, seconds=time.perf_counter() - t0)
-    note_plan(model, report.summary())
+    note_step(model, h.name, config_dict(config), report.structure, report.summary(), source)
     return model, report
 
 
@@ -121,11 +123,11 @@ def _quantized_input(model, name, calib, qconfig, reference, inplace):
             raise ConfigError(f"{name} refines a quantized model: pass a model from "
                               "sk.quantize, or a float model and qconfig=")
         return quantize(model, qconfig, calib, progress=False), reference or model
-    reference = reference if reference is not None else model.__dict__.get("slimkit_original")
+    reference = reference if reference is not None else original_of(model)
     if reference is None:
         raise ConfigError(f"{name} needs the float model: pass reference= (the model given "
                           "to sk.quantize)")
-    return (model if inplace else copy_quantized(model)), reference
+    return (model if inplace else copy_model(model)), reference
 
 
 def ptq(model: nn.Module, qconfig: QuantConfig, calib: Iterable, steps=(),
@@ -150,9 +152,10 @@ def ptq(model: nn.Module, qconfig: QuantConfig, calib: Iterable, steps=(),
         if _handler(s).stage == "quantized":
             q, r = apply(q, s, calib, reference=model, inplace=True)
             reports.append(r)
-    return q, PTQReport(tuple(reports), getattr(q, "slimkit_plan", None))
+    return q, PTQReport(tuple(reports), record_of(q).plan)
 
 
-def report_for(name: str, config, applied=(), skipped=(), notes=()) -> AlgorithmReport:
+def report_for(name: str, config, applied=(), skipped=(), notes=(),
+               structure: dict | None = None) -> AlgorithmReport:
     return AlgorithmReport(name, config_dict(config), tuple(applied), tuple(skipped),
-                           tuple(notes))
+                           tuple(notes), structure=structure or {})

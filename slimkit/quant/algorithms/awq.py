@@ -12,16 +12,15 @@ clipping search (AWQ's second step) is not done here: set an MSE observer on the
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
 from slimkit.errors import ConfigError
-from slimkit.graph.fusion import fuse_conv_bn
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.algorithms.api import AlgoConfig, register, report_for
 from slimkit.quant.algorithms.capture import observe_inputs
+from slimkit.quant.algorithms.common import float_copy
 from slimkit.quant.algorithms.gptq import weighted_error
 from slimkit.quant.algorithms.hessian import Gram
 from slimkit.quant.algorithms.report import LayerResult
@@ -64,8 +63,7 @@ def awq_error(w: torch.Tensor, s: torch.Tensor, h: torch.Tensor, spec) -> float:
 
 @register(AWQ, "float", "awq")
 def _awq(model, cfg: AWQ, calib, qconfig):
-    model = copy.deepcopy(model).eval()
-    fuse_conv_bn(model)
+    model, fused = float_copy(model)
     targets, skipped = plan_targets(model, qconfig, False, "AWQ")
     grams = {n: Gram(model.get_submodule(n).in_features) for n in targets}
     observe_inputs(model, list(targets), calib,
@@ -84,4 +82,6 @@ def _awq(model, cfg: AWQ, calib, qconfig):
                                    {"ratio": best, "error_rtn": base, "error_awq": errs[best]}))
     notes = ("scales kept as an explicit per-channel Mul before each layer (ScaledInputLinear); "
              "a layer whose best exponent is 0 is left as it was (round-to-nearest)",)
-    return model, report_for("awq", cfg, applied, skipped, notes)
+    scaled = [n for n in targets if isinstance(model.get_submodule(n), ScaledInputLinear)]
+    return model, report_for("awq", cfg, applied, skipped, notes,
+                             {"fused": fused, "scaled": scaled})

@@ -100,15 +100,17 @@ def _bias_correction(qmodel, cfg: BiasCorrection, calib, reference):
     order = execution_order(qmodel, list(layers), first)
     # the float model does not change: its means for every layer in one pass
     ref_means = mean_outputs(reference, order, calib, cfg.max_batches)
-    applied, skipped = [], []
+    applied, skipped, added = [], [], []
     for name in order:
         layer = layers[name]
         if layer.packed is None and layer.weight_quantizer is None:
             skipped.append((name, "weight stays float: no weight error to correct"))
             continue
         err = ref_means[name] - quant_mean_output(qmodel, name, calib, cfg.max_batches)
+        if layer.layer.bias is None:
+            added.append(name)
         set_bias(layer, err)
         applied.append(LayerResult(name, f"bias += mean error (max |Δb| {err.abs().max():.3g})",
                                    {"max_abs_correction": float(err.abs().max()),
                                     "mean_abs_correction": float(err.abs().mean())}))
-    return report_for("bias_correction", cfg, applied, skipped)
+    return report_for("bias_correction", cfg, applied, skipped, structure={"added_bias": added})

@@ -15,7 +15,6 @@ Equalization changes weights only: the result is a float model for sk.quantize.
 
 from __future__ import annotations
 
-import copy
 import operator
 import warnings
 from dataclasses import dataclass
@@ -25,9 +24,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from slimkit.errors import ConfigError
-from slimkit.graph.fusion import fuse_conv_bn
 from slimkit.graph.trace import TraceError, symbolic_trace
 from slimkit.quant.algorithms.api import AlgoConfig, register, report_for
+from slimkit.quant.algorithms.common import float_copy
 from slimkit.quant.algorithms.report import LayerResult
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -204,13 +203,13 @@ def _balance(a: nn.Module, b: nn.Module, block: int) -> float:
 
 @register(CLE, "float", "cle")
 def _cle(model: nn.Module, cfg: CLE, calib, qconfig):
-    model = copy.deepcopy(model).eval()
-    fuse_conv_bn(model)
+    model, fused = float_copy(model)
     try:
         gm = symbolic_trace(model)
     except TraceError as e:
         warnings.warn(f"CLE skipped: {e}", stacklevel=3)
-        return model, report_for("cle", cfg, notes=(f"nothing equalized: {e}",))
+        return model, report_for("cle", cfg, notes=(f"nothing equalized: {e}",),
+                                 structure={"fused": fused})
     pairs, skipped = find_pairs(gm)
     mods = dict(model.named_modules())
     before = {p: _balance(mods[p.a], mods[p.b], p.block) for p in pairs}
@@ -227,4 +226,4 @@ def _cle(model: nn.Module, cfg: CLE, calib, qconfig):
             f"via {' → '.join(p.via) or 'nothing'}; range balance {before[p]:.3f} → {after:.3f}",
             {"balance_before": before[p], "balance_after": after}))
     notes = (f"{passes} passes; scales folded into weights and biases (BN folded first)",)
-    return model, report_for("cle", cfg, applied, skipped, notes)
+    return model, report_for("cle", cfg, applied, skipped, notes, {"fused": fused})

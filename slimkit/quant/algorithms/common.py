@@ -4,7 +4,6 @@ weight of a quantized layer multiplies, and re-packing a layer with chosen integ
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -16,6 +15,7 @@ from slimkit.quant.modules import QuantLayer
 from slimkit.quant.packed import PackedWeight
 from slimkit.quant.packing import pack_bits
 from slimkit.quant.qscheme import QScheme, dequantize
+from slimkit.record import copy_model, note_source, record_of
 
 
 def quant_layers(model: nn.Module) -> list[QuantLayer]:
@@ -39,17 +39,17 @@ def float_reference(model: nn.Module) -> nn.Module:
     return ref
 
 
-def copy_quantized(model: nn.Module) -> nn.Module:
-    """deepcopy that shares (not copies) the float original quantize() remembered."""
-    original = model.__dict__.pop("slimkit_original", None)
-    try:
-        out = copy.deepcopy(model)
-    finally:
-        if original is not None:
-            model.__dict__["slimkit_original"] = original
-    if original is not None:
-        out.__dict__["slimkit_original"] = original
-    return out
+def float_copy(model: nn.Module) -> tuple[nn.Module, list[list[str]]]:
+    """What a float-stage method works on: a copy (record kept), eval, BN folded (as
+    sk.quantize would); returns the copy and the folded (layer, bn) pairs."""
+    out = copy_model(model).eval()
+    return out, [list(p) for p in fuse_conv_bn(out)]
+
+
+def original_of(model: nn.Module) -> nn.Module | None:
+    """The uncompressed model quantize() / prepare_qat() started from (its record's)."""
+    rec = record_of(model, create=False)
+    return None if rec is None else rec.original
 
 
 def weight_input(layer: QuantLayer, x: torch.Tensor) -> torch.Tensor:
@@ -97,11 +97,13 @@ def dequant_codes(layer: QuantLayer, codes: torch.Tensor) -> torch.Tensor:
     return dequantize(codes, layer.packed.params, layer.packed.zero_point, layer.packed.scheme)
 
 
-def note_plan(model: nn.Module, note: str) -> None:
-    """Append a line to the plan quantize() left on the model (its only slimkit attribute)."""
-    plan = getattr(model, "slimkit_plan", None)
-    if plan is not None:
-        model.slimkit_plan = replace(plan, notes=(*plan.notes, note))
+def note_step(model: nn.Module, kind: str, config: dict, structure: dict, note: str,
+              source: nn.Module | None = None) -> None:
+    """One step in the model's record: what ran, with which config and structure change."""
+    rec = record_of(model)
+    if source is not None:
+        note_source(rec, source)
+    rec.add(kind, {"config": config, "structure": structure}, note)
 
 
 def set_bias(layer: QuantLayer, delta: torch.Tensor) -> None:

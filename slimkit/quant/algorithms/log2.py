@@ -107,7 +107,7 @@ class Log2Quantizer(nn.Module):
     def start_qat(self, learnable: bool = False) -> None:
         self.quantizing, self.observing = True, True
 
-    def freeze(self) -> None:
+    def freeze(self, structure_only: bool = False) -> None:
         self.quantizing, self.observing = True, False
 
     def extra_repr(self) -> str:
@@ -159,4 +159,6 @@ def _log2(qmodel, cfg: Log2Activations, calib, reference):
     applied = [LayerResult(n, q.extra_repr(), {"scale": float(q.scale)})
                for n, q in swapped.items()]
     mode = "QAT: ranges follow an EMA while training" if qat else "frozen after calibration"
-    return report_for("log2_activations", cfg, applied, skipped, (mode,))
+    paths = {id(m): n for n, m in qmodel.named_modules()}
+    return report_for("log2_activations", cfg, applied, skipped, (mode,),
+                      {"quantizers": [paths[id(q)] for q in swapped.values()]})

@@ -1,7 +1,8 @@
 """What an algorithm did: per-layer results, the layers it skipped (and why), notes.
 
-Every algorithm returns one of these beside the model; nothing is attached to the model
-except a line per algorithm in the notes of its `slimkit_plan` (where a quantize flow made one).
+Every algorithm returns one of these beside the model; the model's record (slimkit.record)
+gets one step per algorithm — its config and the structure it changed, so sk.save / sk.load
+replay it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class AlgorithmReport:
     skipped: tuple[tuple[str, str], ...] = ()  # (layer or pair, why it was left alone)
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
+    # what the step changed in the module tree, JSON-able: sk.load replays it (steps.py)
+    structure: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         return (f"{self.algorithm}: {len(self.applied)} applied, {len(self.skipped)} skipped"
@@ -40,7 +43,7 @@ class AlgorithmReport:
                              "metrics": {k: clean(v) for k, v in r.metrics.items()}}
                             for r in self.applied],
                 "skipped": [{"name": n, "reason": why} for n, why in self.skipped],
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "structure": self.structure}
 
     def __str__(self) -> str:
         lines = [self.summary()]

@@ -13,17 +13,16 @@ skipped with the reason.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from slimkit.errors import ConfigError, check_choice
-from slimkit.graph.fusion import fuse_conv_bn
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.algorithms.api import AlgoConfig, register, report_for
 from slimkit.quant.algorithms.capture import observe_inputs
+from slimkit.quant.algorithms.common import float_copy
 from slimkit.quant.algorithms.report import LayerResult
 from slimkit.quant.algorithms.scaled import ScaledInputLinear
 from slimkit.quant.observers import make_observer
@@ -149,8 +148,7 @@ def _choose(cfg: SmoothQuant, errors: dict[str, dict]) -> dict[str, float | None
 
 @register(SmoothQuant, "float", "smoothquant")
 def _smoothquant(model, cfg: SmoothQuant, calib, qconfig):
-    model = copy.deepcopy(model).eval()
-    fuse_conv_bn(model)
+    model, fused = float_copy(model)
     targets, skipped = plan_targets(model, qconfig, True, "SmoothQuant")
     stats = collect_rows(model, targets, calib, cfg.max_rows, cfg.max_batches, "SmoothQuant")
     grid = (cfg.alpha,) if cfg.alpha is not None else cfg.alphas
@@ -175,4 +173,6 @@ def _smoothquant(model, cfg: SmoothQuant, calib, qconfig):
                                    {"alpha": -1.0 if a is None else a, "error_before": base,
                                     "error_after": e[a]}))
     notes = ("scales kept as an explicit per-channel Mul before each layer (ScaledInputLinear)",)
-    return model, report_for("smoothquant", cfg, applied, skipped, notes)
+    scaled = [n for n in targets if isinstance(model.get_submodule(n), ScaledInputLinear)]
+    return model, report_for("smoothquant", cfg, applied, skipped, notes,
+                             {"fused": fused, "scaled": scaled})

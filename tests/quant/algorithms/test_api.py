@@ -78,3 +78,25 @@ def test_nan_in_calibration_data_is_refused(cfg):
         q = sk.quantize(model, qcfg, calib[:1], progress=False)
         with pytest.raises(CalibrationError, match="NaN"):
             qa.apply(q, cfg, calib)
+
+
+@pytest.mark.parametrize("steps,cfg,mlp", [
+    ([qa.CLE(), qa.GPTQ(min_rows_per_column=0.1), qa.BiasCorrection()], sk.QuantConfig.w4a8(),
+     False),
+    ([qa.SmoothQuant(), qa.AdaRound(iterations=5, max_samples=16)], sk.QuantConfig.w8a8(), False),
+    ([qa.AWQ(), qa.GPTQ()], sk.QuantConfig.weight_only(4, 16), True),
+    ([qa.Log2Activations(bits=4)], sk.QuantConfig.w4a8(), False),
+], ids=["cle-gptq-bc", "sq-adaround", "awq-gptq", "log2"])
+def test_every_step_survives_save_and_load(tmp_path, steps, cfg, mlp):
+    torch.manual_seed(0)
+    model = OutlierMLP().eval() if mlp else SmallCNN().eval()
+    calib = outlier_batches(4) if mlp else image_batches(2)
+    q, _ = qa.ptq(model, cfg, calib, steps)
+    kinds = [s.kind for s in sk.record_of(q).steps]
+    assert kinds == [qa.ALGORITHMS[type(s)].name for s in steps
+                     if qa.ALGORITHMS[type(s)].stage == "float"] + ["quantize"] + [
+        qa.ALGORITHMS[type(s)].name for s in steps if qa.ALGORITHMS[type(s)].stage != "float"]
+    sk.save(q, tmp_path / "art")
+    back = sk.load(tmp_path / "art")
+    x = outlier_batches(1, seed=6)[0] if mlp else image_batches(1, seed=6)[0]
+    assert torch.equal(back(x), q(x))

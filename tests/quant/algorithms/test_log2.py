@@ -47,7 +47,7 @@ def test_ptq_puts_every_activation_on_the_level_set():
     calib = image_batches(2)
     q = sk.quantize(SmallCNN().eval(), sk.QuantConfig.w4a8(), calib, progress=False)
     q, rep = qa.apply(q, qa.Log2Activations(bits=4), calib)
-    assert len(rep.applied) == 4 and "log2" in q.slimkit_plan.notes[-1]
+    assert len(rep.applied) == 4 and sk.record_of(q).steps[-1].kind == "log2_activations"
     seen = []
     for layer in quant_layers(q):
         layer.input_quantizer.register_forward_hook(lambda m, a, o: seen.append((m, o)))
