@@ -55,7 +55,7 @@ def plan_targets(model: nn.Module, qconfig, want_acts: bool, who: str):
     if qconfig is None:
         raise ConfigError(f"{who} needs the QuantConfig it prepares for: pass qconfig=")
     targets, skipped = {}, []
-    for e in resolve_plan(model, qconfig).entries:
+    for e in resolve_plan(model, qconfig, "auto").entries:  # the plan sk.quantize will make
         m = model.get_submodule(e.name)
         spec = e.spec
         if spec is None or spec.weight is None:
