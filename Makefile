@@ -28,14 +28,20 @@ test: $(STAMP) sysdeps
 test-slow: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -m slow
 
-# System packages the tests use where this machine can install them (root + apt-get):
-# qemu-user runs ONNX Runtime on an emulated AVX2 CPU without VNNI (tests/deploy/test_emulate.py).
+# System packages the tests use, installed where this machine can (root + apt-get):
+#   qemu-user  runs ONNX Runtime on an emulated AVX2 CPU without VNNI (tests/deploy/test_emulate.py)
+#   chromium   renders report.html headless (tests/pipeline/test_browser.py)
 # Elsewhere those tests skip and say why.
+SYSPKGS := qemu-x86_64:qemu-user chromium:chromium
 sysdeps:
-	@command -v qemu-x86_64 >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  { apt-get install -y -qq qemu-user >/dev/null 2>&1 || \
-	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq qemu-user >/dev/null 2>&1; }; }; } || \
-	  echo "note: qemu-user is not installed; the emulated-AVX2 tests will skip"
+	@for pair in $(SYSPKGS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$pkg >/dev/null 2>&1; } || \
+	      echo "note: could not install $$pkg; the tests that need it will skip"; \
+	  else echo "note: $$pkg is not installed; the tests that need it will skip"; fi; \
+	done
 
 # The model zoo: every torchvision classifier pruned to 50% channels. torchvision needs its
 # matching torch (2.14.1, a large build), so it lives in its own venv; CI does not run it.
@@ -54,4 +60,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check slimkit tests benchmarks zoo
 
 clean:
-	rm -rf $(VENV) $(ZOO) .slimkit .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(ZOO) .slimkit runs .pytest_cache .ruff_cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -15,29 +14,20 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".slimkit"),
-              show_default=True, help="Where the trained fp32 checkpoint is cached.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
-              help="Also write the table as JSON here.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/digits-demo"),
+              show_default=True, help="Run directory (a rerun resumes / reuses it).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(cache_dir: Path, json_out: Path | None, quiet: bool) -> None:
-    """Train DigitsCNN on scikit-learn's digits, compress it, print the comparison table."""
-    from slimkit.bench.machine import machine_line
-    from slimkit.examples.demo import demo_to_json, format_parity, format_table, run_demo
-    from slimkit.examples.demo_distill import format_distill
-    from slimkit.examples.demo_prune import format_prune
+@click.pass_context
+def demo(ctx: click.Context, out: Path, quiet: bool) -> None:
+    """The embedded default: the digits recipe (train → prune → distill → int8 QAT → ONNX
+    Runtime / OpenVINO → benchmark) through `slimkit compress`."""
+    from importlib.resources import files
 
-    t = time.perf_counter()
-    click.echo(machine_line(2) + "\n")
-    demo = run_demo(cache_dir, progress=not quiet)
-    click.echo(format_table(demo.rows))
-    click.echo(f"\n{format_parity(demo.parity)}\n")
-    click.echo(demo.latency)
-    click.echo("\n" + format_distill(demo.distill))
-    click.echo("\n" + format_prune(demo.prune))
-    click.echo(f"\ndemo finished in {time.perf_counter() - t:.1f} s")
-    if json_out is not None:
-        json_out.write_text(demo_to_json(demo))
+    from slimkit.bench.machine import machine_line
+
+    click.echo(machine_line(2))
+    recipe = files("slimkit.examples") / "recipes" / "digits.yaml"
+    ctx.invoke(compress, recipe=Path(str(recipe)), out=out, force=False, quiet=quiet)
 
 
 @main.command()
@@ -98,19 +88,38 @@ def _fail(e: Exception) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def compress(recipe: Path, out: Path, force: bool, quiet: bool) -> None:
     """Run RECIPE on its model: every stage under the accuracy budget, resumable."""
+    _run_recipe(recipe, out, force, quiet, workers=1)
+
+
+def _run_recipe(recipe: Path, out: Path, force: bool, quiet: bool, workers: int) -> None:
     from slimkit.errors import SlimkitError
-    from slimkit.pipeline import compress as run
-    from slimkit.pipeline.summary import summary
 
     try:
-        report = run(recipe, out, force=force, progress=False if quiet else None)
-    except KeyboardInterrupt:
+        from slimkit.pipeline import compress as run
+        from slimkit.pipeline.summary import summary
+
+        report = run(recipe, out, force=force, progress=False if quiet else None,
+                     workers=workers)
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoints are written; say how to go on
         click.echo(f"\ninterrupted: run the same command again to resume from {out}",
                    err=True)
         raise SystemExit(130) from None
     except (SlimkitError, OSError) as e:
         _fail(e)
     summary(report, out)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes the search stage runs trials in (one storage).")
+@click.option("--force", is_flag=True)
+@click.option("--quiet", is_flag=True)
+def search(recipe: Path, out: Path, workers: int, force: bool, quiet: bool) -> None:
+    """Run RECIPE (with a `search` stage) like compress, its trials in WORKERS processes;
+    rerunning the same command resumes the search from its storage."""
+    _run_recipe(recipe, out, force, quiet, workers)
 
 
 @main.command()

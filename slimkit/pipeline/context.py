@@ -59,6 +59,7 @@ class Context:
         self.input_metric = baseline
         self.input_macs: int | None = None
         self.kept: list[tuple[str, nn.Module]] = [("original", original)]  # benchmark stage
+        self.workers = 1  # search stages: worker processes on one storage
 
     # ---- budget -----------------------------------------------------------------------------
     def stage_budget(self, cfg) -> float:

@@ -82,7 +82,9 @@ def _train_source(recipe: Recipe, model, data, progress, out: Path | None):
 
 
 # ---- compress -------------------------------------------------------------------------------
-def compress(recipe_path, out, *, force: bool = False, progress: bool | None = None) -> dict:
+def compress(recipe_path, out, *, force: bool = False, progress: bool | None = None,
+             workers: int = 1) -> dict:
+    """Run the recipe into `out`; workers: processes a `search` stage runs its trials in."""
     out = Path(out)
     recipe, _ = load_recipe(recipe_path)
     # bad recipes, factories, data and metrics fail here, before anything is written
@@ -93,6 +95,7 @@ def compress(recipe_path, out, *, force: bool = False, progress: bool | None = N
         if recipe.model.train is not None:
             setup = prepare(recipe_path, progress, out)
         (out / "recipe.yaml").write_text(Path(recipe_path).read_text())
+        setup.ctx.workers = workers
         return _run(setup, out, recipe_path)
     finally:
         logging.getLogger("slimkit").removeHandler(handler)
@@ -118,13 +121,28 @@ def _run(setup: Setup, out: Path, recipe_path) -> dict:
                 model = sk.load(sd / "model")
         _advance(ctx, kind, done, model, i)
         results.append(done)
-    sk.save(model, out / "model", example_inputs=_example(ctx))
+    deploy_note = _save_final(model, out, ctx)
     report = _report(ctx, recipe_path, results, out, time.perf_counter() - t_run)
+    report["final"]["onnx"] = deploy_note
     write_atomic(out / "report.json", json.dumps(report, indent=1, default=_plain))
     from slimkit.report import write_html
 
     write_html(report, out / "report.html")
     return report
+
+
+def _save_final(model, out: Path, ctx: Context) -> str:
+    """The final artifact, with model.onnx inside when the model exports (a w4a4 or
+    non-uniform model has no QDQ form: the artifact alone then, and the report says why)."""
+    from slimkit.deploy import ExportError
+
+    try:
+        sk.save(model, out / "model", example_inputs=_example(ctx))
+        return "model/model.onnx"
+    except ExportError as e:
+        log.info("final model has no ONNX form: %s", e)
+        sk.save(model, out / "model")
+        return f"none: {e}"
 
 
 def _run_stage(ctx: Context, i: int, kind: str, cfg, model, sd: Path, key: str):

@@ -77,6 +77,7 @@ def _register_builtins() -> None:
         stage_distill,
         stage_prune,
         stage_quantize,
+        stage_search,
     )
 
 

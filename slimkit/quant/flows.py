@@ -54,7 +54,10 @@ def quant_layers(model: nn.Module) -> list[QuantLayer]:
     return [m for m in model.modules() if isinstance(m, QuantLayer)]
 
 
-def _swap(model: nn.Module, plan: QuantPlan, config: QuantConfig, bn_pairs: dict[str, str]):
+def _swap(model: nn.Module, plan: QuantPlan, config: QuantConfig,
+          bn_pairs: dict[str, str]) -> nn.Module:
+    """Wrap every planned layer; returns the model (the wrapper itself when the model *is*
+    one layer, e.g. a bare nn.Linear)."""
     opts = config.qat
     for e in plan.quantized():
         mod = model.get_submodule(e.name)
@@ -66,7 +69,11 @@ def _swap(model: nn.Module, plan: QuantPlan, config: QuantConfig, bn_pairs: dict
         else:
             wrapped = QUANT_MODULES[type(mod)](mod, e.spec, e.name, opts.freeze_observers_after)
         # quantizer buffers are born on the CPU: place them beside the layer's weight
-        set_submodule(model, e.name, wrapped.to(mod.weight.device))
+        wrapped = wrapped.to(mod.weight.device)
+        if e.name == "":
+            return wrapped
+        set_submodule(model, e.name, wrapped)
+    return model
 
 
 def quantize(
@@ -90,7 +97,7 @@ def quantize(
     model.eval()
     pairs = fuse_conv_bn(model)  # quantize the weights that will be deployed: BN folded in
     plan = resolve_plan(model, config, target)
-    _swap(model, plan, config, {})
+    model = _swap(model, plan, config, {})
     model, plan = _quantize_op_inputs(model, plan, config)
     if plan.needs_calibration:
         calibrate(model, calib, progress, max_batches)
@@ -117,7 +124,7 @@ def prepare_qat(
     foldable = {e.name for e in plan.quantized()
                 if isinstance(model.get_submodule(e.name), (nn.Conv1d, nn.Conv2d))}
     folded = {c: b for c, b in pairs.items() if c in foldable}
-    _swap(model, plan, config, folded)
+    model = _swap(model, plan, config, folded)
     model, plan = _quantize_op_inputs(model, plan, config)
     model.eval()
     with torch.no_grad():  # one pass to seed observers (BN in eval: running stats untouched)
@@ -175,7 +182,7 @@ def _rebuild(model: nn.Module, step: Step, rec: ModelRecord) -> nn.Module:
     for conv, bn in step.config["fused"]:
         fold_bn(model.get_submodule(conv), model.get_submodule(bn))
         set_submodule(model, bn, nn.Identity())
-    _swap(model, plan, QuantConfig(LayerQuant(None)), {})
+    model = _swap(model, plan, QuantConfig(LayerQuant(None)), {})
     if plan.tensors:
         model, inserted, _ = quantize_op_inputs(model, plan.tensors[0].spec.input)
         if [n for n, _ in inserted] != [e.name for e in plan.tensors]:

@@ -68,6 +68,11 @@ def render(report: dict) -> str:
         figs[f"sqnr{i}"] = _img(plots.layer_sqnr(s["info"]["layers"]), "SQNR per layer")
     for i, s in prune:
         figs[f"prune{i}"] = _img(plots.channels_kept(s["info"]["layers"]), "pruning per layer")
+    for i, s in enumerate(report["stages"]):
+        if s["kind"] == "search":
+            figs[f"search{i}"] = _img(plots.search_curve(s["info"].get("curve", []),
+                                                         s["info"].get("pareto", {})),
+                                      "search curve")
     if bench is not None:
         for b, rows in bench[1]["info"]["batches"].items():
             figs[f"lat{b}"] = _img(plots.latency_bars(rows, b), f"latency batch {b}")

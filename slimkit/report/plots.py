@@ -128,3 +128,36 @@ def latency_bars(rows: list[dict], batch: str) -> bytes | None:
     ax.set_xlabel("median latency, ms")
     ax.set_title(f"batch {batch}: every kept model on every runtime")
     return _png(plt, fig)
+
+
+def search_curve(curve: list, pareto: dict) -> bytes | None:
+    """A search stage: the metric of each trial and the best so far; the Pareto front."""
+    if not curve:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    two = len(pareto.get("axes", [])) >= 2
+    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(9 if two else 5, 3.2), dpi=96,
+                             squeeze=False)
+    ax = axes[0][0]
+    xs, ys = [c[0] for c in curve], [c[1] for c in curve]
+    best = [max(ys[: i + 1]) for i in range(len(ys))]
+    ax.scatter(xs, ys, s=10, color="grey", label="trial")
+    ax.plot(xs, best, color="#4C72B0", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(pareto.get("axes", ["metric"])[0])
+    ax.legend(fontsize=7)
+    ax.set_title("search curve", fontsize=9)
+    if two:
+        ax = axes[0][1]
+        pts, front = pareto.get("all", []), pareto.get("front", [])
+        ax.scatter([p[1] for p in pts], [p[0] for p in pts], s=10, color="grey")
+        front = sorted(front, key=lambda p: p[1])
+        ax.plot([p[1] for p in front], [p[0] for p in front], "o-", color="#DD8452")
+        ax.set_xlabel(pareto["axes"][1])
+        ax.set_ylabel(pareto["axes"][0])
+        ax.set_title("Pareto front", fontsize=9)
+    return _png(plt, fig)

@@ -185,3 +185,10 @@ def get_space(name: str, **options) -> Space:
     if not isinstance(space, Space):
         raise ConfigError(f"space={name!r} returned {type(space).__name__}, not a Space")
     return space
+
+
+def build_candidate(space: str, arch: dict, options: dict | None = None) -> nn.Module:
+    """The model of one architecture of a registered space — what an artifact of a searched
+    model names as its source, so `sk.load` can rebuild it."""
+    s = get_space(space, **(options or {}))
+    return s.build_model(s.encode(arch))

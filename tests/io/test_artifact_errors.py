@@ -143,3 +143,19 @@ def test_resaving_replaces_an_earlier_artifact_atomically(art):
     sk.save(q, path, factory="tests.io.nets:digits")
     assert (path / MANIFEST).read_text() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["q"]  # no temp dirs left
+
+
+def test_a_full_disk_during_save_leaves_nothing_behind(art, tmp_path, monkeypatch):
+    import errno
+
+    import safetensors.torch as st
+
+    _, q = art
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(st, "save_file", full)
+    with pytest.raises(WriteError, match="No space left"):
+        sk.save(q, tmp_path / "new", factory="tests.io.nets:digits")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]  # no partial dir, no temp

@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,22 +16,8 @@ from slimkit.cli import main
 from slimkit.data.digits import digits_tensors
 from slimkit.pipeline.sources import top1
 from slimkit.report import fmt, lookup
+from tests.pipeline.conftest import _compress
 from tests.pipeline.recipes import write
-
-
-def _compress(recipe: Path, out: Path, *extra) -> tuple[int, str]:
-    res = CliRunner().invoke(main, ["compress", str(recipe), "--out", str(out), "--quiet",
-                                    *extra])
-    return res.exit_code, res.output
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("compress")
-    recipe = write(tmp)
-    code, output = _compress(recipe, tmp / "run")
-    assert code == 0, output
-    return tmp, recipe, tmp / "run", output
 
 
 def test_the_run_directory_holds_artifact_exports_report_and_log(run):

@@ -117,3 +117,45 @@ def test_a_missing_recipe_and_a_data_factory_returning_nothing(tmp_path, monkeyp
         """)
     res = CliRunner().invoke(main, ["check", str(recipe)])
     assert res.exit_code == 2 and "returned nan" in res.output
+
+
+def test_an_untraceable_model_in_a_structured_stage_suggests_unstructured(tmp_path,
+                                                                         monkeypatch):
+    (tmp_path / "usermodels.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        class Branchy(nn.Module):  # data-dependent Python control flow: torch.export fails
+            def __init__(self):
+                super().__init__()
+                self.a, self.b = nn.Linear(64, 32), nn.Linear(32, 10)
+
+            def forward(self, x):
+                h = self.a(x.flatten(1))
+                if h.sum() > 0:
+                    h = h * 2
+                return self.b(h)
+        """))
+    monkeypatch.chdir(tmp_path)
+    recipe = _write(tmp_path, """
+        model: {factory: "usermodels:Branchy"}
+        data: {digits: {}}
+        stages: [{prune: {ratio: 0.5, finetune: {epochs: 0}}}]
+        """)
+    res = CliRunner().invoke(main, ["compress", str(recipe), "--out", str(tmp_path / "o"),
+                                    "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert "granularity: unstructured" in res.output and "torch.export" in res.output
+
+
+def test_an_unwritable_out_is_a_clear_error(tmp_path):
+    recipe = _write(tmp_path, """
+        model: {factory: slimkit.models:DigitsCNN}
+        data: {digits: {}}
+        stages: [{quantize: {}}]
+        """)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    res = CliRunner().invoke(main, ["compress", str(recipe), "--out", str(blocker / "run"),
+                                    "--quiet"])
+    assert res.exit_code == 2 and "is not writable" in res.output

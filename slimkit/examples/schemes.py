@@ -1,5 +1,9 @@
-"""The embedded default: train DigitsCNN on real digits, then compress it several ways and
-print one table (scheme, accuracy, change vs fp32, logit SQNR vs fp32, weight bytes)."""
+"""Example: train DigitsCNN on real digits, then compress it several ways and print one table
+(scheme, accuracy, change vs fp32, logit SQNR vs fp32, weight bytes), the int8 parity with ONNX
+Runtime, distillation and pruning side by side.
+
+    python -m slimkit.examples.schemes [--cache-dir .slimkit] [--json out.json]
+"""
 
 from __future__ import annotations
 
@@ -162,3 +166,32 @@ def demo_to_json(demo: Demo) -> str:
                        "latency": demo.latency_rows,
                        "distill": [asdict(r) for r in demo.distill],
                        "prune": demo.prune.to_dict()}, indent=2)
+
+
+def main() -> None:
+    import argparse
+
+    from slimkit.bench.machine import machine_line
+    from slimkit.examples.demo_distill import format_distill
+    from slimkit.examples.demo_prune import format_prune
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--cache-dir", type=Path, default=Path(".slimkit"))
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args()
+    t = time.perf_counter()
+    print(machine_line(2) + "\n")
+    demo = run_demo(a.cache_dir, progress=not a.quiet)
+    print(format_table(demo.rows))
+    print(f"\n{format_parity(demo.parity)}\n")
+    print(demo.latency)
+    print("\n" + format_distill(demo.distill))
+    print("\n" + format_prune(demo.prune))
+    print(f"\nfinished in {time.perf_counter() - t:.1f} s")
+    if a.json is not None:
+        a.json.write_text(demo_to_json(demo))
+
+
+if __name__ == "__main__":
+    main()

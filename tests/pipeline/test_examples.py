@@ -1,0 +1,79 @@
+"""The example recipes run as they are (slow: they train real networks)."""
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+
+import slimkit as sk
+from tests.pipeline.conftest import _compress
+
+RECIPES = Path(str(files("slimkit.examples") / "recipes"))
+
+
+@pytest.mark.slow
+def test_the_digits_recipe_meets_its_budget_and_beats_the_anchor_size(tmp_path):
+    code, output = _compress(RECIPES / "digits.yaml", tmp_path / "run")
+    assert code == 0, output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["source"]["metric"] >= 98.5
+    assert report["final"]["total_drop"] <= 0.5 + 1e-9
+    kinds = [s["kind"] for s in report["stages"]]
+    assert kinds == ["prune", "distill", "quantize", "export", "benchmark"]
+    prune = report["stages"][0]
+    assert prune["macs"] <= 0.55 * report["source"]["macs"] or prune["attempts"][0]["fits"] \
+        is False  # the target, or a fallback said why not
+    export = report["stages"][3]
+    assert export["info"]["parity"]["top1_agreement"] >= 0.995
+    assert sk.load(tmp_path / "run" / "model")  # the artifact loads
+
+
+@pytest.mark.slow
+def test_the_resnet_recipe_runs_on_an_image_folder(tmp_path, monkeypatch):
+    from slimkit.examples.images import write_folder
+
+    write_folder(tmp_path / "images", per_class=12, size=32)
+    text = (RECIPES / "resnet_images.yaml").read_text()
+    text = text.replace("train: {epochs: 10", "train: {epochs: 2").replace(
+        "finetune: {epochs: 2", "finetune: {epochs: 1").replace("rounds: 4", "rounds: 1")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    monkeypatch.chdir(tmp_path)  # the recipe names the folder relative to the working dir
+    code, output = _compress(recipe, tmp_path / "run")
+    assert code == 0, output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["final"]["total_drop"] <= report["budget"]["max_drop"] + 1e-9
+    model = sk.load(tmp_path / "run" / "model")
+    assert any(s.kind == "quantize" for s in sk.record_of(model).steps)
+
+
+SEARCH = """
+model: {factory: slimkit.models:DigitsCNN, kwargs: {width: 0.25}, train: {epochs: 2, lr: 0.005}}
+data: {digits: {}}
+budget: {max_drop: 60}
+stages:
+  - search: {space: digits, strategy: evolution, n_trials: 3, proxy: {epochs: 1,
+             data_fraction: 0.3}, retrain: {epochs: 1}, top_k: 1}
+  - quantize: {preset: w8a8}
+"""
+
+
+@pytest.mark.slow
+def test_a_search_stage_hands_a_searched_model_to_the_next_stage(tmp_path):
+    from click.testing import CliRunner
+
+    from slimkit.cli import main
+
+    recipe = tmp_path / "s.yaml"
+    recipe.write_text(SEARCH)
+    res = CliRunner().invoke(main, ["search", str(recipe), "--out", str(tmp_path / "run"),
+                                    "--quiet", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    search = report["stages"][0]
+    assert search["kind"] == "search" and len(search["info"]["curve"]) == 3
+    model = sk.load(tmp_path / "run" / "model")  # rebuilt from the space and architecture
+    src = sk.record_of(model).source
+    assert src["factory"] == "slimkit.search.spaces:build_candidate"
+    assert "search curve" in (tmp_path / "run" / "report.html").read_text()
