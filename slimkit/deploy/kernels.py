@@ -151,7 +151,8 @@ def to_kernels(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Module, l
 def _swap_kernels(model: nn.Module, only: list[str] | None) -> list[str]:
     swapped = []
     for name, m in list(model.named_modules()):
-        if isinstance(m, QuantLinear) and (only is None or name in only):
+        # exactly QuantLinear: a subclass may carry an input scale the kernels do not apply
+        if type(m) is QuantLinear and (only is None or name in only):
             k = kernel_for(m)
             if k is not None:
                 set_submodule(model, name, k)

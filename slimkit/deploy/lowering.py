@@ -20,6 +20,7 @@ from torch import nn
 from slimkit.deploy import ops  # noqa: F401 — registers torch.ops.slimkit.qdq
 from slimkit.errors import SlimkitError
 from slimkit.graph.modules import set_submodule
+from slimkit.quant.algorithms.scaled import ScaledInputLinear
 from slimkit.quant.granularity import PerChannel, PerGroup, PerTensor
 from slimkit.quant.modules import QuantLayer
 from slimkit.quant.qscheme import QScheme
@@ -46,6 +47,9 @@ class ExportFakeQuant(nn.Module):
 
     def __init__(self, q: ActQuantizer, where: str) -> None:
         super().__init__()
+        if not isinstance(q, ActQuantizer):
+            raise ExportError(f"'{where}' quantizes activations with {type(q).__name__}; QDQ "
+                              "export takes linear 8-bit activations (export it in float)")
         s = q.spec.scheme
         if q.spec.dynamic:
             raise ExportError(f"'{where}' quantizes activations dynamically per token; QDQ export "
@@ -81,10 +85,15 @@ class ExportLayer(nn.Module):
         self.weight = nn.Parameter(w.detach().clone())
         b = m.bias()
         self.bias = None if b is None else nn.Parameter(b.detach().clone())
+        # SmoothQuant / AWQ's explicit per-channel input scale (ScaledInputLinear): one Mul
+        scale = getattr(layer, "input_scale", None)
+        self.register_buffer("input_scale", None if scale is None else scale.detach().clone())
         self.input_quantizer = _frozen(m.input_quantizer, f"{name}.input")
         self.output_quantizer = _frozen(m.output_quantizer, f"{name}.output")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_scale is not None:
+            x = x * self.input_scale
         if self.input_quantizer is not None:
             x = self.input_quantizer(x)
         if self.kind == "linear" and x.dim() == 2:
@@ -103,7 +112,7 @@ def lower(model: nn.Module) -> tuple[nn.Module, list[QDQLayer]]:
     layers: list[QDQLayer] = []
     for name, m in list(model.named_modules()):
         if isinstance(m, QuantLayer):
-            if type(m.layer) not in (nn.Linear, *_CONV):
+            if type(m.layer) not in (nn.Linear, ScaledInputLinear, *_CONV):
                 raise ExportError(f"cannot export '{name}': quantized {type(m.layer).__name__} "
                                   "has no ONNX lowering; known: Linear, Conv1d, Conv2d")
             if m.packed is None and m.weight_quantizer is not None:

@@ -49,7 +49,7 @@ class ArtifactError(SlimkitError):
 def _techniques() -> None:
     """Import every module that registers a rebuild (the registry lives below them)."""
     for mod in ("slimkit.quant.flows", "slimkit.pruning.api", "slimkit.sparse.policy",
-                "slimkit.deploy.kernels"):
+                "slimkit.deploy.kernels", "slimkit.quant.algorithms"):
         importlib.import_module(mod)
 
 
