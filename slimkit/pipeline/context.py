@@ -60,6 +60,7 @@ class Context:
         self.input_macs: int | None = None
         self.kept: list[tuple[str, nn.Module]] = [("original", original)]  # benchmark stage
         self.workers = 1  # search stages: worker processes on one storage
+        self.notes: list[str] = []  # what a stage's methods reported (into its result)
 
     # ---- budget -----------------------------------------------------------------------------
     def stage_budget(self, cfg) -> float:

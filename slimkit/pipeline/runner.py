@@ -151,7 +151,7 @@ def _run_stage(ctx: Context, i: int, kind: str, cfg, model, sd: Path, key: str):
         shutil.rmtree(sd)  # a changed stage: its checkpoints belong to another config
     sd.mkdir(parents=True, exist_ok=True)
     write_atomic(sd / "key", key)
-    ctx.index, ctx.dir = i, sd
+    ctx.index, ctx.dir, ctx.notes = i, sd, []
     torch.manual_seed(ctx.recipe.seed + i)  # each stage's randomness is its own
     log.info("stage %d (%s): running", i, kind)
     t0 = time.perf_counter()
@@ -178,6 +178,7 @@ def _result(ctx: Context, i, kind, cfg, res: StageResult, key, seconds) -> dict:
             "macs": ctx.macs(res.model) if changes else ctx.input_macs,
             "state_bytes": sk.graph.modules.state_bytes(res.model),
             "attempts": [a.to_dict() for a in res.attempts], "info": res.info,
+            "notes": list(ctx.notes),
             "seconds": seconds, "artifact_bytes": None}
 
 

@@ -14,7 +14,7 @@ import time
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 import slimkit as sk
@@ -52,8 +52,23 @@ class QuantizeStage(Strict):
     target: str = "auto"  # which CPU the int8 numerics must be exact on (slimkit.target)
     skip: list[str] = []  # layer name patterns kept float
     qat: QATSpec | None = None
+    # advanced PTQ, in order: [{cle: {}}, {adaround: {iterations: 1000}}, {bias_correction: {}}]
+    algorithms: list[dict] = []
     budget: float | None = Field(None, ge=0)
     fallback: bool = True
+
+    @model_validator(mode="after")
+    def _algorithms(self):
+        from slimkit.quant import algorithms as qa
+
+        for j, step in enumerate(self.algorithms):
+            try:
+                qa.algorithm_from_dict(step)
+            except sk.ConfigError as e:
+                raise ValueError(f"algorithms[{j}]: {e}") from None
+        if self.algorithms and self.qat is not None:
+            raise ValueError("algorithms are post-training methods: drop qat, or algorithms")
+        return self
 
 
 def to_config(cfg: QuantizeStage) -> sk.QuantConfig:
@@ -78,6 +93,12 @@ def to_config(cfg: QuantizeStage) -> sk.QuantConfig:
 
 def _ptq(ctx: Context, model: nn.Module, qc: sk.QuantConfig, cfg) -> nn.Module:
     try:
+        if cfg.algorithms:  # CLE / SmoothQuant / AWQ → sk.quantize → GPTQ / AdaRound / BC
+            from slimkit.quant import algorithms as qa
+
+            q, report = qa.ptq(model, qc, ctx.data.calib, cfg.algorithms)
+            ctx.notes.append(str(report))
+            return q
         return sk.quantize(model, qc, calib=ctx.data.calib, progress=ctx.progress is not False,
                            target=cfg.target)
     except sk.ConfigError as e:

@@ -51,7 +51,7 @@ def planner(name: str):
 
 
 # Stage kinds after which the weights are integer codes: nothing may train or cut them.
-QUANTIZING = {"quantize"}
+QUANTIZING = {"quantize", "mixed_precision"}
 
 
 def check_order(kinds: list[str], recipe) -> str | None:
@@ -75,6 +75,7 @@ def _register_builtins() -> None:
     from slimkit.pipeline import (  # noqa: F401
         stage_deploy,
         stage_distill,
+        stage_mixed,
         stage_prune,
         stage_quantize,
         stage_search,

@@ -69,6 +69,9 @@ def render(report: dict) -> str:
     for i, s in prune:
         figs[f"prune{i}"] = _img(plots.channels_kept(s["info"]["layers"]), "pruning per layer")
     for i, s in enumerate(report["stages"]):
+        if s["kind"] == "mixed_precision" and s["info"].get("fronts"):
+            figs[f"mixed{i}"] = _img(plots.mixed_front(s["info"]["fronts"][-1]),
+                                     "mixed-precision front")
         if s["kind"] == "search":
             figs[f"search{i}"] = _img(plots.search_curve(s["info"].get("curve", []),
                                                          s["info"].get("pareto", {})),

@@ -161,3 +161,21 @@ def search_curve(curve: list, pareto: dict) -> bytes | None:
         ax.set_ylabel(pareto["axes"][0])
         ax.set_title("Pareto front", fontsize=9)
     return _png(plt, fig)
+
+
+def mixed_front(front: dict) -> bytes | None:
+    """A mixed-precision stage: the Pareto front of cost vs summed sensitivity, chosen marked."""
+    pts = front.get("front", [])
+    if not pts:
+        return None
+    plt, fig, ax = _fig(6.0, 3.0)
+    ax.plot([p["cost"] for p in pts], [p["sensitivity"] for p in pts], ".-", color="grey")
+    ch = front["chosen"]
+    ax.scatter([ch["cost"]], [ch["sensitivity"]], s=60, color="#DD8452", zorder=3,
+               label="chosen")
+    ax.axvline(front["budget"], color="#C44E52", ls=":", lw=0.8, label="budget")
+    ax.set_xlabel("cost")
+    ax.set_ylabel(f"summed sensitivity ({front['measure']})")
+    ax.set_title("mixed precision: the whole Pareto front", fontsize=9)
+    ax.legend(fontsize=7)
+    return _png(plt, fig)

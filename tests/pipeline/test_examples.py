@@ -77,3 +77,39 @@ def test_a_search_stage_hands_a_searched_model_to_the_next_stage(tmp_path):
     src = sk.record_of(model).source
     assert src["factory"] == "slimkit.search.spaces:build_candidate"
     assert "search curve" in (tmp_path / "run" / "report.html").read_text()
+
+
+PTQ = """
+model: {factory: slimkit.models:DigitsCNN, kwargs: {width: 0.5}, train: {epochs: 3, lr: 0.005}}
+data: {digits: {}, calib_batches: 2}
+budget: {max_drop: 3.0}
+stages:
+  - quantize: {preset: w4a8, algorithms: [{cle: {}}, {bias_correction: {}}]}
+"""
+MIXED = """
+model: {factory: slimkit.models:DigitsCNN, kwargs: {width: 0.5}, train: {epochs: 3, lr: 0.005}}
+data: {digits: {}, calib_batches: 2}
+budget: {max_drop: 3.0}
+stages:
+  - mixed_precision: {budget_fraction: 0.2}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", [PTQ, MIXED], ids=["algorithms", "mixed_precision"])
+def test_advanced_ptq_and_mixed_precision_as_recipe_stages(tmp_path, text):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    code, output = _compress(recipe, tmp_path / "run")
+    assert code == 0, output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    stage = report["stages"][0]
+    model = sk.load(tmp_path / "run" / "model")
+    kinds = [s.kind for s in sk.record_of(model).steps]
+    if "algorithms" in text:
+        assert kinds[:2] == ["cle", "quantize"] and "bias_correction" in kinds
+        assert any("cle" in n for n in stage["notes"])
+    else:
+        chosen = stage["info"]["fronts"][-1]["chosen"]
+        assert chosen["cost"] <= stage["info"]["fronts"][-1]["budget"] + 1e-9
+        assert "mixed-precision front" in (tmp_path / "run" / "report.html").read_text()

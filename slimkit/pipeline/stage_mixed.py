@@ -1,0 +1,91 @@
+"""The `mixed_precision` stage: per-layer schemes chosen under a cost budget (size in bytes, or
+latency measured on this machine), least summed sensitivity, the whole Pareto front reported.
+
+Over the accuracy budget: the next points of the front (more cost, less sensitivity) are tried
+until one fits; none does → the stage is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+import slimkit as sk
+from slimkit.pipeline.context import Context, StageResult
+from slimkit.pipeline.recipe import RecipeError, Strict
+from slimkit.pipeline.stages import planner, stage
+
+SCHEME_NAMES = ("float", "int8", "w4a8", "w4")
+
+
+class MixedPrecisionStage(Strict):
+    budget_fraction: float = Field(0.5, gt=0, le=1)  # of the all-float cost
+    cost: Literal["size", "latency"] = "size"
+    schemes: list[Literal["float", "int8", "w4a8", "w4"]] = list(SCHEME_NAMES)
+    measure: Literal["noise", "delta_loss", "hawq"] = "noise"
+    target: str = "auto"
+    budget: float | None = Field(None, ge=0)  # metric drop allowed for this stage
+    fallback: bool = True
+    max_tries: int = Field(6, ge=1)
+
+
+def _cost(cfg: MixedPrecisionStage, ctx: Context, model: nn.Module):
+    from slimkit.quant.mixed_precision import SizeCost
+
+    if cfg.cost == "size":
+        return SizeCost(model)
+    try:
+        from slimkit.quant.mixed_precision.costs import LatencyCost
+    except ImportError:
+        raise RecipeError(f"stages[{ctx.index}].mixed_precision.cost=latency: this slimkit "
+                          "has no per-layer int8 latency table yet; use cost: size") from None
+    return LatencyCost.for_model(model, ctx.data.example, threads=ctx.recipe.threads)
+
+
+@stage("mixed_precision", MixedPrecisionStage)
+def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> StageResult:
+    from slimkit.quant.mixed_precision import auto_config, default_schemes, sensitivity
+
+    t0 = time.perf_counter()
+    schemes = {k: default_schemes()[k] for k in cfg.schemes}
+    table = sensitivity(model, ctx.data.calib, schemes, cache_dir=ctx.dir)
+    cost = _cost(cfg, ctx, model)
+    float_cost = sum(cost(n, None) for n in table.layers)
+    attempts, info, budget = [], {"sensitivity": table.to_dict()}, cfg.budget_fraction
+    for _ in range(cfg.max_tries):
+        try:
+            qc, result = auto_config(model, ctx.data.calib, budget * float_cost,
+                                     schemes=schemes, cost=cost, measure=cfg.measure,
+                                     table=table, base=sk.QuantConfig.w8a8())
+        except sk.ConfigError as e:
+            raise RecipeError(f"stages[{ctx.index}].mixed_precision: {e}") from e
+        q = sk.quantize(model, qc, calib=ctx.data.calib, progress=False, target=cfg.target)
+        a = ctx.measure(q, f"{cfg.cost} ≤ {budget:.0%} of float", cfg, t0,
+                        note=_mix(result.chosen.assignment(table.layers)))
+        attempts.append(a)
+        info.setdefault("fronts", []).append(result.to_dict())
+        if a.fits or not cfg.fallback or budget >= 1:
+            break
+        budget, t0 = min(1.0, budget * 1.5), time.perf_counter()  # buy back precision
+    if a.fits or not cfg.fallback:
+        return StageResult(q, attempts, f"{a.label}: " + ("fits the budget" if a.fits else
+                                                          "over budget (fallback off)"),
+                           False, info, a)
+    return StageResult(model, attempts, "skipped: no point of the front fits the budget",
+                       True, info)
+
+
+def _mix(assignment: dict[str, str]) -> str:
+    from collections import Counter
+
+    return ", ".join(f"{k}×{v}" for k, v in Counter(assignment.values()).most_common())
+
+
+@planner("mixed_precision")
+def plan_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage):
+    return (f"per-layer choice among {cfg.schemes} at ≤ {cfg.budget_fraction:.0%} of the "
+            f"float {cfg.cost}, least summed {cfg.measure} (sensitivity measured on "
+            f"{len(ctx.data.calib)} calibration batches)"), model
