@@ -17,8 +17,10 @@ class ChannelsLast(nn.Module):
         super().__init__()
         self.model = model.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=torch.channels_last))
+    def forward(self, *xs, **kw):
+        xs = tuple(x.contiguous(memory_format=torch.channels_last)
+                   if isinstance(x, torch.Tensor) and x.dim() == 4 else x for x in xs)
+        return self.model(*xs, **kw)
 
 
 def optimize_eager(model: nn.Module, channels_last: bool = True) -> nn.Module:
@@ -26,4 +28,5 @@ def optimize_eager(model: nn.Module, channels_last: bool = True) -> nn.Module:
     (it helps 4-D conv nets on x86; benchmarks/cnn_int8.py measures it)."""
     m = copy.deepcopy(model).eval()
     fuse_conv_bn(m)
-    return ChannelsLast(m) if channels_last else m
+    has_conv = any(isinstance(x, nn.Conv2d) for x in m.modules())
+    return ChannelsLast(m) if channels_last and has_conv else m

@@ -26,7 +26,9 @@ def sentence_encoder(path: str) -> SentenceEncoder:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory only
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars on every build: noise here
     return SentenceEncoder(AutoModel.from_pretrained(path, attn_implementation="sdpa")).eval()
 
 

