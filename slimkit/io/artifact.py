@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from slimkit.errors import SlimkitError
+from slimkit.factory import import_attr
 from slimkit.io.atomic import atomic_dir
 from slimkit.record import REBUILDS, ModelRecord, Step, copy_model, record_of, set_record
 
@@ -205,11 +206,8 @@ def build_source(source: dict | None) -> nn.Module:
         raise ArtifactError("the artifact names no source model: pass model= to sk.load")
     spec = source.get("factory") or source.get("class")
     _check_factory_name(spec)
-    mod_name, _, attr = spec.partition(":")
     try:
-        obj = importlib.import_module(mod_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj = import_attr(spec)
     except (ImportError, AttributeError) as e:
         raise ArtifactError(f"cannot import {spec!r}, which builds this artifact's model "
                             f"({type(e).__name__}: {e}); install or put its code on PYTHONPATH, "

@@ -4,7 +4,6 @@ vs the original model, a factory)."""
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import sys
@@ -17,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from slimkit.batch import call_model
+from slimkit.factory import import_attr
 from slimkit.pipeline.recipe import DataSpec, EvalSpec, ModelSpec, RecipeError
 from slimkit.record import record_of
 
@@ -25,11 +25,8 @@ def import_object(spec: str, what: str):
     """'package.module:attr' from the working directory or PYTHONPATH."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # recipes name the user's own modules
-    mod_name, _, attr = spec.partition(":")
     try:
-        obj = importlib.import_module(mod_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj = import_attr(spec)
     except (ImportError, AttributeError) as e:
         raise RecipeError(f"{what}: cannot import {spec!r} ({type(e).__name__}: {e}); is its "
                           "module on PYTHONPATH or in the working directory?") from e

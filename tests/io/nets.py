@@ -5,16 +5,8 @@ from torch import nn
 
 from slimkit.models import DigitsCNN
 from tests.deploy.conftest import TinyResNet
+from tests.deploy.conftest import _with_bn_stats as _bn_stats
 from tests.pruning.nets import Transformer
-
-
-def _bn_stats(m: nn.Module, shape) -> nn.Module:
-    torch.manual_seed(0)
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.randn(*shape))
-    return m.eval()
 
 
 def digits(width: float = 1.0) -> nn.Module:
