@@ -248,7 +248,10 @@ def _read_state(weights: Path, manifest: dict, rec: ModelRecord) -> dict:
         parts = [flat.pop(f"{name}::{p}") for p in _SPARSE_PARTS[_LAYOUTS[info["layout"]]]]
         ctor = {"csr": torch.sparse_csr_tensor, "csc": torch.sparse_csc_tensor,
                 "bsr": torch.sparse_bsr_tensor}[info["layout"]]
-        state[name] = ctor(*parts, size=info["shape"])
+        try:  # a file's indices are checked: a bad one must not reach a kernel (segfault)
+            state[name] = ctor(*parts, size=info["shape"], check_invariants=True)
+        except RuntimeError as e:
+            raise ArtifactError(f"{weights}: sparse tensor '{name}' is malformed ({e})") from e
     for name in manifest["masks"]:
         rec.masks[name] = flat.pop(_MASK + name).bool()
     state.update(flat)
