@@ -86,7 +86,10 @@ def _rss_mb() -> float:
 
 def _size_mb(model) -> float | None:
     if isinstance(model, (str, Path)):
-        return Path(model).stat().st_size / 2**20
+        p = Path(model)
+        extra = p.with_suffix(".bin") if p.suffix == ".xml" else None  # an OpenVINO IR
+        size = p.stat().st_size + (extra.stat().st_size if extra and extra.is_file() else 0)
+        return size / 2**20
     with tempfile.TemporaryFile() as f:
         torch.save(model.state_dict(), f)
         return f.tell() / 2**20
