@@ -8,7 +8,9 @@ ORT optimised (QDQ groups fused into QLinearConv / QGemm …). OpenVINO: the com
 performance counters (PERF_COUNT), per executed node with the kernel it chose
 (`brgconv_avx512_amx_I8`, `jit_avx512_f32` …) — which shows at a glance what runs in int8.
 Both report medians over `runs` calls. A node is named after the layer whose weight it
-reads (`layer1.0.conv1`, from the weight initializer's name), else after itself.
+reads (`layer1.0.conv1`, from the weight initializer's name, or the layer it was fused into),
+else after its op in brackets (`[MaxPool]`, `[Reorder]`): node names of those differ between
+two exports of one model, their ops do not.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ _SUFFIXES = ("_quantized", "_nbits", ".weight", "_weight")
 class NodeTime:
     node: str  # the runtime's node name
     op: str  # its op type (QLinearConv, Convolution, FakeQuantize …)
-    layer: str  # the model layer whose weight it reads, or the node name
+    layer: str  # the model layer whose weight it reads, else "[op]" (every such node of an op)
     kernel: str  # ORT: the execution provider; OpenVINO: the kernel it chose
     ms: float  # median over the profiled runs
 
@@ -70,6 +72,42 @@ def weight_layers(model) -> dict[str, str]:
         if w in inits:
             out[n.name] = _layer_of_weight(w)
     return out
+
+
+# ops a runtime fuses into the layer before them: their outputs still belong to that layer
+_FUSED_AFTER = {"BatchNormalization", "Relu", "Clip", "Add", "Sum", "LeakyRelu", "Sigmoid",
+                "HardSigmoid", "HardSwish", "QuantizeLinear", "DequantizeLinear"}
+
+
+def tensor_layers(model) -> dict[str, str]:
+    """tensor name → layer: each weight layer's output, followed through the ops runtimes
+    fuse into it (BN, activations, the residual add), while the chain has one consumer."""
+    g = model.graph
+    consumers: dict[str, list] = defaultdict(list)
+    for n in g.node:
+        for t in n.input:
+            consumers[t].append(n)
+    out: dict[str, str] = {}
+    by_name = {n.name: n for n in g.node}
+    for node_name, layer in weight_layers(model).items():
+        t = by_name[node_name].output[0]
+        out.setdefault(t, layer)
+        while len(consumers[t]) == 1 and consumers[t][0].op_type in _FUSED_AFTER:
+            t = consumers[t][0].output[0]
+            out.setdefault(t, layer)
+    return out
+
+
+def _node_layer(node, weights: dict[str, str], tensors: dict[str, str]) -> str | None:
+    """The layer of a node of an optimized graph: by its weight, else by the tensors it
+    writes (ORT names a fused NCHWc node after its output: '<tensor>_nchwc')."""
+    if node.name in weights:
+        return weights[node.name]
+    for t in (*node.output, node.name):
+        for cand in (t, t.removesuffix("_nchwc")):
+            if cand in tensors:
+                return tensors[cand]
+    return None
 
 
 def profile_nodes(path: str | Path, runtime: str, inputs, threads: int = 2, runs: int = 20,
@@ -126,7 +164,15 @@ def _ort(path: Path, xs: tuple, threads: int, runs: int) -> list[NodeTime]:
         for _ in range(runs + 2):
             sess.run(None, feeds)
         events = json.loads(Path(sess.end_profiling()).read_text())
-        layers = weight_layers(onnx.load(str(Path(d) / "optimized.onnx")))
+        # a fused node is named after a source node or tensor; a reordered (NCHWc) weight
+        # loses its name, so the source graph's tensors name the layer then
+        src, opt = onnx.load(str(path)), onnx.load(str(Path(d) / "optimized.onnx"))
+        known = weight_layers(src)
+        names = set(known.values())  # ORT's own initializers ('reorder_token_3') name no layer
+        weights = {**known, **{n: lay for n, lay in weight_layers(opt).items() if lay in names}}
+        tensors = tensor_layers(src)
+        layers = {n.name: lay for n in opt.graph.node
+                  if (lay := _node_layer(n, weights, tensors)) is not None}
     times: dict[str, list[float]] = defaultdict(list)
     meta: dict[str, tuple[str, str]] = {}
     for e in events:
@@ -137,7 +183,7 @@ def _ort(path: Path, xs: tuple, threads: int, runs: int) -> list[NodeTime]:
         times[node].append(e["dur"] / 1e3)  # µs → ms
         args = e.get("args", {})
         meta[node] = (args.get("op_name", "?"), args.get("provider", ""))
-    return [NodeTime(n, meta[n][0], layers.get(n, n), meta[n][1],
+    return [NodeTime(n, meta[n][0], layers.get(n, f"[{meta[n][0]}]"), meta[n][1],
                      statistics.median(t[2:] or t)) for n, t in times.items()]
 
 
@@ -151,11 +197,12 @@ def _openvino(path: Path, xs: tuple, threads: int, runs: int, precision: str,
     cfg = {**openvino_config(threads, precision), **config, "PERF_COUNT": True}
     compiled = core.compile_model(core.read_model(str(path)), "CPU", cfg)
     req = compiled.create_infer_request()
-    layers = {}
-    if path.suffix == ".onnx":
+    layers: dict[str, str] = {}
+    if path.suffix == ".onnx":  # OpenVINO names a node after its ONNX node or output tensor
         import onnx
 
-        layers = weight_layers(onnx.load(str(path), load_external_data=False))
+        src = onnx.load(str(path), load_external_data=False)
+        layers = {**tensor_layers(src), **weight_layers(src)}
     times: dict[str, list[float]] = defaultdict(list)
     meta: dict[str, tuple[str, str]] = {}
     for i in range(runs + 2):
@@ -167,17 +214,16 @@ def _openvino(path: Path, xs: tuple, threads: int, runs: int, precision: str,
                 continue
             times[p.node_name].append(p.real_time.total_seconds() * 1e3)
             meta[p.node_name] = (p.node_type, p.exec_type)
-    return [NodeTime(n, meta[n][0], _ov_layer(n, layers), meta[n][1], statistics.median(t))
-            for n, t in times.items()]
+    return [NodeTime(n, meta[n][0], _ov_layer(n, layers, meta[n][0]), meta[n][1],
+                     statistics.median(t)) for n, t in times.items()]
 
 
-def _ov_layer(node: str, layers: dict[str, str]) -> str:
+def _ov_layer(node: str, layers: dict[str, str], op: str) -> str:
     """OpenVINO keeps the ONNX node's name as a prefix ('node_conv2d_3/WithoutBiases', or the
     name with a fused op's suffix)."""
     if node in layers:
         return layers[node]
-    head = node.split("/")[0]
-    return layers.get(head, node)
+    return layers.get(node.split("/")[0], f"[{op}]")
 
 
 __all__ = ["NodeTime", "PROFILED", "by_layer", "by_op", "profile_nodes", "weight_layers"]

@@ -35,10 +35,17 @@ def test_the_final_artifact_reproduces_the_reported_metric(run):
     model = sk.load(out / "model")
     val = torch.utils.data.DataLoader(digits_tensors()[1], batch_size=256)
     assert top1(model, val) == pytest.approx(report["final"]["metric"], abs=1e-9)
-    kinds = [s.kind for s in sk.record_of(model).steps]
-    assert kinds == ["prune", "quantize"]  # distillation changed weights, not structure
+    steps = sk.record_of(model).steps
+    # distillation changed weights, not structure; the benchmark's choice is information
+    assert [s.kind for s in steps] == ["prune", "quantize", "deployment"]
     assert report["final"]["total_drop"] <= report["budget"]["max_drop"] + 1e-9
-    assert report["stages"][-1]["info"]["fastest"]["1"]["runtime"] in ("torch", "ort")
+    fastest = report["stages"][-1]["info"]["fastest"]["1"]
+    assert fastest["runtime"] in ("torch", "ort") and fastest["model"] == "2:quantize"
+    # the artifact's manifest carries the choice and the machine it was measured on
+    from slimkit.target import detect
+
+    assert steps[-1].config["fastest"]["1"]["runtime"] == fastest["runtime"]
+    assert detect().model in steps[-1].config["machine"]
 
 
 class _Numbers(HTMLParser):
