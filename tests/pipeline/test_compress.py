@@ -152,3 +152,16 @@ def test_report_rebuilds_and_inspect_reads_an_artifact(run):
     assert res.exit_code == 0, res.output
     assert "prunable channel groups (3)" in res.output and "MACs at batch 1: 2,382,848" in \
         res.output
+
+
+def test_the_report_shows_where_the_time_goes_per_layer(run):
+    _, _, out, _ = run
+    report = json.loads((out / "report.json").read_text())
+    bi = next(i for i, s in enumerate(report["stages"]) if s["kind"] == "benchmark")
+    view = report["stages"][bi]["info"]["layers"]["1"]
+    assert view["runtime"] == report["stages"][bi]["info"]["fastest"]["1"]["runtime"]
+    assert view["rows"] and all(r["before_ms"] >= 0 for r in view["rows"])
+    assert {"features.0.0", "classifier.2"} <= {r["layer"] for r in view["rows"]}
+    html = (out / "report.html").read_text()
+    assert 'id="per-layer"' in html and "per-layer time batch 1" in html  # section + plot
+    assert f'data-k="stages.{bi}.info.layers.1.rows.0.before_ms"' in html
