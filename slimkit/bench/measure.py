@@ -35,6 +35,9 @@ class Candidate:
     name: str
     model: nn.Module | str | Path
     runtime: str | None = None  # for .onnx paths: "ort" (default) or "openvino"
+    precision: str = "f32"  # OpenVINO's float ops: f32 | bf16 (bench/choose.py tries both)
+    config: dict | None = None  # further OpenVINO CPU properties (sparse weights …)
+    reference: int | None = None  # index of the candidate whose outputs this one must match
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Row:
     rss_delta_mb: float  # resident memory added by loading + running it
     size_mb: float | None  # model file (or state_dict) size
     size_ratio: float | None  # first candidate's size / this size
+    precision: str = "f32"
+    fidelity: dict | None = None  # vs the candidate's reference: cosine, top1 agreement
 
 
 @dataclass
@@ -58,12 +63,14 @@ class BenchResult:
     runs: int
     rows: list[Row] = field(default_factory=list)
     machine: dict = field(default_factory=dict)  # bench.machine.environment(): CPU, versions
+    skipped: list[str] = field(default_factory=list)  # runtimes not installed, named
+    choice: dict | None = None  # model → its fastest deployment, and why (bench/choose.py)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
     def __str__(self) -> str:
-        head = (f"{'candidate':<28}{'runtime':>9}{'median ms':>11}{'p90 ms':>9}{'min ms':>8}"
+        head = (f"{'candidate':<28}{'runtime':>14}{'median ms':>11}{'p90 ms':>9}{'min ms':>8}"
                 f"{'speedup':>9}"
                 f"{'items/s':>10}{'size MB':>9}{'smaller':>9}{'RSS +MB':>9}")
         lines = [machine_line(self.threads),
@@ -72,10 +79,13 @@ class BenchResult:
         for r in self.rows:
             size = "—" if r.size_mb is None else f"{r.size_mb:.2f}"
             ratio = "—" if r.size_ratio is None else f"{r.size_ratio:.1f}×"
-            lines.append(f"{r.name:<28}{r.runtime:>9}{r.median_ms:>11.2f}{r.p90_ms:>9.2f}"
+            rt = r.runtime if r.precision == "f32" else f"{r.runtime}:{r.precision}"
+            lines.append(f"{r.name:<28}{rt:>14}{r.median_ms:>11.2f}{r.p90_ms:>9.2f}"
                          f"{r.min_ms:>8.2f}"
                          f"{r.speedup:>8.2f}×{r.throughput:>10.1f}{size:>9}{ratio:>9}"
                          f"{r.rss_delta_mb:>9.1f}")
+        lines += [f"skipped: {s}" for s in self.skipped]
+        lines += [f"fastest: {c['why']}" for c in (self.choice or {}).values()]
         return "\n".join(lines)
 
 
@@ -86,25 +96,39 @@ def _rss_mb() -> float:
 
 def _size_mb(model) -> float | None:
     if isinstance(model, (str, Path)):
-        return Path(model).stat().st_size / 2**20
+        p = Path(model)
+        extra = p.with_suffix(".bin") if p.suffix == ".xml" else None  # an OpenVINO IR
+        size = p.stat().st_size + (extra.stat().st_size if extra and extra.is_file() else 0)
+        return size / 2**20
     with tempfile.TemporaryFile() as f:
         torch.save(model.state_dict(), f)
         return f.tell() / 2**20
 
 
 def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int = 10,
-              runs_per_round: int = 3, warmup: int = 3, threads: int = 2) -> BenchResult:
+              runs_per_round: int = 3, warmup: int = 3, threads: int = 2,
+              choose: bool = False) -> BenchResult:
     """`candidates`: {name: nn.Module | .onnx path} or a list of Candidate (to pick the
-    runtime). Every candidate gets the same inputs; ratios are against the first."""
+    runtime). Every candidate gets the same inputs; ratios are against the first.
+    choose=True: each model file is tried on every runtime and precision available here
+    (ONNX Runtime, OpenVINO, OpenVINO bf16 on CPUs with bf16 units — bench/choose.py), and
+    `choice` names the fastest whose outputs match its reference, and why; runtimes that
+    are not installed are skipped and named in `skipped`."""
+    from slimkit.bench.choose import expand, pick
+
     cands = [Candidate(k, v) for k, v in candidates.items()] if isinstance(candidates, dict) \
         else list(candidates)
+    skipped: list[str] = []
+    if choose:
+        cands, skipped = expand(cands)
     torch.set_num_threads(threads)
     xs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     sessions, rss = [], []
     for c in cands:
         gc.collect()
         before = _rss_mb()
-        s = session(c.model, c.runtime, threads, spin=len(cands) == 1)
+        s = session(c.model, c.runtime, threads, spin=len(cands) == 1, precision=c.precision,
+                    config=c.config)
         for _ in range(warmup):
             s.run(xs)
         sessions.append(s)
@@ -120,12 +144,32 @@ def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int
                 s.run(xs)
                 times[i].append(time.perf_counter() - t)
     batch = int(xs[0].shape[0]) if hasattr(xs[0], "shape") else 1
-    res = BenchResult(batch, threads, rounds * runs_per_round, machine=environment(threads))
+    res = BenchResult(batch, threads, rounds * runs_per_round, machine=environment(threads),
+                      skipped=skipped)
     sizes = [_size_mb(c.model) for c in cands]  # a module is serialised once to measure it
     base_med, base_size = statistics.median(times[0]), sizes[0]
-    for c, s, t, r, size in zip(cands, sessions, times, rss, sizes, strict=True):
+    fid = _fidelity(cands, sessions, xs)
+    for c, s, t, r, size, f in zip(cands, sessions, times, rss, sizes, fid, strict=True):
         med = statistics.median(t)
         res.rows.append(Row(c.name, s.name, med * 1e3, float(np.percentile(t, 90)) * 1e3,
                             min(t) * 1e3, batch / med, base_med / med, r, size,
-                            None if size is None or base_size is None else base_size / size))
+                            None if size is None or base_size is None else base_size / size,
+                            c.precision, f))
+    if choose:
+        res.choice = pick(res, cands)
     return res
+
+
+def _fidelity(cands: list[Candidate], sessions: list, xs: tuple) -> list[dict | None]:
+    """Each candidate with a reference: its outputs against the reference's on the same
+    inputs (mean cosine per sample; top-1 agreement for 2-D outputs with > 1 column)."""
+    from slimkit.bench.choose import agreement
+
+    outs: dict[int, np.ndarray] = {}
+
+    def out(i: int) -> np.ndarray:
+        if i not in outs:
+            outs[i] = np.asarray(sessions[i].run(xs), dtype=np.float64)
+        return outs[i]
+    return [None if c.reference is None else agreement(out(c.reference), out(i))
+            for i, c in enumerate(cands)]

@@ -24,11 +24,13 @@ def _as_args(example_inputs) -> tuple:
 
 
 def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
-            opset: int = DEFAULT_OPSET):
-    """The ONNX ModelProto of `model` (QDQ where slimkit quantized it)."""
+            opset: int = DEFAULT_OPSET, runtime: str = "any"):
+    """The ONNX ModelProto of `model` (QDQ where slimkit quantized it, placed the way
+    `runtime` fuses best: deploy/qdq_place.py)."""
     import onnx
 
     from slimkit.deploy.onnx_qdq import insert_qdq
+    from slimkit.deploy.qdq_place import place
 
     float_model, layers = lower(model)
     args = _as_args(example_inputs)
@@ -46,6 +48,8 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
             raise ExportError(f"torch.onnx.export failed on {type(model).__name__}: "
                               f"{str(e).splitlines()[0]}") from e
     proto = insert_qdq(prog.model_proto, layers)
+    if layers:
+        place(proto, runtime)
     _strip_debug_info(proto)
     onnx.checker.check_model(proto)
     return proto
@@ -62,15 +66,16 @@ def _strip_debug_info(proto) -> None:
 
 def export(model: nn.Module, example_inputs, path: str | os.PathLike, *,
            dynamic_batch: bool = True, opset: int = DEFAULT_OPSET,
-           target: str | Target | None = "auto") -> Path:
+           target: str | Target | None = "auto", runtime: str = "any") -> Path:
     """Export to ONNX at `path`. Quantized layers become QuantizeLinear/DequantizeLinear
-    around int8 weights; float models export as they are. The file appears whole or not at
+    around int8 weights, placed the way `runtime` ('any', 'ort', 'openvino') fuses best;
+    float models export as they are. The file appears whole or not at
     all (temp file + rename). On a `target` whose int8 kernels saturate (x86 without VNNI)
     a weight range they cannot compute exactly is reported with a SaturationWarning."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: directory {path.parent} does not exist")
-    proto = to_onnx(model, example_inputs, dynamic_batch, opset)
+    proto = to_onnx(model, example_inputs, dynamic_batch, opset, runtime)
     if target is not None:
         warn_if_saturates(proto, resolve_target(target), stacklevel=3)
     write_atomic(path, proto.SerializeToString())  # WriteError (an OSError) names the path

@@ -76,23 +76,33 @@ class OrtSession:
         return self.session.run(None, feeds)[0]
 
 
+def openvino_config(threads: int = 2, precision: str = "f32") -> dict:
+    """The CPU plugin settings every slimkit OpenVINO session uses: one stream, the LATENCY
+    hint (the anchors' best, ANCHORS.md), `threads` threads, float ops in `precision`."""
+    check_choice("OpenVINO precision", precision, OPENVINO_PRECISIONS)
+    return {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision}
+
+
 class OpenVinoSession:
-    """OpenVINO on the CPU. precision='f32' by default: on CPUs with AMX / AVX512-BF16,
-    OpenVINO otherwise runs every float op in bf16 on its own (INFERENCE_PRECISION_HINT),
-    which changes results silently; 'bf16' asks for it explicitly."""
+    """OpenVINO on the CPU, from an .onnx file or an OpenVINO IR (.xml). precision='f32' by
+    default: on CPUs with AMX / AVX512-BF16, OpenVINO otherwise runs every float op in bf16
+    on its own (INFERENCE_PRECISION_HINT), which changes results silently; 'bf16' asks for it
+    explicitly. `config`: further CPU plugin properties (e.g. the sparse-weight
+    decompression rate), merged over slimkit's."""
 
     name = "openvino"
 
-    def __init__(self, path: str | Path, threads: int = 2, precision: str = "f32") -> None:
-        check_choice("OpenVINO precision", precision, OPENVINO_PRECISIONS)
+    def __init__(self, path: str | Path, threads: int = 2, precision: str = "f32",
+                 config: dict | None = None) -> None:
+        cfg = {**openvino_config(threads, precision), **(config or {})}
         try:
             import openvino as ov
         except ImportError as e:
             msg = "OpenVINO is not installed: pip install 'slimkit[openvino]'"
             raise RuntimeUnavailable(msg) from e
         core = ov.Core()
-        cfg = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-               "INFERENCE_PRECISION_HINT": precision}
+        self.precision = precision
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", cfg)
         self.request = self.compiled.create_infer_request()
 
@@ -102,17 +112,19 @@ class OpenVinoSession:
 
 
 def session(model: nn.Module | str | Path, runtime: str | None = None, threads: int = 2,
-         spin: bool = True) -> Session:
-    """An nn.Module runs in PyTorch; an .onnx path in ONNX Runtime unless runtime='openvino'."""
+            spin: bool = True, precision: str = "f32", config: dict | None = None) -> Session:
+    """An nn.Module runs in PyTorch; an .onnx path in ONNX Runtime unless runtime='openvino'
+    (an OpenVINO IR .xml always in OpenVINO); precision / config: OpenVINO's (see
+    OpenVinoSession)."""
     if isinstance(model, nn.Module):
         return TorchSession(model, threads)
     path = Path(model)
     if not path.is_file():
         raise RuntimeUnavailable(f"model file {path} does not exist")
-    runtime = runtime or "ort"
-    if runtime == "ort":
+    runtime = runtime or ("openvino" if path.suffix == ".xml" else "ort")
+    if runtime == "ort" and path.suffix != ".xml":
         return OrtSession(path, threads, spin)
     if runtime == "openvino":
-        return OpenVinoSession(path, threads)
+        return OpenVinoSession(path, threads, precision, config)
     raise RuntimeUnavailable(f"runtime={runtime!r} is not allowed for {path.name}; "
-                        f"choose one of {RUNTIMES[1:]}")
+                             f"choose one of {RUNTIMES[1:]} (an .xml file: openvino)")

@@ -121,6 +121,9 @@ def _run(setup: Setup, out: Path, recipe_path) -> dict:
                 model = sk.load(sd / "model")
         _advance(ctx, kind, done, model, i)
         results.append(done)
+    from slimkit.pipeline.stage_benchmark import note_deployment
+
+    note_deployment(model, results)  # the fastest runtime goes into the artifact's record
     deploy_note = _save_final(model, out, ctx)
     report = _report(ctx, recipe_path, results, out, time.perf_counter() - t_run)
     report["final"]["onnx"] = deploy_note

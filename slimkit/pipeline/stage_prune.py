@@ -8,7 +8,7 @@ fine-tuned the same way; nothing fits → the stage is skipped and the input goe
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from torch import nn
@@ -39,7 +39,9 @@ class PruneStage(Strict):
     target_params: float | None = Field(None, ge=0, lt=1)
     importance: Literal["l1", "l2", "taylor", "bn_gamma", "random"] = "l1"
     scope: Literal["uniform", "global"] = "uniform"
-    round_to: int = Field(1, ge=1)
+    round_to: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # auto: where it gets faster
+    round_runtime: Literal["auto", "ort", "openvino"] = "auto"  # what auto measures on …
+    round_precision: Literal["auto", "fp32", "int8"] = "auto"  # … auto: int8 if quantized later
     max_ratio: float = Field(0.9, gt=0, lt=1)
     n: int = 2
     m: int = 4
@@ -66,14 +68,31 @@ class PruneStage(Strict):
         return key, getattr(self, key) or 0.0
 
 
-def to_config(cfg: PruneStage, amount: float | None = None) -> sk.PruneConfig:
+def to_config(cfg: PruneStage, amount: float | None = None,
+              ctx: Context | None = None) -> sk.PruneConfig:
     """The PruneConfig of this stage, removing `amount` (default: the configured one)."""
     key, configured = cfg.amount()
     rules = tuple(sk.PruneRule(r.pattern, r.ratio, r.skip) for r in cfg.rules)
     kw = {} if cfg.granularity == "nm" else {key: configured if amount is None else amount}
     return sk.PruneConfig(granularity=cfg.granularity, importance=cfg.importance,
-                          scope=cfg.scope, round_to=cfg.round_to, max_ratio=cfg.max_ratio,
+                          scope=cfg.scope, round_to=_rounding(cfg, ctx),
+                          max_ratio=cfg.max_ratio,
                           n=cfg.n, m=cfg.m, rules=rules, unknown_ops=cfg.unknown_ops, **kw)
+
+
+def _rounding(cfg: PruneStage, ctx: Context | None):
+    """round_to: an int as it is; auto → the latency steps of the runtime and precision this
+    model will be deployed in (int8 when a quantize stage follows), at batch 1."""
+    if cfg.round_to != "auto":
+        return cfg.round_to
+    from slimkit.pruning.rounding import LatencyRounding
+
+    precision = cfg.round_precision
+    if precision == "auto":
+        later = [next(iter(s)) for s in ctx.recipe.stages[ctx.index + 1:]] if ctx else []
+        precision = "int8" if "quantize" in later else "fp32"
+    threads = ctx.recipe.threads if ctx else 2
+    return LatencyRounding(runtime=cfg.round_runtime, precision=precision, threads=threads)
 
 
 def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: str):
@@ -85,7 +104,7 @@ def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: 
     for r in range(rounds):
         share = total if rounds == 1 else _round_share(total, r, rounds)
         try:
-            current, report = sk.prune(current, to_config(cfg, share),
+            current, report = sk.prune(current, to_config(cfg, share, ctx),
                                        example_args(ctx.data.example, 1),
                                        data=_taylor_data(ctx, cfg))
         except sk.PruneError as e:
@@ -162,6 +181,7 @@ def _layers(info: dict, fraction: float) -> dict:
 
 @planner("prune")
 def plan_prune(ctx: Context, model: nn.Module, cfg: PruneStage):
-    small, report = sk.prune(model, to_config(cfg), example_args(ctx.data.example, 1),
+    small, report = sk.prune(model, to_config(cfg, None, ctx),
+                             example_args(ctx.data.example, 1),
                              data=_taylor_data(ctx, cfg))
     return str(report), small

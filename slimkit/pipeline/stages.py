@@ -73,6 +73,7 @@ def check_order(kinds: list[str], recipe) -> str | None:
 def _register_builtins() -> None:
     # importing registers: each module decorates its stage functions
     from slimkit.pipeline import (  # noqa: F401
+        stage_benchmark,
         stage_deploy,
         stage_distill,
         stage_mixed,

@@ -23,6 +23,7 @@ from slimkit.pruning import unstructured as unst
 from slimkit.pruning.config import PruneConfig, PruneRule
 from slimkit.pruning.importance import group_scores, taylor_grads
 from slimkit.pruning.report import LayerReport, PruneReport
+from slimkit.pruning.rounding import LatencyRounding, Multiple, measured
 from slimkit.pruning.surgery import apply_arch, cut
 from slimkit.record import ModelRecord, Step, copy_model, note_source, rebuilds, record_of
 
@@ -188,20 +189,18 @@ def _rule_ratios(groups: list[Group], cfg: PruneConfig):
     return fixed, free
 
 
-def _count(n: int, ratio: float, round_to: int) -> int:
-    k = max(1, int(round(n * (1.0 - ratio))))
-    if round_to > 1 and n >= round_to:
-        k = max(round_to, int(round(k / round_to)) * round_to)
-    return min(k, n)
+def _count(n: int, ratio: float, rnd, leaf: int) -> int:
+    return rnd.round(leaf, n, int(round(n * (1.0 - ratio))))
 
 
 def _plan(graph, groups, scores, fixed, free, cfg: PruneConfig) -> dict[int, int]:
     """Channels each group keeps, meeting the ratio or the MACs / params target."""
-    base = {leaf: _count(graph.spaces[leaf].size, r, cfg.round_to) for leaf, r in fixed.items()}
+    rnd, _ = rounding_for(graph, groups, cfg.round_to)
+    base = {leaf: _count(graph.spaces[leaf].size, r, rnd, leaf) for leaf, r in fixed.items()}
     sizes = {g.leaf: g.size for g in free}
     if cfg.scope == "uniform":
         def at(x: float) -> dict[int, int]:
-            return {**base, **{leaf: _count(n, x, cfg.round_to) for leaf, n in sizes.items()}}
+            return {**base, **{leaf: _count(n, x, rnd, leaf) for leaf, n in sizes.items()}}
     else:
         norm = {g.leaf: scores[g.leaf] / scores[g.leaf].mean().clamp_min(1e-12) for g in free}
 
@@ -210,7 +209,7 @@ def _plan(graph, groups, scores, fixed, free, cfg: PruneConfig) -> dict[int, int
             for leaf, s in norm.items():
                 n = sizes[leaf]
                 cut_n = min(int((s < x).sum()), int(math.floor(cfg.max_ratio * n)))
-                out[leaf] = _count(n, cut_n / n, cfg.round_to)
+                out[leaf] = _count(n, cut_n / n, rnd, leaf)
             return out
     if not free:
         return at(0.0)
@@ -230,21 +229,39 @@ def _plan(graph, groups, scores, fixed, free, cfg: PruneConfig) -> dict[int, int
     if measure(counts) < goal - 1e-3:
         raise PruneError(f"cannot remove {goal:.0%} of the model's {_what(cfg)} with "
                          f"max_ratio={cfg.max_ratio} per group; the frozen layers weigh too much")
-    return _give_back(counts, sizes, measure, goal, cfg.round_to)
+    return _give_back(counts, sizes, measure, goal, rnd)
 
 
-def _give_back(counts, sizes, measure, goal, step: int) -> dict[int, int]:
-    """Rounding overshoots the target; return channels (round_to at a time, most-cut groups
-    first) while the goal still holds, so every tool is compared at the same MACs."""
+def _give_back(counts, sizes, measure, goal, rnd) -> dict[int, int]:
+    """Rounding overshoots the target; return channels (one rounding step at a time,
+    most-cut groups first) while the goal still holds, so every tool is compared at the same
+    MACs."""
     improved = True
     while improved:
         improved = False
         for leaf in sorted(sizes, key=lambda k: counts[k] / sizes[k]):
-            if counts[leaf] + step <= sizes[leaf]:
-                trial = {**counts, leaf: counts[leaf] + step}
+            more = rnd.up(leaf, sizes[leaf], counts[leaf])
+            if more > counts[leaf]:
+                trial = {**counts, leaf: more}
                 if measure(trial) >= goal:
                     counts, improved = trial, True
     return counts
+
+
+def rounding_for(graph, groups, round_to) -> tuple:
+    """(the rounding of kept counts, notes for the report): Multiple(n) for an int,
+    this machine's measured steps for LatencyRounding — computed once per graph (the
+    planner's retries reuse it)."""
+    if not isinstance(round_to, LatencyRounding):
+        return Multiple(round_to), []
+    key = (id(graph), tuple(sorted(g.leaf for g in groups)), round_to)
+    if _ROUNDING_CACHE.get("key") != key:
+        _ROUNDING_CACHE.clear()
+        _ROUNDING_CACHE.update(key=key, value=measured(graph, groups, round_to), graph=graph)
+    return _ROUNDING_CACHE["value"]
+
+
+_ROUNDING_CACHE: dict = {}  # one entry: the graph being planned (held, so its id stays unique)
 
 
 def _objective(graph, sizes, cfg: PruneConfig):
@@ -355,4 +372,6 @@ def _report(cfg, graph, groups, keep, before, after) -> PruneReport:
         {leaf: len(k) for leaf, k in keep.items()})
     if graph.frozen_ops:
         rep.notes.append("kept whole around ops without rules: " + "; ".join(graph.frozen_ops))
+    if _ROUNDING_CACHE.get("graph") is graph:  # round_to="auto": which counts, and why
+        rep.notes += _ROUNDING_CACHE["value"][1]
     return rep

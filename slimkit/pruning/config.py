@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimkit.errors import ConfigError, check_choice
+from slimkit.pruning.rounding import LatencyRounding
 
 GRANULARITIES = {"channel", "filter", "neuron", "head", "unstructured", "nm"}
 IMPORTANCES = {"l1", "l2", "taylor", "bn_gamma", "random"}
@@ -37,7 +38,9 @@ class PruneConfig:
         the fraction of the model's MACs / params to remove (structured granularities).
     scope: uniform (every group the same ratio) or global (one importance threshold across
         groups, each importance normalised by its group's mean).
-    round_to: kept channel counts are multiples of this (8 or 16 suit SIMD kernels).
+    round_to: kept channel counts are multiples of this int (8 or 16 suit SIMD kernels), or
+        "auto" / a LatencyRounding: the counts where this machine's runtime gets faster,
+        measured once per machine (int8 on OpenVINO where installed, by default).
     max_ratio: no group loses more than this fraction (global scope).
     unknown_ops: error (raise on an op the dependency rules do not know) or freeze.
     """
@@ -48,7 +51,7 @@ class PruneConfig:
     target_params: float | None = None
     importance: str = "l1"
     scope: str = "uniform"
-    round_to: int = 1
+    round_to: int | str | LatencyRounding = 1
     max_ratio: float = 0.9
     n: int = 2
     m: int = 4
@@ -76,8 +79,15 @@ class PruneConfig:
             raise ConfigError("granularity='unstructured' takes ratio=…; MACs and params "
                               "targets need a structured granularity")
         _check_ratio("PruneConfig.max_ratio", self.max_ratio)
-        if not isinstance(self.round_to, int) or self.round_to < 1:
-            raise ConfigError(f"PruneConfig.round_to={self.round_to!r} must be an int ≥ 1")
+        if self.round_to == "auto":
+            object.__setattr__(self, "round_to", LatencyRounding())  # parsed once, here
+        elif isinstance(self.round_to, dict):  # from a record / JSON
+            object.__setattr__(self, "round_to", LatencyRounding(**self.round_to))
+        if not isinstance(self.round_to, LatencyRounding) and (
+                isinstance(self.round_to, bool) or not isinstance(self.round_to, int)
+                or self.round_to < 1):
+            raise ConfigError(f"PruneConfig.round_to={self.round_to!r} must be an int ≥ 1, "
+                              "'auto' or a LatencyRounding")
         object.__setattr__(self, "rules", tuple(self.rules))
 
     @property

@@ -79,6 +79,8 @@ def render(report: dict) -> str:
     if bench is not None:
         for b, rows in bench[1]["info"]["batches"].items():
             figs[f"lat{b}"] = _img(plots.latency_bars(rows, b), f"latency batch {b}")
+        for b, view in bench[1]["info"].get("layers", {}).items():
+            figs[f"layers{b}"] = _img(plots.layer_times(view, b), f"per-layer time batch {b}")
     tpl = env.from_string((Path(__file__).with_name("template.html")).read_text())
     return tpl.render(r=report, k=_k(report), figs=figs, quant=quant, prune=prune,
                       bench=bench, json=json)

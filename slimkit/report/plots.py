@@ -130,6 +130,26 @@ def latency_bars(rows: list[dict], batch: str) -> bytes | None:
     return _png(plt, fig)
 
 
+def layer_times(view: dict, batch: str) -> bytes | None:
+    """Per-layer time of the original and the final model on one runtime (the benchmark
+    stage's `layers` view): the slowest layers of the original, side by side."""
+    rows = view.get("rows", [])
+    if not rows:
+        return None
+    plt, fig, ax = _fig(6.4, 0.8 + 0.24 * len(rows))
+    ys = list(range(len(rows)))
+    before = [r["before_ms"] for r in rows]
+    after = [r["after_ms"] or 0.0 for r in rows]
+    ax.barh([y - 0.2 for y in ys], before, height=0.4, color="#4C72B0", label="original")
+    ax.barh([y + 0.2 for y in ys], after, height=0.4, color="#DD8452", label="final")
+    ax.set_yticks(ys, [r["layer"] for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms per call ({view['runtime']} {view['precision']}, its profiler)")
+    ax.set_title(f"batch {batch}: where the time goes, per layer")
+    ax.legend(fontsize=7)
+    return _png(plt, fig)
+
+
 def search_curve(curve: list, pareto: dict) -> bytes | None:
     """A search stage: the metric of each trial and the best so far; the Pareto front."""
     if not curve:

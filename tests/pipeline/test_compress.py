@@ -35,10 +35,17 @@ def test_the_final_artifact_reproduces_the_reported_metric(run):
     model = sk.load(out / "model")
     val = torch.utils.data.DataLoader(digits_tensors()[1], batch_size=256)
     assert top1(model, val) == pytest.approx(report["final"]["metric"], abs=1e-9)
-    kinds = [s.kind for s in sk.record_of(model).steps]
-    assert kinds == ["prune", "quantize"]  # distillation changed weights, not structure
+    steps = sk.record_of(model).steps
+    # distillation changed weights, not structure; the benchmark's choice is information
+    assert [s.kind for s in steps] == ["prune", "quantize", "deployment"]
     assert report["final"]["total_drop"] <= report["budget"]["max_drop"] + 1e-9
-    assert report["stages"][-1]["info"]["fastest"]["1"]["runtime"] in ("torch", "ort")
+    fastest = report["stages"][-1]["info"]["fastest"]["1"]
+    assert fastest["runtime"] in ("torch", "ort") and fastest["model"] == "2:quantize"
+    # the artifact's manifest carries the choice and the machine it was measured on
+    from slimkit.target import detect
+
+    assert steps[-1].config["fastest"]["1"]["runtime"] == fastest["runtime"]
+    assert detect().model in steps[-1].config["machine"]
 
 
 class _Numbers(HTMLParser):
@@ -145,3 +152,16 @@ def test_report_rebuilds_and_inspect_reads_an_artifact(run):
     assert res.exit_code == 0, res.output
     assert "prunable channel groups (3)" in res.output and "MACs at batch 1: 2,382,848" in \
         res.output
+
+
+def test_the_report_shows_where_the_time_goes_per_layer(run):
+    _, _, out, _ = run
+    report = json.loads((out / "report.json").read_text())
+    bi = next(i for i, s in enumerate(report["stages"]) if s["kind"] == "benchmark")
+    view = report["stages"][bi]["info"]["layers"]["1"]
+    assert view["runtime"] == report["stages"][bi]["info"]["fastest"]["1"]["runtime"]
+    assert view["rows"] and all(r["before_ms"] >= 0 for r in view["rows"])
+    assert {"features.0.0", "classifier.2"} <= {r["layer"] for r in view["rows"]}
+    html = (out / "report.html").read_text()
+    assert 'id="per-layer"' in html and "per-layer time batch 1" in html  # section + plot
+    assert f'data-k="stages.{bi}.info.layers.1.rows.0.before_ms"' in html

@@ -1,0 +1,187 @@
+"""The `benchmark` stage: every kept model of the run (the original, each stage's) on every
+runtime and precision available here — torch eager, ONNX Runtime, OpenVINO (fp32, and bf16
+on CPUs with bf16 units; its sparse-weight decompression where FC weights are sparse) — and
+optional anchors (ONNX Runtime's quantize_static, OpenVINO + NNCF, of the original),
+interleaved in one process.
+
+Per batch size it records the fastest acceptable way to run the final model and why (a
+variant whose outputs drift from its reference's is refused: bench/choose.py), the machine,
+and where the time goes: each layer's time in the original and in the final model on that
+runtime (the runtime's own profiler, bench/profile.py). The choice also goes into the final
+artifact's record (`note_deployment`: a 'deployment' step in its manifest).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from slimkit.pipeline.context import Context, StageResult, example_args
+from slimkit.pipeline.recipe import Strict
+from slimkit.pipeline.stage_deploy import available, is_quantized
+from slimkit.pipeline.stages import planner, stage
+from slimkit.record import record_of
+
+
+class BenchmarkStage(Strict):
+    batch_sizes: list[int] = []  # default: 1 and the data's batch size
+    runtimes: list[Literal["torch", "ort", "openvino"]] = ["torch", "ort", "openvino"]
+    precisions: list[Literal["f32", "bf16"]] = ["f32", "bf16"]  # OpenVINO's float ops
+    sparse: bool = True  # try OpenVINO's sparse-weight decompression where it could pay
+    rounds: int = Field(8, ge=1)
+    runs_per_round: int = Field(3, ge=1)
+    models: Literal["all", "final"] = "all"  # every stage's kept model, or the last only
+    anchors: list[Literal["ort_quantize_static", "openvino_nncf"]] = []
+    layers: int = Field(12, ge=0)  # per-layer view: this many slowest layers (0: none)
+
+
+@stage("benchmark", BenchmarkStage, changes_model=False)
+def run_benchmark(ctx: Context, model: nn.Module, cfg: BenchmarkStage) -> StageResult:
+    from slimkit.bench import benchmark
+    from slimkit.bench.choose import pick
+    from slimkit.bench.machine import machine_line
+
+    out = ctx.run_dir / "benchmark"
+    out.mkdir(parents=True, exist_ok=True)
+    kept = ctx.kept if cfg.models == "all" else ctx.kept[-1:]
+    cands, owners, files, skipped = _candidates(ctx, kept, cfg, out)
+    info: dict = {"skipped": skipped, "batches": {}, "fastest": {}, "layers": {},
+                  "vs_anchor": {}, "machine": machine_line(ctx.recipe.threads)}
+    final = kept[-1][0]
+    for b in cfg.batch_sizes or sorted({1, ctx.data.batch_size}):
+        x = _batch(ctx.data.example, b)
+        res = benchmark(cands, x, rounds=cfg.rounds, runs_per_round=cfg.runs_per_round,
+                        threads=ctx.recipe.threads)
+        rows = [{"model": o[0], "runtime": o[1], "precision": r.precision,
+                 "sparse": r.name.endswith("(sparse)"), "median_ms": r.median_ms,
+                 "p90_ms": r.p90_ms, "speedup": r.speedup, "throughput": r.throughput,
+                 "size_mb": r.size_mb, "fidelity": r.fidelity}
+                for o, r in zip(owners, res.rows, strict=True)]
+        info["batches"][str(b)] = rows
+        info["table"] = info.get("table", "") + f"\n{res}\n"
+        best = _fastest(pick(res, cands), final)
+        info["fastest"][str(b)] = best
+        anchors = [r for r in rows if r["model"].startswith("anchor")]
+        if anchors:
+            a = min(anchors, key=lambda r: r["median_ms"])
+            info["vs_anchor"][str(b)] = {"anchor": f"{a['model']} · {a['runtime']}",
+                                         "anchor_ms": a["median_ms"],
+                                         "speedup": a["median_ms"] / best["median_ms"]}
+        if cfg.layers:
+            info["layers"][str(b)] = _layer_view(files["original"], files[final], best, x,
+                                                 ctx.recipe.threads, cfg.layers)
+    note = "; ".join(f"batch {b}: {r['why']}" for b, r in info["fastest"].items())
+    return StageResult(model, [], f"fastest for the final model on this machine — {note}",
+                       False, info)
+
+
+def _fastest(choice: dict[str, dict], final: str) -> dict:
+    """The final model's fastest acceptable deployment: its file's best variant or torch
+    eager, whichever is faster (the other named in `why`)."""
+    options = sorted((dict(c, model=final) for name, c in choice.items()
+                      if name in (final, f"{final} · torch")), key=lambda c: c["median_ms"])
+    best = options[0]
+    if len(options) > 1:
+        best["why"] += (f"; {options[1]['median_ms'] / best['median_ms']:.2f}× faster than "
+                        f"{options[1]['runtime']} ({options[1]['median_ms']:.3g} ms)")
+    return best
+
+
+def _candidates(ctx: Context, kept, cfg: BenchmarkStage, out: Path):
+    """(candidates, (model label, runtime) per candidate, label → exported file, skipped)."""
+    from slimkit.bench import Candidate, anchors
+    from slimkit.bench.choose import expand
+    from slimkit.deploy import export
+    from slimkit.deploy.layout import optimize_eager
+
+    cands, owners, files, skipped = [], [], {}, []
+    file_rts = tuple(r for r in cfg.runtimes if r != "torch")
+    for i, (label, m) in enumerate(kept):
+        files[label] = export(m, example_args(ctx.data.example), out / f"m{i}.onnx")
+        if "torch" in cfg.runtimes and not is_quantized(m):  # eager runs a simulation
+            cands.append(Candidate(f"{label} · torch", optimize_eager(m)))
+            owners.append((label, "torch"))
+        more, skipped = expand([Candidate(label, files[label])], file_rts, cfg.precisions,
+                               cfg.sparse, offset=len(cands))
+        cands += more
+        owners += [(label, c.runtime) for c in more]
+    if "openvino" in cfg.runtimes and not available("openvino"):
+        skipped = ["openvino: not installed (pip install 'slimkit[openvino]')"]
+    if "original" not in files:  # the per-layer view compares the final model with it
+        files["original"] = export(ctx.original, example_args(ctx.data.example),
+                                   out / "original.onnx")
+    for a in cfg.anchors:
+        if a == "openvino_nncf" and not _nncf():
+            skipped.append("anchor openvino_nncf: nncf or openvino is not installed "
+                           "(pip install 'slimkit[bench]')")
+            continue
+        fn = getattr(anchors, a)
+        p = fn(ctx.original, example_args(ctx.data.example), ctx.data.calib, out)
+        rt = "ort" if a == "ort_quantize_static" else "openvino"
+        cands.append(Candidate(f"anchor {a}", p, rt))
+        owners.append((f"anchor {a}", rt))
+    return cands, owners, files, skipped
+
+
+def _nncf() -> bool:
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _layer_view(before: Path, after: Path, best: dict, x, threads: int, top: int) -> dict:
+    """Each layer's time in the original and the final model, on the final model's fastest
+    runtime (ONNX Runtime when that is torch eager): the `top` slowest of the original, and
+    every layer of the final model slower than the slowest of those."""
+    from slimkit.bench.profile import by_layer, profile_nodes
+
+    rt = best["runtime"] if best["runtime"] in ("ort", "openvino") else "ort"
+    prec = best.get("precision", "f32")
+    cfg = best.get("config") or None
+    xs = tuple(x) if isinstance(x, tuple) else (x,)
+    t0 = dict(by_layer(profile_nodes(before, rt, xs, threads, precision=prec, config=cfg)))
+    t1 = dict(by_layer(profile_nodes(after, rt, xs, threads, precision=prec, config=cfg)))
+    names = sorted(t0, key=lambda n: -t0[n])[:top]
+    rows = [{"layer": n, "before_ms": t0[n], "after_ms": t1.get(n)} for n in names]
+    return {"runtime": rt, "precision": prec, "before_total_ms": sum(t0.values()),
+            "after_total_ms": sum(t1.values()), "rows": rows,
+            "after_only": [{"layer": n, "after_ms": v} for n, v in
+                           sorted(t1.items(), key=lambda kv: -kv[1])[:top] if n not in t0]}
+
+
+def _batch(example, b: int):
+    """The example batch cut or tiled to b rows."""
+    def fit(t: torch.Tensor) -> torch.Tensor:
+        reps = -(-b // t.shape[0])
+        return t.repeat(reps, *[1] * (t.dim() - 1))[:b].contiguous()
+    if isinstance(example, dict):
+        return tuple(fit(v) for v in example.values())
+    return fit(example)
+
+
+def note_deployment(model: nn.Module, results: list[dict]) -> None:
+    """Record the last benchmark stage's choice for the final model in its record (an
+    info-only 'deployment' step, written into the artifact's manifest by sk.save)."""
+    bench = [r for r in results if r["kind"] == "benchmark"]
+    if not bench or not bench[-1]["info"].get("fastest"):
+        return
+    info = bench[-1]["info"]
+    fastest = {b: {k: f.get(k) for k in ("runtime", "precision", "sparse", "config",
+                                         "median_ms", "why")}
+               for b, f in info["fastest"].items()}
+    record_of(model).add("deployment", {"fastest": fastest, "machine": info.get("machine")},
+                         "fastest runtime on the machine it was benchmarked on")
+
+
+@planner("benchmark")
+def plan_benchmark(ctx: Context, model: nn.Module, cfg: BenchmarkStage):
+    have = [r for r in cfg.runtimes if available(r)]
+    return (f"{cfg.models} kept models × {', '.join(have)} at batch "
+            f"{cfg.batch_sizes or sorted({1, ctx.data.batch_size})}"), model
