@@ -74,6 +74,8 @@ def _weight(g: _Graph, L: QDQLayer) -> None:
     wname = f"{L.name}.weight"
     users = g.consumers(wname)
     want = ("Gather",) if L.kind == "embedding" else ("Conv", "Gemm")
+    if not users and wname not in g.inits:
+        return  # the exporter removed the layer: its output is unused, or folded to a constant
     if len(users) != 1 or users[0].op_type not in want:
         ops = [u.op_type for u in users]
         raise ExportError(f"'{L.name}': weight {wname!r} feeds {ops or 'nothing'} in the ONNX "

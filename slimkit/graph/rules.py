@@ -43,7 +43,8 @@ ELEMENTWISE = [
     "square", "clamp", "clamp_min", "clamp_max", "where", "masked_fill", "_to_copy", "to",
     "type_as", "erf", "sign", "reciprocal", "maximum", "minimum", "logical_not", "bitwise_not",
     "eq", "ne", "gt", "lt", "ge", "le", "floor", "ceil", "round", "copy", "fill", "zeros_like",
-    "ones_like", "full_like", "empty_like", "native_dropout"
+    "ones_like", "full_like", "empty_like", "native_dropout", "__and__", "__or__", "__xor__",
+    "bitwise_and", "bitwise_or", "logical_and", "logical_or", "isnan", "isinf", "nan_to_num",
 ]
 
 
@@ -70,7 +71,7 @@ def broadcast(ctx, node):
 def conv(ctx, node):
     x, w = ctx.dims(node.args[0]), ctx.dims(node.args[1])
     if node.target.__name__.startswith("convolution") and arg(node, 6, "transposed"):
-        return ctx.unknown(node)
+        return _conv_transpose(ctx, node, int(arg(node, 8, "groups", 1)))
     b = arg(node, 2, "bias")
     groups = int(arg(node, 8 if node.target.__name__.startswith("convolution") else 6,
                      "groups", 1))
@@ -96,6 +97,87 @@ def conv(ctx, node):
     ctx.note_weight(node, node.args[1], out_dim=0)
     out = shape(node)
     return [x[0], cout] + [ctx.fixed(n) for n in out[2:]]
+
+
+@rule("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+def conv_transpose(ctx, node):
+    return _conv_transpose(ctx, node, int(arg(node, 6, "groups", 1)))
+
+
+def _conv_transpose(ctx, node, groups: int):
+    """Weight (C_in, C_out / groups, k…): input channels on dim 0, output channels on dim 1
+    (per group: the same positions are cut in every group, the group count stays)."""
+    x, w = ctx.dims(node.args[0]), ctx.dims(node.args[1])
+    for d in w[2:]:
+        ctx.spaces.freeze(d)  # kernel taps are not channels
+    if groups == 1:
+        ctx.spaces.union(x[1], w[0])
+        cout = w[1]
+    else:
+        c_in, per_out = ctx.size(x[1]), ctx.size(w[1])
+        g_in = ctx.spaces.refine(x[1], "prod", [groups, c_in // groups], "group")
+        ctx.spaces.freeze(g_in[0])
+        g_w = ctx.spaces.refine(w[0], "prod", [groups, c_in // groups], "group")
+        ctx.spaces.freeze(g_w[0])
+        ctx.spaces.union(g_in[1], g_w[1])
+        # the output channels are (groups × per_out), with w[1] the per-group part
+        cout = ctx.spaces.compose("prod", [ctx.fixed(groups), w[1]]) if per_out > 1 else \
+            ctx.fixed(groups * per_out)
+    b = arg(node, 2, "bias")
+    if b is not None:
+        if groups == 1:
+            ctx.spaces.union(ctx.dims(b)[0], w[1])
+        else:
+            ctx.spaces.union(ctx.dims(b)[0], cout)
+    ctx.note_weight(node, node.args[1], out_dim=1)
+    return [x[0], cout] + [ctx.fixed(n) for n in shape(node)[2:]]
+
+
+@rule("lstm", "gru")
+def recurrent(ctx, node):
+    """Hidden units pruned consistently: every gate block of every layer and direction cuts
+    the same units (one space H, the layers' shared hidden_size); a bidirectional output is
+    cat(H, H); the next layer's inputs follow. proj_size and unbatched input: frozen."""
+    lstm = node.target.__name__.startswith("lstm")
+    x, hx, params = ctx.dims(node.args[0]), node.args[1], node.args[2]
+    has_b, layers, bidir, batch_first = (bool(node.args[3]), int(node.args[4]),
+                                         bool(node.args[7]), bool(node.args[8]))
+    dirs, per = 1 + bidir, 2 + 2 * has_b
+    if len(x) != 3 or len(params) != layers * dirs * per:
+        return ctx.unknown(node)  # unbatched input, or proj_size (an extra weight per layer)
+    gates = 4 if lstm else 3
+    h = ctx.size(ctx.dims(params[1])[1])
+    hidden, inp = None, x[-1]
+    for i in range(layers * dirs):
+        ws = [ctx.dims(p) for p in params[i * per:(i + 1) * per]]
+        for k, w in enumerate(ws):
+            rows = ctx.spaces.refine(w[0], "prod", [gates, h], "gate")
+            ctx.spaces.freeze(rows[0])  # the gate index is not a unit
+            hidden = hidden if hidden is not None else rows[1]
+            ctx.spaces.union(hidden, rows[1])
+            if k == 0:
+                ctx.spaces.union(w[1], inp)
+            elif k == 1:
+                ctx.spaces.union(w[1], hidden)
+            ctx.note_weight(node, params[i * per + k], out_dim=0)
+        for w in ws[:2]:
+            ctx.add_cost(node, "recurrent", [x[0], x[1], w[0], w[1]])
+        if i % dirs == dirs - 1:
+            inp = ctx.spaces.compose("cat", [hidden] * dirs)
+    batch = x[0] if batch_first else x[1]
+    states = hx if isinstance(hx, list | tuple) else [hx]
+    for t in states:
+        if ctx.dims(t) is not None and not _created(t):
+            ctx.spaces.union(ctx.dims(t)[-1], hidden)
+    state = [ctx.fixed(layers * dirs), batch, hidden]
+    return (list(x[:2]) + [inp], state, list(state)) if lstm else (list(x[:2]) + [inp], state)
+
+
+def _created(t) -> bool:
+    """A tensor made inside forward from constants (RNN's zero initial state): its shape
+    follows the module's attributes, so it does not pin the units."""
+    name = getattr(getattr(t, "target", None), "__name__", "")
+    return name.split(".")[0] in ("zeros", "ones", "full", "empty", "zeros_like")
 
 
 @rule("linear")
@@ -231,6 +313,19 @@ def reduce(ctx, node):
     return _maybe_tuple(node, dims) if isinstance(node.meta["val"], tuple | list) else dims
 
 
+@rule("linalg_vector_norm")
+def vector_norm(ctx, node):
+    x = ctx.dims(node.args[0])
+    dim = arg(node, 2, "dim")
+    reduced = set(range(len(x))) if dim is None else {
+        d % len(x) for d in ([dim] if isinstance(dim, int) else dim)}
+    for d in reduced:
+        ctx.spaces.freeze(x[d])
+    keep = bool(arg(node, 3, "keepdim", False))
+    return [ctx.fixed(1) if d in reduced else x[d] for d in range(len(x))
+            if keep or d not in reduced]
+
+
 @rule("softmax", "_softmax", "log_softmax", "_log_softmax", "cumsum")
 def softmax(ctx, node):
     x = list(ctx.dims(node.args[0]))
@@ -347,12 +442,46 @@ def reshape(ctx, node):
             ctx.note_split(node, parts)
             for k, p in zip(gj, parts, strict=True):
                 dims[k] = p
-        else:  # m:n regrouping: no channel survives it recognisably
-            for d, _ in gi:
-                ctx.spaces.freeze(d)
-            for k in gj:
-                dims[k] = ctx.fixed(out[k])
+        else:  # m:n regrouping, e.g. (B, E) → (B·H, D): align on common factors
+            aligned = _align(ctx, node, [d for d, _ in gi], [out[k] for k in gj])
+            if aligned is None:  # no common factoring: no channel survives recognisably
+                for d, _ in gi:
+                    ctx.spaces.freeze(d)
+                aligned = [ctx.fixed(out[k]) for k in gj]
+            for k, d in zip(gj, aligned, strict=True):
+                dims[k] = d
     return [ctx.fixed(1) if d is None else d for d in dims]
+
+
+def _align(ctx, node, ins: list[int], outs: list[int]) -> list[int] | None:
+    """Spaces of the `outs` sizes when the row-major `ins` spaces regroup into them through
+    common factors (each boundary of one side divides a dim of the other); None otherwise.
+    (B, E) → (B·H, D): E is refined into (H, D), the first output is prod(B, H)."""
+    pieces_in: list[list[int]] = [[] for _ in ins]  # factor sizes per input dim
+    pieces_out: list[list[tuple[int, int]]] = [[] for _ in outs]  # (input dim, factor index)
+    i = j = 0
+    a, b = ctx.size(ins[0]), outs[0]
+    while i < len(ins) and j < len(outs):
+        f = min(a, b)
+        if a % f or b % f:
+            return None
+        pieces_out[j].append((i, len(pieces_in[i])))
+        pieces_in[i].append(f)
+        a, b = a // f, b // f
+        if a == 1:
+            i += 1
+            a = ctx.size(ins[i]) if i < len(ins) else 1
+        if b == 1:
+            j += 1
+            b = outs[j] if j < len(outs) else 1
+    if i < len(ins) or j < len(outs):
+        return None
+    parts = [ctx.spaces.refine(d, "prod", p, "view") if len(p) > 1 else [d]
+             for d, p in zip(ins, pieces_in, strict=True)]
+    for p in parts:
+        if len(p) == 2:
+            ctx.note_split(node, p)
+    return [ctx.spaces.compose("prod", [parts[di][fi] for di, fi in po]) for po in pieces_out]
 
 
 @rule("permute", "transpose", "t", "swapaxes", "movedim", "numpy_T")
@@ -394,10 +523,40 @@ def resize_ones(ctx, node):
 
 
 # ---- no tensor inputs, or no coupling ------------------------------------------------------------
-@rule("arange", "zeros", "ones", "full", "empty", "scalar_tensor", "rand", "randn", "tensor",
-      "new_zeros", "new_ones", "new_full", "new_empty", "eye", "linspace")
+CREATION = ("arange", "zeros", "ones", "full", "empty", "scalar_tensor", "rand", "randn",
+            "tensor", "new_zeros", "new_ones", "new_full", "new_empty", "eye", "linspace")
+
+
+@rule(*CREATION)
 def creation(ctx, node):
     return [ctx.fixed(n) for n in shape(node)]
+
+
+# ---- module constraints: what a module's Python forward ties that its ATen ops do not ----------
+MODULE_RULES: dict[type, Callable] = {}
+
+
+def module_rule(*types):
+    def register(fn):
+        for t in types:
+            MODULE_RULES[t] = fn
+        return fn
+    return register
+
+
+@module_rule(torch.nn.MultiheadAttention)
+def _mha(graph, name: str, m) -> None:
+    """nn.MultiheadAttention unflattens its packed projection as (3, E) with E the *input*
+    width, and checks embed_dim == num_heads · head_dim: its inner width is the embedding
+    width. Pruning a head therefore cuts the embedding (residual) channels it carries."""
+    dims = graph.param_dims.get(f"{name + '.' if name else ''}in_proj_weight")
+    if dims is None:
+        return
+    rows = graph.spaces[dims[0]]
+    if rows.kind == "prod" and len(rows.parts) == 2:
+        graph.spaces.union(rows.parts[1], dims[1])
+    else:
+        graph.spaces.freeze(dims[0])
 
 
 IGNORED = {"_assert_tensor_metadata", "sym_size", "sym_numel", "sym_stride", "_assert_async",
