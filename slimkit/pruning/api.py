@@ -21,7 +21,7 @@ from slimkit.graph.deps import DependencyGraph, Group
 from slimkit.graph.modules import name_matches
 from slimkit.pruning import unstructured as unst
 from slimkit.pruning.config import PruneConfig, PruneRule
-from slimkit.pruning.importance import group_scores, taylor_grads
+from slimkit.pruning.importance import group_scores, masking_scores, taylor_grads
 from slimkit.pruning.report import LayerReport, PruneReport
 from slimkit.pruning.surgery import apply_arch, cut
 from slimkit.record import ModelRecord, Step, copy_model, note_source, rebuilds, record_of
@@ -88,8 +88,11 @@ def _structured(model, cfg: PruneConfig, example, data, loss_fn):
     modules = dict(model.named_modules())
     groups = [g for g in graph.groups() if _wanted(g, cfg.granularity, modules)]
     grads = taylor_grads(model, data, loss_fn) if cfg.importance == "taylor" else None
-    scores = {g.leaf: group_scores(model, graph, g, cfg.importance, grads, cfg.seed)
-              for g in groups}
+    if cfg.importance == "mask":
+        scores = {g.leaf: masking_scores(model, graph, g, data, loss_fn) for g in groups}
+    else:
+        scores = {g.leaf: group_scores(model, graph, g, cfg.importance, grads, cfg.seed)
+                  for g in groups}
     kept_whole: list[str] = []
     sites: dict[str, str] = {}  # module kept whole → the line whose shape broke
     owning = {x.module for g in groups for x in g.members}
