@@ -110,10 +110,10 @@ def distill(student, teacher, train: list[dict], epochs: int) -> float:
 
 
 def minilm(args, d: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoTokenizer
 
     from slimkit.models.hf import minilm_path, sentence_encoder
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = minilm_path()
     model, tok = sentence_encoder(path), AutoTokenizer.from_pretrained(path)
@@ -179,7 +179,6 @@ def minilm(args, d: Path) -> None:
 
 def lstm(args, d: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
     from tests.arch.zoo import LSTMText
 
     torch.manual_seed(0)
@@ -212,8 +211,9 @@ def lstm(args, d: Path) -> None:
 
 
 def mixed_net(args) -> None:
-    from slimkit.graph.deps import DependencyGraph
     from tests.arch.zoo import build
+
+    from slimkit.graph.deps import DependencyGraph
 
     model, x = build("se_concat_grouped_mha")
     say("\n## SE + concat(32 + 16) → grouped conv (groups 4) + chunk + MultiheadAttention")
