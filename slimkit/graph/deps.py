@@ -89,8 +89,9 @@ class _Context:
         self.g.cost_terms.append((_module_of(node), op, list(spaces)))
 
     def note_split(self, node, parts: list[int]) -> None:
-        if len(parts) == 2:
-            self.g.head_splits.append((_module_of(node), parts))
+        """A view E → (…, heads, head_dim): the last two factors (qkv packs (3, H, D))."""
+        if len(parts) >= 2:
+            self.g.head_splits.append((_module_of(node), list(parts[-2:])))
 
     def unknown(self, node):
         op = str(node.target)
@@ -166,6 +167,7 @@ class DependencyGraph:
                 for out in _flat(node.args):
                     for d in ctx.dims(out) or ():
                         g.spaces.freeze(d)  # the model's output shape is the contract
+        g._one_head_dim_per_module()
         for name, m in model.named_modules():
             fn = rules.MODULE_RULES.get(type(m))
             if fn is not None:
@@ -221,6 +223,19 @@ class DependencyGraph:
             q, k, v = (ctx.dims(n) for n in node.args[:3])
             self.cost_terms.append((_module_of(node), packet, list(q) + [k[-2]]))  # q·kᵀ
             self.cost_terms.append((_module_of(node), packet, list(q[:-1]) + [k[-2], v[-1]]))
+
+    def _one_head_dim_per_module(self) -> None:
+        """An attention module views q, k and v into heads with one attribute pair
+        (num_heads, head_dim): splits of equal sizes in one module share their head count
+        and head size — else a cut would give v a head size the attribute cannot say."""
+        first: dict[tuple, list[int]] = {}
+        for path, (h, d) in self.head_splits:
+            key = (path, self.spaces[h].size, self.spaces[d].size)
+            if key in first:
+                self.spaces.union(first[key][0], h)
+                self.spaces.union(first[key][1], d)
+            else:
+                first[key] = [h, d]
 
     # ---- reading --------------------------------------------------------------------------------
     def groups(self) -> list[Group]:

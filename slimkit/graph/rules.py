@@ -86,9 +86,16 @@ def conv(ctx, node):
         ctx.spaces.freeze(w[1])
         cout = w[0]
     else:  # grouped: prune the same positions in every group, keep the group count
-        g_in = ctx.spaces.refine(x[1], "prod", [groups, c_in // groups], "group")
-        ctx.spaces.freeze(g_in[0])
-        ctx.spaces.union(g_in[1], w[1])
+        per_group = _groups_over_cat(ctx, x[1], groups) if ctx.spaces[x[1]].kind == "cat" \
+            else None
+        if per_group is not None:  # concat members straddle groups: align per position
+            wp = ctx.spaces.refine(w[1], "cat", [ctx.size(p) for p in per_group], "group")
+            for wd, pos in zip(wp, per_group, strict=True):
+                ctx.spaces.union(wd, pos)
+        else:
+            g_in = ctx.spaces.refine(x[1], "prod", [groups, c_in // groups], "group")
+            ctx.spaces.freeze(g_in[0])
+            ctx.spaces.union(g_in[1], w[1])
         g_out = ctx.spaces.refine(w[0], "prod", [groups, ctx.size(w[0]) // groups], "group")
         ctx.spaces.freeze(g_out[0])
         cout = w[0]
@@ -178,6 +185,36 @@ def _created(t) -> bool:
     follows the module's attributes, so it does not pin the units."""
     name = getattr(getattr(t, "target", None), "__name__", "")
     return name.split(".")[0] in ("zeros", "ones", "full", "empty", "zeros_like")
+
+
+def _groups_over_cat(ctx, space: int, groups: int) -> list[int] | None:
+    """A concat (e.g. 32 + 16 channels) feeding a conv with `groups` groups (of 12): pruning
+    keeps the same positions in every group, so channel c of a member is position c mod 12.
+    The positions are split where a member starts (here 12 → 8 + 4), each member into
+    segments of those positions, and equal positions coupled. None if a member is not a
+    plain leaf (then the caller keeps the input whole)."""
+    parts = ctx.spaces[space].parts
+    if any(ctx.spaces[p].kind != "leaf" for p in parts):
+        return None
+    g = ctx.size(space) // groups
+    offsets = [0]
+    for p in parts[:-1]:
+        offsets.append(offsets[-1] + ctx.size(p))
+    cuts = sorted({o % g for o in offsets} | {0})
+    bounds = cuts + [g]
+    positions = [ctx.spaces.new(b - a, label="group position")
+                 for a, b in zip(cuts, bounds[1:], strict=True)]
+    for p, o in zip(parts, offsets, strict=True):
+        sizes, which, pos = [], [], o
+        while pos < o + ctx.size(p):
+            i = cuts.index(pos % g)
+            sizes.append(bounds[i + 1] - bounds[i])
+            which.append(i)
+            pos += sizes[-1]
+        segs = ctx.spaces.refine(p, "cat", sizes, "group") if len(sizes) > 1 else [p]
+        for seg, i in zip(segs, which, strict=True):
+            ctx.spaces.union(seg, positions[i])
+    return positions
 
 
 @rule("linear")
@@ -370,7 +407,15 @@ def split(ctx, node):
     if unbind:
         ctx.spaces.freeze(x[d])
         return [x[:d] + x[d + 1:] for _ in outs]
-    pieces = ctx.spaces.refine(x[d], "cat", [o[d] for o in outs], "split")
+    sizes, sp = [o[d] for o in outs], ctx.spaces[x[d]]
+    if sp.kind == "prod" and len(set(sizes)) == 1 and ctx.spaces[sp.parts[0]].frozen and \
+            ctx.size(sp.parts[0]) % len(sizes) == 0:
+        # equal chunks of a grouped output (groups × per-group): each chunk is a run of whole
+        # groups with the same per-group channels, not a new cut of the channels
+        lead = ctx.size(sp.parts[0]) // len(sizes)
+        rest = ([ctx.fixed(lead)] if lead > 1 else []) + list(sp.parts[1:])
+        return [x[:d] + [ctx.spaces.compose("prod", rest)] + x[d + 1:] for _ in outs]
+    pieces = ctx.spaces.refine(x[d], "cat", sizes, "split")
     return [x[:d] + [p] + x[d + 1:] for p in pieces]
 
 

@@ -99,7 +99,14 @@ def _structured(model, cfg: PruneConfig, example, data, loss_fn):
     for _ in range(MAX_RETRIES):
         live = [g for g in groups if not _touches(g, kept_whole, owning)]
         fixed, free = _rule_ratios(live, cfg)
-        counts = _plan(graph, live, scores, fixed, free, cfg)
+        try:
+            counts = _plan(graph, live, scores, fixed, free, cfg)
+        except PruneError as e:
+            if not kept_whole:
+                raise
+            why = "; ".join(f"'{m}' at {sites[m]}" for m in kept_whole)
+            raise PruneError(f"{e}: kept whole because their forward builds shapes the cut "
+                             f"breaks — {why}") from e
         keep = {g.leaf: scores[g.leaf].topk(counts[g.leaf]).indices.sort().values
                 for g in live if counts[g.leaf] < g.size}
         pruned = copy_model(model)
@@ -167,6 +174,9 @@ def _failing_site(e: BaseException, model: nn.Module) -> tuple[str | None, str |
 def _wanted(g: Group, granularity: str, modules: dict) -> bool:
     if granularity == "head":
         return g.is_head
+    if granularity == "channel" and g.is_head:
+        return True  # whole heads are channels of attention (never a part of each head:
+        # a smaller head_dim would change SDPA's 1/√d scaling)
     in_split = any(g.leaf in [g.graph.spaces.find(p) for p in parts]
                    for _, parts in g.graph.head_splits)
     if in_split or not g.owners:

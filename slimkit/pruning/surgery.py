@@ -18,7 +18,7 @@ from slimkit.record import record_of
 
 HEAD_ATTRS = ("num_heads", "n_heads", "n_head", "num_attention_heads", "heads")
 HEAD_DIM_ATTRS = ("head_dim", "attention_head_size", "d_head", "head_size")
-ALL_HEAD_ATTRS = ("all_head_size", "inner_dim")
+ALL_HEAD_ATTRS = ("all_head_size", "inner_dim", "split_size", "n_embd")  # heads × head_dim
 
 
 def cut(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.Tensor]) -> dict:
