@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from slimkit.errors import SlimkitError, check_choice
-from slimkit.graph import rules
+from slimkit.graph import rules, rules_layers
 from slimkit.graph.spaces import Spaces
 
 
@@ -169,7 +169,7 @@ class DependencyGraph:
                         g.spaces.freeze(d)  # the model's output shape is the contract
         g._one_head_dim_per_module()
         for name, m in model.named_modules():
-            fn = rules.MODULE_RULES.get(type(m))
+            fn = rules_layers.MODULE_RULES.get(type(m))
             if fn is not None:
                 fn(g, name, m)
         g.build_seconds = time.perf_counter() - t0
