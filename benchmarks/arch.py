@@ -96,13 +96,13 @@ def prune_minilm(model, heads: float, ffn: float, data):
     return small
 
 
-def distill(student, teacher, train: list[dict], epochs: int) -> float:
+def distill(student, teacher, train: list[dict], epochs: int, lr: float) -> float:
     """Embedding cosine + every layer's hidden state (MSE) from the original; minutes."""
     layers = [f"encoder.encoder.layer.{i}.output" for i in range(6)]
     loss = Distiller(teacher, output_loss="cosine", features=[(n, n) for n in layers],
                      feature_weight=0.05)
     t0 = time.perf_counter()
-    Trainer(student, TrainConfig(epochs=epochs, batch_size=32, lr=1e-4, weight_decay=0.01,
+    Trainer(student, TrainConfig(epochs=epochs, batch_size=32, lr=lr, weight_decay=0.01,
                                  schedule="cosine", progress=False, log_every=10**6),
             train, loss_fn=loss).fit()
     student.eval()
@@ -126,9 +126,9 @@ def minilm(args, d: Path) -> None:
     ev = [tokenize(tok, eval_txt[i:i + BATCH], TOKENS) for i in range(0, len(eval_txt), BATCH)]
     x = ev[0]
     ref = embed(model, ev)
-    # importance data: 8 batches of 16 training sentences with the original's embeddings
+    # importance data: batches of 16 training sentences with the original's embeddings
     imp = [tokenize(tok, train_txt[i:i + 16], args.train_tokens)
-           for i in range(0, min(128, len(train_txt)), 16)]
+           for i in range(0, min(args.importance, len(train_txt)), 16)]
     imp = [(b, model(*b).detach()) for b in imp]
     sk.export(model, x, d / "fp32.onnx")
     quantize_dynamic(str(d / "fp32.onnx"), str(d / "ort_dyn.onnx"), per_channel=True,
@@ -150,7 +150,7 @@ def minilm(args, d: Path) -> None:
         small = prune_minilm(model, heads, ffn, imp)
         t_prune = time.perf_counter() - t0
         before = fidelity(ref, embed(small, ev))
-        minutes = distill(small, model, train, args.epochs)
+        minutes = distill(small, model, train, args.epochs, args.lr)
         after = fidelity(ref, embed(small, ev))
         q = sk.quantize(small, sk.QuantConfig.dynamic(activations="per_tensor"))
         f = d / f"pruned_{heads}_{ffn}.onnx"
@@ -160,8 +160,8 @@ def minilm(args, d: Path) -> None:
         params = sum(p.numel() for p in small.parameters())
         notes[name] = (f"params {params / 1e6:.1f} M; pruned in {t_prune:.0f} s; cosine "
                        f"before KD {before[0]:.4f} / {before[1]:.4f}, after KD (fp32) "
-                       f"{after[0]:.4f} / {after[1]:.4f}; distilled {args.epochs} epochs in "
-                       f"{minutes:.1f} min")
+                       f"{after[0]:.4f} / {after[1]:.4f}; distilled {args.epochs} epochs "
+                       f"× {len(train)} sentences (lr {args.lr:g}) in {minutes:.1f} min")
         say(f"  {name}: {notes[name]}")
     res = benchmark(cands, x, rounds=args.rounds, runs_per_round=2)
     say(f"batch {BATCH} × {TOKENS} tokens")
@@ -179,6 +179,7 @@ def minilm(args, d: Path) -> None:
 
 def lstm(args, d: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
     from tests.arch.zoo import LSTMText
 
     torch.manual_seed(0)
@@ -211,9 +212,8 @@ def lstm(args, d: Path) -> None:
 
 
 def mixed_net(args) -> None:
-    from tests.arch.zoo import build
-
     from slimkit.graph.deps import DependencyGraph
+    from tests.arch.zoo import build
 
     model, x = build("se_concat_grouped_mha")
     say("\n## SE + concat(32 + 16) → grouped conv (groups 4) + chunk + MultiheadAttention")
@@ -243,6 +243,8 @@ def main() -> None:
     ap.add_argument("--train-tokens", type=int, default=64)
     ap.add_argument("--eval", type=int, default=512)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--importance", type=int, default=128, help="sentences for importance")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", choices=("minilm", "lstm", "net"), default=None)
     a = ap.parse_args()
