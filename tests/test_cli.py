@@ -27,4 +27,4 @@ def test_cli_help_and_plan():
     res = runner.invoke(main, ["plan", "--preset", "dynamic"])
     assert res.exit_code == 0
     assert "classifier.2" in res.output and "per-token" in res.output
-    assert "applies to Linear only" in res.output
+    assert "applies to Linear|Embedding|LSTM|GRU only" in res.output

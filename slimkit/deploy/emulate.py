@@ -62,7 +62,8 @@ class Saturation:
 
 def int8_weights(model) -> list[tuple[str, str, np.ndarray]]:
     """(initializer, consumer op, (N, K) codes) of every int8 weight that a DequantizeLinear
-    feeds into a Conv / Gemm / MatMul whose other input is a quantized 8-bit activation."""
+    feeds into a Conv / Gemm / MatMul whose other input is a quantized 8-bit activation, and
+    of every int8 weight of a MatMulInteger / DynamicQuantizeMatMul."""
     from onnx import numpy_helper
 
     g = model.graph
@@ -70,6 +71,14 @@ def int8_weights(model) -> list[tuple[str, str, np.ndarray]]:
     producer = {o: n for n in g.node for o in n.output}
     out = []
     for node in g.node:
+        # dynamic int8 (onnx_dynamic.py): the activations are quantized to u8 at run time and
+        # the (K, N) int8 weight is read directly — the same u8s8 kernels, the same pairs
+        if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") and \
+                node.input[1] in inits:
+            codes = numpy_helper.to_array(inits[node.input[1]])
+            if codes.dtype == np.int8:
+                out.append((node.input[1], node.op_type, codes.T.reshape(codes.shape[1], -1)))
+            continue
         if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
             continue
         wt = producer.get(node.input[1])

@@ -17,7 +17,7 @@ from torch import nn
 from slimkit.errors import SlimkitError
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.granularity import PerChannel, PerGroup, PerToken
-from slimkit.quant.modules import QuantLinear
+from slimkit.quant.modules import QuantLinear, _no_fused_fast_path
 from slimkit.quant.qscheme import QScheme, amin_amax, quantize
 from slimkit.record import ModelRecord, Step, copy_model, rebuilds, record_of
 
@@ -33,6 +33,7 @@ class _KernelLinear(nn.Module):
         super().__init__()
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.out_features = out_features
+        self.register_forward_pre_hook(_no_fused_fast_path)  # the kernel must run, not a fusion
 
     def _finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.bias is not None:
@@ -121,7 +122,7 @@ def kernel_for(layer: QuantLinear) -> nn.Module | None:
     """The integer kernel that runs this converted layer's scheme exactly, or None."""
     if layer.packed is None or not isinstance(layer.packed.scheme, QScheme):
         return None
-    w, inp, bias = layer.packed.scheme, layer.spec.input, layer.bias()
+    w, inp, bias = layer.packed.scheme, layer.spec.input, layer.bias
     codes, scale = layer.packed.codes(), layer.packed.params
     if not (w.symmetric and w.signed) or layer.output_quantizer is not None:
         return None

@@ -22,9 +22,10 @@ from slimkit.errors import SlimkitError
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.algorithms.scaled import ScaledInputLinear
 from slimkit.quant.granularity import PerChannel, PerGroup, PerTensor
-from slimkit.quant.modules import QuantLayer
+from slimkit.quant.modules import QuantLayer, _no_fused_fast_path
 from slimkit.quant.qscheme import QScheme
 from slimkit.quant.quantizers import ActQuantizer
+from slimkit.quant.recurrent import QuantRNN
 
 _CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d}
 
@@ -40,6 +41,8 @@ class QDQLayer:
     scale: torch.Tensor  # (C_out,) or (1,)
     scheme: QScheme
     input_scale: float | None  # bias is quantized with input_scale · weight scale
+    kind: str = "layer"  # layer (Conv / Gemm) | embedding (Gather)
+    dynamic: QScheme | None = None  # activations quantized at run time with this scheme
 
 
 class ExportFakeQuant(nn.Module):
@@ -74,28 +77,42 @@ class ExportLayer(nn.Module):
     def __init__(self, m: QuantLayer, name: str) -> None:
         super().__init__()
         layer = m.layer
-        self.kind = "linear" if isinstance(layer, nn.Linear) else "conv"
+        self.kind = "linear" if isinstance(layer, nn.Linear) else "embedding" if isinstance(
+            layer, nn.Embedding) else "conv"
+        if self.kind == "embedding" and layer.max_norm is not None:
+            raise ExportError(f"'{name}': Embedding(max_norm=…) renormalises rows at run time; "
+                              "it has no int8 Gather form")
+        self.padding_idx = getattr(layer, "padding_idx", None)
         if self.kind == "conv" and getattr(layer, "padding_mode", "zeros") != "zeros":
             raise ExportError(f"'{name}': padding_mode={layer.padding_mode!r} is not exported")
-        self.conv_args = {} if self.kind == "linear" else dict(
+        self.conv_args = {} if self.kind != "conv" else dict(
             stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
             groups=layer.groups)
         self.conv_fn = _CONV.get(type(layer))
         w = m.packed() if m.packed is not None else m.layer.weight
         self.weight = nn.Parameter(w.detach().clone())
-        b = m.bias()
+        b = m.bias
         self.bias = None if b is None else nn.Parameter(b.detach().clone())
         # SmoothQuant / AWQ's explicit per-channel input scale (ScaledInputLinear): one Mul
         scale = getattr(layer, "input_scale", None)
         self.register_buffer("input_scale", None if scale is None else scale.detach().clone())
-        self.input_quantizer = _frozen(m.input_quantizer, f"{name}.input")
+        # dynamic activations: the ONNX pass (onnx_dynamic.py) quantizes them at run time
+        dyn = is_dynamic(m)
+        if dyn and self.kind != "linear":
+            raise ExportError(f"'{name}': dynamic activations export for Linear layers only, "
+                              f"not {type(layer).__name__}")
+        self.input_quantizer = None if dyn else _frozen(m.input_quantizer, f"{name}.input")
         self.output_quantizer = _frozen(m.output_quantizer, f"{name}.output")
+        if m.input_quantizer is not None or m.output_quantizer is not None:
+            self.register_forward_pre_hook(_no_fused_fast_path)  # keep the Q/DQ in the trace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_scale is not None:
             x = x * self.input_scale
         if self.input_quantizer is not None:
             x = self.input_quantizer(x)
+        if self.kind == "embedding":
+            return F.embedding(x, self.weight, self.padding_idx)
         if self.kind == "linear" and x.dim() == 2:
             y = F.linear(x, self.weight, self.bias)
         elif self.kind == "linear":  # flatten leading dims: one Gemm on the named weight
@@ -106,15 +123,47 @@ class ExportLayer(nn.Module):
         return self.output_quantizer(y) if self.output_quantizer is not None else y
 
 
+def is_dynamic(m: QuantLayer) -> bool:
+    """Activations quantized at run time (only ActQuantizer has a dynamic mode; log2 and
+    other level-set quantizers are static)."""
+    q = m.input_quantizer
+    return isinstance(q, ActQuantizer) and q.spec.dynamic
+
+
+class ExportRNN(nn.Module):
+    """A quantized LSTM / GRU as the float layer on its decoded weights: the ONNX LSTM / GRU
+    op runs in float (see slimkit/quant/recurrent.py for why the recurrence stays float)."""
+
+    def __init__(self, m: QuantRNN) -> None:
+        super().__init__()
+        self.rnn = copy.deepcopy(m.layer)
+        for n, w in m.weights().items():
+            self.rnn.register_parameter(n, nn.Parameter(w.detach().clone()))
+        self.rnn._init_flat_weights()
+
+    def forward(self, x, hx=None):
+        return self.rnn(x, hx)
+
+
 def lower(model: nn.Module) -> tuple[nn.Module, list[QDQLayer]]:
     """(float model with Q/DQ-exportable activations, the weight record per layer)."""
     model = copy.deepcopy(model).eval()
     layers: list[QDQLayer] = []
+    done: list[str] = []  # wrappers already lowered: their quantizers went with them
     for name, m in list(model.named_modules()):
-        if isinstance(m, QuantLayer):
-            if type(m.layer) not in (nn.Linear, ScaledInputLinear, *_CONV):
+        if any(name.startswith(f"{d}.") for d in done):
+            continue
+        if isinstance(m, QuantLayer | QuantRNN):
+            done.append(name)
+        if isinstance(m, QuantRNN):
+            if m.packed is None and m.weight_quantizer is not None:
+                raise ExportError(f"'{name}' is not converted: call sk.convert(model) first")
+            set_submodule(model, name, ExportRNN(m))
+        elif isinstance(m, QuantLayer):
+            if type(m.layer) not in (nn.Linear, ScaledInputLinear, nn.Embedding, *_CONV):
                 raise ExportError(f"cannot export '{name}': quantized {type(m.layer).__name__} "
-                                  "has no ONNX lowering; known: Linear, Conv1d, Conv2d")
+                                  "has no ONNX lowering; known: Linear, Conv1d, Conv2d, "
+                                  "Embedding, LSTM, GRU")
             if m.packed is None and m.weight_quantizer is not None:
                 raise ExportError(f"'{name}' is not converted: call sk.convert(model) first")
             if m.packed is not None:
@@ -144,5 +193,11 @@ def _record(name: str, m: QuantLayer) -> QDQLayer:
             isinstance(s.granularity, PerChannel) and s.granularity.axis != 0):
         raise ExportError(f"'{name}': {s.describe()} weights have no QDQ form; use per-tensor or "
                           "per-channel (axis 0)")
-    in_scale = None if m.input_quantizer is None else float(m.input_quantizer.scale.item())
-    return QDQLayer(name, m.packed.codes(), m.packed.params.clone(), s, in_scale)
+    if isinstance(m.layer, nn.Embedding) and not isinstance(s.granularity, PerChannel | PerTensor):
+        raise ExportError(f"'{name}': Embedding weights {s.describe()} export per row or per "
+                          "tensor only")
+    dyn = m.input_quantizer.spec.scheme if is_dynamic(m) else None
+    in_scale = None if m.input_quantizer is None or dyn is not None else float(
+        m.input_quantizer.scale.item())
+    kind = "embedding" if isinstance(m.layer, nn.Embedding) else "layer"
+    return QDQLayer(name, m.packed.codes(), m.packed.params.clone(), s, in_scale, kind, dyn)

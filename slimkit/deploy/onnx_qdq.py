@@ -17,6 +17,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from slimkit.deploy.lowering import ExportError, QDQLayer
+from slimkit.deploy.onnx_dynamic import dynamic_gemm, int8_gather
 from slimkit.quant.granularity import PerGroup
 
 
@@ -72,11 +73,20 @@ def insert_qdq(model: onnx.ModelProto, layers: list[QDQLayer]) -> onnx.ModelProt
 def _weight(g: _Graph, L: QDQLayer) -> None:
     wname = f"{L.name}.weight"
     users = g.consumers(wname)
-    if len(users) != 1 or users[0].op_type not in ("Conv", "Gemm"):
+    want = ("Gather",) if L.kind == "embedding" else ("Conv", "Gemm")
+    if not users and wname not in g.inits:
+        return  # the exporter removed the layer: its output is unused, or folded to a constant
+    if len(users) != 1 or users[0].op_type not in want:
         ops = [u.op_type for u in users]
         raise ExportError(f"'{L.name}': weight {wname!r} feeds {ops or 'nothing'} in the ONNX "
-                          "graph; expected one Conv or Gemm")
+                          f"graph; expected one {' or '.join(want)}")
     node = users[0]
+    if L.kind == "embedding":
+        int8_gather(g, node, L)
+        return
+    if L.dynamic is not None:
+        dynamic_gemm(g, node, L)
+        return
     if isinstance(L.scheme.granularity, PerGroup):
         _matmul_nbits(g, node, L)
         return
@@ -94,7 +104,8 @@ def _weight(g: _Graph, L: QDQLayer) -> None:
         b = numpy_helper.to_array(g.inits[bname]).astype(np.float64)
         b_scale = (L.input_scale * np.broadcast_to(w_scale, b.shape)).astype(np.float32)
         q = np.clip(np.round(b / b_scale), -(2**31), 2**31 - 1).astype(np.int32)
-        node.input[2] = g.dequantize(bname, q, b_scale, 0)
+        # named by the layer: the exporter shares one initializer between equal biases
+        node.input[2] = g.dequantize(f"{L.name}.bias", q, b_scale, 0)
         g.drop_init(bname)
 
 

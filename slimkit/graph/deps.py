@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from slimkit.errors import SlimkitError, check_choice
-from slimkit.graph import rules
+from slimkit.graph import rules, rules_layers
 from slimkit.graph.spaces import Spaces
 
 
@@ -84,19 +84,33 @@ class _Context:
         if name is not None:
             self.g.weight_out_dims[name] = out_dim
 
+    def add_cost(self, node, op: str, spaces: list[int]) -> None:
+        """MACs of one product term of `node` (spaces multiplied), for rules that know them."""
+        self.g.cost_terms.append((_module_of(node), op, list(spaces)))
+
     def note_split(self, node, parts: list[int]) -> None:
-        if len(parts) == 2:
-            self.g.head_splits.append((_module_of(node), parts))
+        """A view E → (…, heads, head_dim): the last two factors (qkv packs (3, H, D))."""
+        if len(parts) >= 2:
+            self.g.head_splits.append((_module_of(node), list(parts[-2:])))
 
     def unknown(self, node):
         op = str(node.target)
         where = _module_of(node)
+        ins = [d for a in self.tensor_args(node) for d in (self.dims(a) or ())]
+        if all(self.spaces[d].frozen for d in ins):
+            # every dim it reads is already fixed (a mask, an index, a constant): nothing
+            # prunable passes through it, so nothing is lost by not knowing its coupling
+            return _fixed_like(self, node.meta.get("val"))
+        layers = sorted({self.spaces[d].label.rsplit("[", 1)[0] for d in ins
+                         if self.spaces[d].label})
         if self.unknown_mode == "error":
             raise DependencyError(
-                f"op {op} in module '{where or '(top level)'}' is not in slimkit's dependency "
-                f"rules, so its channel coupling is unknown; pass unknown_ops='freeze' to keep "
-                f"the channels it touches")
-        self.g.frozen_ops.append(f"{op} in '{where}'")
+                f"op {op} (node {node.name}) in module '{where or '(top level)'}' is not in "
+                f"slimkit's dependency rules, so its channel coupling is unknown (it touches "
+                f"the channels of {', '.join(layers) or 'no layer'}); pass "
+                f"unknown_ops='freeze' to keep the channels it touches")
+        self.g.frozen_ops.append(f"{op} (node {node.name}) in '{where}', freezing the channels "
+                                 f"of {', '.join(layers) or 'no layer'}")
         for a in self.tensor_args(node):
             for d in self.dims(a) or ():
                 self.spaces.freeze(d)
@@ -153,6 +167,11 @@ class DependencyGraph:
                 for out in _flat(node.args):
                     for d in ctx.dims(out) or ():
                         g.spaces.freeze(d)  # the model's output shape is the contract
+        g._one_head_dim_per_module()
+        for name, m in model.named_modules():
+            fn = rules_layers.MODULE_RULES.get(type(m))
+            if fn is not None:
+                fn(g, name, m)
         g.build_seconds = time.perf_counter() - t0
         return g
 
@@ -189,7 +208,12 @@ class DependencyGraph:
         """MACs of an op as a product of spaces, so they can be re-counted after any cut."""
         if not isinstance(out, list):
             return
-        if packet in ("conv1d", "conv2d", "conv3d", "convolution", "linear"):
+        transposed = packet.startswith("conv_transpose") or (
+            packet == "convolution" and rules.arg(node, 6, "transposed"))
+        if transposed:  # every input position × (C_out / groups) × kernel taps
+            x, w = ctx.dims(node.args[0]), ctx.dims(node.args[1])
+            self.cost_terms.append((_module_of(node), packet, list(x) + list(w[1:])))
+        elif packet in ("conv1d", "conv2d", "conv3d", "convolution", "linear"):
             w = ctx.dims(node.args[1])
             self.cost_terms.append((_module_of(node), packet, list(out) + list(w[1:])))
         elif packet in ("mm", "bmm", "matmul", "addmm"):
@@ -199,6 +223,19 @@ class DependencyGraph:
             q, k, v = (ctx.dims(n) for n in node.args[:3])
             self.cost_terms.append((_module_of(node), packet, list(q) + [k[-2]]))  # q·kᵀ
             self.cost_terms.append((_module_of(node), packet, list(q[:-1]) + [k[-2], v[-1]]))
+
+    def _one_head_dim_per_module(self) -> None:
+        """An attention module views q, k and v into heads with one attribute pair
+        (num_heads, head_dim): splits of equal sizes in one module share their head count
+        and head size — else a cut would give v a head size the attribute cannot say."""
+        first: dict[tuple, list[int]] = {}
+        for path, (h, d) in self.head_splits:
+            key = (path, self.spaces[h].size, self.spaces[d].size)
+            if key in first:
+                self.spaces.union(first[key][0], h)
+                self.spaces.union(first[key][1], d)
+            else:
+                first[key] = [h, d]
 
     # ---- reading --------------------------------------------------------------------------------
     def groups(self) -> list[Group]:
@@ -228,6 +265,8 @@ class DependencyGraph:
         for node in ep.graph.nodes:
             if node.op != "call_function" or node.name not in self.node_dims:
                 continue
+            if _packet(node) in rules.CREATION:
+                continue  # made from the module's attributes (RNN's zero state): they follow
             module, dims = self.node_dims[node.name]
             want = [self.spaces.size_after(d, kept) for d in dims]
             val = node.meta.get("val")
@@ -244,6 +283,12 @@ class DependencyGraph:
         kept = kept or {}
         return sum(rules.product(self.spaces.size_after(s, kept) for s in dims)
                    for name, dims in self.param_dims.items() if self.kinds[name] == "param")
+
+
+def _packet(node) -> str:
+    t = node.target
+    return getattr(getattr(t, "_overloadpacket", None), "__name__", None) or getattr(
+        t, "__name__", str(t))
 
 
 def _flat(x):

@@ -43,7 +43,8 @@ ELEMENTWISE = [
     "square", "clamp", "clamp_min", "clamp_max", "where", "masked_fill", "_to_copy", "to",
     "type_as", "erf", "sign", "reciprocal", "maximum", "minimum", "logical_not", "bitwise_not",
     "eq", "ne", "gt", "lt", "ge", "le", "floor", "ceil", "round", "copy", "fill", "zeros_like",
-    "ones_like", "full_like", "empty_like", "native_dropout"
+    "ones_like", "full_like", "empty_like", "native_dropout", "__and__", "__or__", "__xor__",
+    "bitwise_and", "bitwise_or", "logical_and", "logical_or", "isnan", "isinf", "nan_to_num",
 ]
 
 
@@ -70,7 +71,9 @@ def broadcast(ctx, node):
 def conv(ctx, node):
     x, w = ctx.dims(node.args[0]), ctx.dims(node.args[1])
     if node.target.__name__.startswith("convolution") and arg(node, 6, "transposed"):
-        return ctx.unknown(node)
+        from slimkit.graph.rules_layers import conv_transposed  # registered there
+
+        return conv_transposed(ctx, node, int(arg(node, 8, "groups", 1)))
     b = arg(node, 2, "bias")
     groups = int(arg(node, 8 if node.target.__name__.startswith("convolution") else 6,
                      "groups", 1))
@@ -85,9 +88,16 @@ def conv(ctx, node):
         ctx.spaces.freeze(w[1])
         cout = w[0]
     else:  # grouped: prune the same positions in every group, keep the group count
-        g_in = ctx.spaces.refine(x[1], "prod", [groups, c_in // groups], "group")
-        ctx.spaces.freeze(g_in[0])
-        ctx.spaces.union(g_in[1], w[1])
+        per_group = _groups_over_cat(ctx, x[1], groups) if ctx.spaces[x[1]].kind == "cat" \
+            else None
+        if per_group is not None:  # concat members straddle groups: align per position
+            wp = ctx.spaces.refine(w[1], "cat", [ctx.size(p) for p in per_group], "group")
+            for wd, pos in zip(wp, per_group, strict=True):
+                ctx.spaces.union(wd, pos)
+        else:
+            g_in = ctx.spaces.refine(x[1], "prod", [groups, c_in // groups], "group")
+            ctx.spaces.freeze(g_in[0])
+            ctx.spaces.union(g_in[1], w[1])
         g_out = ctx.spaces.refine(w[0], "prod", [groups, ctx.size(w[0]) // groups], "group")
         ctx.spaces.freeze(g_out[0])
         cout = w[0]
@@ -96,6 +106,36 @@ def conv(ctx, node):
     ctx.note_weight(node, node.args[1], out_dim=0)
     out = shape(node)
     return [x[0], cout] + [ctx.fixed(n) for n in out[2:]]
+
+
+def _groups_over_cat(ctx, space: int, groups: int) -> list[int] | None:
+    """A concat (e.g. 32 + 16 channels) feeding a conv with `groups` groups (of 12): pruning
+    keeps the same positions in every group, so channel c of a member is position c mod 12.
+    The positions are split where a member starts (here 12 → 8 + 4), each member into
+    segments of those positions, and equal positions coupled. None if a member is not a
+    plain leaf (then the caller keeps the input whole)."""
+    parts = ctx.spaces[space].parts
+    if any(ctx.spaces[p].kind != "leaf" for p in parts):
+        return None
+    g = ctx.size(space) // groups
+    offsets = [0]
+    for p in parts[:-1]:
+        offsets.append(offsets[-1] + ctx.size(p))
+    cuts = sorted({o % g for o in offsets} | {0})
+    bounds = cuts + [g]
+    positions = [ctx.spaces.new(b - a, label="group position")
+                 for a, b in zip(cuts, bounds[1:], strict=True)]
+    for p, o in zip(parts, offsets, strict=True):
+        sizes, which, pos = [], [], o
+        while pos < o + ctx.size(p):
+            i = cuts.index(pos % g)
+            sizes.append(bounds[i + 1] - bounds[i])
+            which.append(i)
+            pos += sizes[-1]
+        segs = ctx.spaces.refine(p, "cat", sizes, "group") if len(sizes) > 1 else [p]
+        for seg, i in zip(segs, which, strict=True):
+            ctx.spaces.union(seg, positions[i])
+    return positions
 
 
 @rule("linear")
@@ -231,6 +271,19 @@ def reduce(ctx, node):
     return _maybe_tuple(node, dims) if isinstance(node.meta["val"], tuple | list) else dims
 
 
+@rule("linalg_vector_norm")
+def vector_norm(ctx, node):
+    x = ctx.dims(node.args[0])
+    dim = arg(node, 2, "dim")
+    reduced = set(range(len(x))) if dim is None else {
+        d % len(x) for d in ([dim] if isinstance(dim, int) else dim)}
+    for d in reduced:
+        ctx.spaces.freeze(x[d])
+    keep = bool(arg(node, 3, "keepdim", False))
+    return [ctx.fixed(1) if d in reduced else x[d] for d in range(len(x))
+            if keep or d not in reduced]
+
+
 @rule("softmax", "_softmax", "log_softmax", "_log_softmax", "cumsum")
 def softmax(ctx, node):
     x = list(ctx.dims(node.args[0]))
@@ -275,7 +328,15 @@ def split(ctx, node):
     if unbind:
         ctx.spaces.freeze(x[d])
         return [x[:d] + x[d + 1:] for _ in outs]
-    pieces = ctx.spaces.refine(x[d], "cat", [o[d] for o in outs], "split")
+    sizes, sp = [o[d] for o in outs], ctx.spaces[x[d]]
+    if sp.kind == "prod" and len(set(sizes)) == 1 and ctx.spaces[sp.parts[0]].frozen and \
+            ctx.size(sp.parts[0]) % len(sizes) == 0:
+        # equal chunks of a grouped output (groups × per-group): each chunk is a run of whole
+        # groups with the same per-group channels, not a new cut of the channels
+        lead = ctx.size(sp.parts[0]) // len(sizes)
+        rest = ([ctx.fixed(lead)] if lead > 1 else []) + list(sp.parts[1:])
+        return [x[:d] + [ctx.spaces.compose("prod", rest)] + x[d + 1:] for _ in outs]
+    pieces = ctx.spaces.refine(x[d], "cat", sizes, "split")
     return [x[:d] + [p] + x[d + 1:] for p in pieces]
 
 
@@ -347,12 +408,46 @@ def reshape(ctx, node):
             ctx.note_split(node, parts)
             for k, p in zip(gj, parts, strict=True):
                 dims[k] = p
-        else:  # m:n regrouping: no channel survives it recognisably
-            for d, _ in gi:
-                ctx.spaces.freeze(d)
-            for k in gj:
-                dims[k] = ctx.fixed(out[k])
+        else:  # m:n regrouping, e.g. (B, E) → (B·H, D): align on common factors
+            aligned = _align(ctx, node, [d for d, _ in gi], [out[k] for k in gj])
+            if aligned is None:  # no common factoring: no channel survives recognisably
+                for d, _ in gi:
+                    ctx.spaces.freeze(d)
+                aligned = [ctx.fixed(out[k]) for k in gj]
+            for k, d in zip(gj, aligned, strict=True):
+                dims[k] = d
     return [ctx.fixed(1) if d is None else d for d in dims]
+
+
+def _align(ctx, node, ins: list[int], outs: list[int]) -> list[int] | None:
+    """Spaces of the `outs` sizes when the row-major `ins` spaces regroup into them through
+    common factors (each boundary of one side divides a dim of the other); None otherwise.
+    (B, E) → (B·H, D): E is refined into (H, D), the first output is prod(B, H)."""
+    pieces_in: list[list[int]] = [[] for _ in ins]  # factor sizes per input dim
+    pieces_out: list[list[tuple[int, int]]] = [[] for _ in outs]  # (input dim, factor index)
+    i = j = 0
+    a, b = ctx.size(ins[0]), outs[0]
+    while i < len(ins) and j < len(outs):
+        f = min(a, b)
+        if a % f or b % f:
+            return None
+        pieces_out[j].append((i, len(pieces_in[i])))
+        pieces_in[i].append(f)
+        a, b = a // f, b // f
+        if a == 1:
+            i += 1
+            a = ctx.size(ins[i]) if i < len(ins) else 1
+        if b == 1:
+            j += 1
+            b = outs[j] if j < len(outs) else 1
+    if i < len(ins) or j < len(outs):
+        return None
+    parts = [ctx.spaces.refine(d, "prod", p, "view") if len(p) > 1 else [d]
+             for d, p in zip(ins, pieces_in, strict=True)]
+    for p in parts:
+        if len(p) == 2:
+            ctx.note_split(node, p)
+    return [ctx.spaces.compose("prod", [parts[di][fi] for di, fi in po]) for po in pieces_out]
 
 
 @rule("permute", "transpose", "t", "swapaxes", "movedim", "numpy_T")
@@ -394,8 +489,11 @@ def resize_ones(ctx, node):
 
 
 # ---- no tensor inputs, or no coupling ------------------------------------------------------------
-@rule("arange", "zeros", "ones", "full", "empty", "scalar_tensor", "rand", "randn", "tensor",
-      "new_zeros", "new_ones", "new_full", "new_empty", "eye", "linspace")
+CREATION = ("arange", "zeros", "ones", "full", "empty", "scalar_tensor", "rand", "randn",
+            "tensor", "new_zeros", "new_ones", "new_full", "new_empty", "eye", "linspace")
+
+
+@rule(*CREATION)
 def creation(ctx, node):
     return [ctx.fixed(n) for n in shape(node)]
 

@@ -192,7 +192,7 @@ def _info(float_model: nn.Module | None, q: nn.Module) -> dict:
         if m.packed is None and m.weight_quantizer is None:
             continue
         wf = m.float_weight() if ref is None else ref.get_submodule(m.name).weight
-        wq = m.weight()
+        wq = m.weight
         entry = {"layer": m.name, "scheme": m.spec.describe(), "weight_sqnr": sk.sqnr(wf, wq)}
         if len(layers) < HIST_LAYERS:
             entry["hist"] = _hist(wf.detach().float(), wq.detach().float())

@@ -21,7 +21,7 @@ from slimkit.graph.deps import DependencyGraph, Group
 from slimkit.graph.modules import name_matches
 from slimkit.pruning import unstructured as unst
 from slimkit.pruning.config import PruneConfig, PruneRule
-from slimkit.pruning.importance import group_scores, taylor_grads
+from slimkit.pruning.importance import group_scores, masking_scores, taylor_grads
 from slimkit.pruning.report import LayerReport, PruneReport
 from slimkit.pruning.rounding import LatencyRounding, Multiple, measured
 from slimkit.pruning.surgery import apply_arch, cut
@@ -89,14 +89,25 @@ def _structured(model, cfg: PruneConfig, example, data, loss_fn):
     modules = dict(model.named_modules())
     groups = [g for g in graph.groups() if _wanted(g, cfg.granularity, modules)]
     grads = taylor_grads(model, data, loss_fn) if cfg.importance == "taylor" else None
-    scores = {g.leaf: group_scores(model, graph, g, cfg.importance, grads, cfg.seed)
-              for g in groups}
+    if cfg.importance == "mask":
+        scores = {g.leaf: masking_scores(model, graph, g, data, loss_fn) for g in groups}
+    else:
+        scores = {g.leaf: group_scores(model, graph, g, cfg.importance, grads, cfg.seed)
+                  for g in groups}
     kept_whole: list[str] = []
+    sites: dict[str, str] = {}  # module kept whole → the line whose shape broke
     owning = {x.module for g in groups for x in g.members}
     for _ in range(MAX_RETRIES):
         live = [g for g in groups if not _touches(g, kept_whole, owning)]
         fixed, free = _rule_ratios(live, cfg)
-        counts = _plan(graph, live, scores, fixed, free, cfg)
+        try:
+            counts = _plan(graph, live, scores, fixed, free, cfg)
+        except PruneError as e:
+            if not kept_whole:
+                raise
+            why = "; ".join(f"'{m}' at {sites[m]}" for m in kept_whole)
+            raise PruneError(f"{e}: kept whole because their forward builds shapes the cut "
+                             f"breaks — {why}") from e
         keep = {g.leaf: scores[g.leaf].topk(counts[g.leaf]).indices.sort().values
                 for g in live if counts[g.leaf] < g.size}
         pruned = copy_model(model)
@@ -109,23 +120,26 @@ def _structured(model, cfg: PruneConfig, example, data, loss_fn):
             if not any(_touches(g, [culprit], owning) for g in live):
                 raise PruneError(f"module '{culprit}' regroups pruned channels with a "
                                  f"constant shape; skip it with PruneRule(pattern, skip=True)")
+            sites[culprit] = "an op's output shape differs from the cut's (a constant shape)"
         except PruneError:
             raise
         except Exception as e:  # noqa: BLE001 — any failure means the cut broke the forward
-            culprit = _failing_module(e, pruned)
+            culprit, site = _failing_site(e, pruned)
             if culprit is None or not any(_touches(g, [culprit], owning) for g in live):
                 raise PruneError(
-                    f"the pruned model fails at forward ({type(e).__name__}: {e}); a module "
-                    f"computes shapes from constants the graph cannot see (e.g. "
-                    f"x.view(B, 512)): skip it with PruneRule(pattern, skip=True)") from e
-            kept_whole.append(culprit)
+                    f"the pruned model fails at forward ({type(e).__name__}: {e}"
+                    f"{f'; at {site}' if site else ''}); a module computes shapes from "
+                    f"constants the graph cannot see (e.g. x.view(B, 512)): skip it with "
+                    f"PruneRule(pattern, skip=True)") from e
+            sites[culprit] = site or f"{type(e).__name__}: {e}"
+        kept_whole.append(culprit)
     else:
         raise PruneError(f"gave up after {MAX_RETRIES} retries; kept whole: {kept_whole}")
     kept = {leaf: len(k) for leaf, k in keep.items()}
     rep = _report(cfg, graph, groups, keep, _layer_stats(model, graph, {}),
                   _layer_stats(model, graph, kept))
     rep.notes += [f"kept whole the channels of module '{m or '(top level)'}': its forward "
-                  f"computes shapes from its own attributes" for m in kept_whole]
+                  f"builds a shape the cut breaks, at {sites[m]}" for m in kept_whole]
     return pruned, rep
 
 
@@ -140,21 +154,30 @@ def _touches(g: Group, modules: list[str], owning: set[str]) -> bool:
     return False
 
 
-def _failing_module(e: BaseException, model: nn.Module) -> str | None:
-    """Name of the innermost module of `model` whose forward raised."""
+def _failing_site(e: BaseException, model: nn.Module) -> tuple[str | None, str | None]:
+    """(name of the innermost module of `model` whose forward raised, 'file:line: code' of
+    the line in its forward that raised)."""
+    import linecache
+
     names = {id(m): n for n, m in model.named_modules()}
-    found, tb = None, e.__traceback__
+    found, site, tb = None, None, e.__traceback__
     while tb is not None:
         obj = tb.tb_frame.f_locals.get("self")
         if id(obj) in names and isinstance(obj, nn.Module):
             found = names[id(obj)]
+            code = tb.tb_frame.f_code
+            line = linecache.getline(code.co_filename, tb.tb_lineno).strip()
+            site = f"{code.co_filename}:{tb.tb_lineno}: {line}"
         tb = tb.tb_next
-    return found
+    return found, site
 
 
 def _wanted(g: Group, granularity: str, modules: dict) -> bool:
     if granularity == "head":
         return g.is_head
+    if granularity == "channel" and g.is_head:
+        return True  # whole heads are channels of attention (never a part of each head:
+        # a smaller head_dim would change SDPA's 1/√d scaling)
     in_split = any(g.leaf in [g.graph.spaces.find(p) for p in parts]
                    for _, parts in g.graph.head_splits)
     if in_split or not g.owners:

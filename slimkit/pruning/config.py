@@ -9,7 +9,7 @@ from slimkit.errors import ConfigError, check_choice
 from slimkit.pruning.rounding import LatencyRounding
 
 GRANULARITIES = {"channel", "filter", "neuron", "head", "unstructured", "nm"}
-IMPORTANCES = {"l1", "l2", "taylor", "bn_gamma", "random"}
+IMPORTANCES = {"l1", "l2", "taylor", "bn_gamma", "mask", "random"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,9 @@ class PruneConfig:
                               f"target_params (got {targets or 'none'})")
         for t in targets:
             _check_ratio(f"PruneConfig.{t}", getattr(self, t))
+        if not self.structured and self.importance == "mask":
+            raise ConfigError("importance='mask' (loss change of masking a channel) is for "
+                              "structured granularities, e.g. 'head'")
         if self.granularity == "unstructured" and targets[0] != "ratio":
             raise ConfigError("granularity='unstructured' takes ratio=…; MACs and params "
                               "targets need a structured granularity")

@@ -3,6 +3,8 @@
     l1 / l2     magnitude of all coupled weights (conv filters, BN, next layer's inputs)
     taylor      |w · ∂L/∂w| summed over the coupled weights (first order; needs data and a loss)
     bn_gamma    |γ| of the group's normalization layers (network slimming)
+    mask        the loss increase when the channel (an attention head) is masked — all its
+                coupled slices zeroed, exactly what removing it does — measured on data
     random      the baseline every criterion must beat
 """
 
@@ -72,3 +74,46 @@ def group_scores(model: nn.Module, graph: DependencyGraph, group: Group, kind: s
 
 def _reduce_all_but(w: torch.Tensor, dim: int) -> torch.Tensor:
     return w.movedim(dim, 0).reshape(w.shape[dim], -1).sum(1)
+
+
+MASK_MAX_CHANNELS = 64  # one evaluation per channel: meant for heads, not for FFN neurons
+
+
+@torch.no_grad()
+def masking_scores(model: nn.Module, graph: DependencyGraph, group: Group, data,
+                   loss_fn: Callable | None) -> torch.Tensor:
+    """(group.size,) loss increase on `data` when each channel is removed (zeroed in every
+    tensor the group cuts), one channel at a time; the model is restored after each."""
+    if data is None:
+        raise ConfigError("importance='mask' needs data=[(inputs, targets), …] and a loss")
+    if group.size > MASK_MAX_CHANNELS:
+        raise ConfigError(f"importance='mask' evaluates the loss once per channel; the group "
+                          f"produced by {group.owners} has {group.size} (more than "
+                          f"{MASK_MAX_CHANNELS}): use granularity='head', or 'taylor'")
+    loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
+    batches = list(data)
+    was = model.training
+    model.eval()
+    params = dict(model.named_parameters())
+    slices = []
+    for m in group.members:
+        if m.kind == "param":
+            owner = graph.spaces.owner(graph.param_dims[m.name][m.dim], group.leaf)
+            slices.append((params[m.name], m.dim, owner.to(params[m.name].device)))
+
+    def loss() -> float:
+        return sum(float(loss_fn(model, x, y)) for x, y in batches)
+
+    base = loss()
+    out = torch.zeros(group.size, dtype=torch.float64)
+    for j in range(group.size):
+        saved = []
+        for p, dim, owner in slices:
+            idx = (owner == j).nonzero().flatten()
+            saved.append((p, dim, idx, p.index_select(dim, idx).clone()))
+            p.index_fill_(dim, idx, 0.0)
+        out[j] = loss() - base
+        for p, dim, idx, v in saved:
+            p.index_copy_(dim, idx, v)
+    model.train(was)
+    return out

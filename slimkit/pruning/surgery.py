@@ -18,7 +18,7 @@ from slimkit.record import record_of
 
 HEAD_ATTRS = ("num_heads", "n_heads", "n_head", "num_attention_heads", "heads")
 HEAD_DIM_ATTRS = ("head_dim", "attention_head_size", "d_head", "head_size")
-ALL_HEAD_ATTRS = ("all_head_size", "inner_dim")
+ALL_HEAD_ATTRS = ("all_head_size", "inner_dim", "split_size", "n_embd")  # heads × head_dim
 
 
 def cut(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.Tensor]) -> dict:
@@ -44,7 +44,7 @@ def cut(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.Tensor])
         changed = _fix_attrs(m, old_conv.get(path))
         if changed:
             attrs[path] = changed
-    for path, (h, d) in _head_changes(graph, keep).items():
+    for path, (h, d) in _head_changes(graph, keep):
         changed = _fix_heads(modules.get(path), h, d)
         if changed:
             attrs.setdefault(path, {}).update(changed)
@@ -76,6 +76,9 @@ def apply_arch(model: nn.Module, arch: dict) -> nn.Module:
             raise SlimkitError(f"{type(model).__name__} has no module '{owner}' to resize")
         for k, v in attrs.items():
             setattr(modules[owner], k, tuple(v) if isinstance(v, list) else v)
+    for m in modules.values():
+        if isinstance(m, nn.RNNBase):
+            m._init_flat_weights()  # its forward reads this list of the (new) tensors
     return model
 
 
@@ -105,7 +108,10 @@ def _assign(slots, old: torch.Tensor, new: torch.Tensor) -> None:
 def _fix_attrs(m: nn.Module, conv_before) -> dict:
     """Make a module's size attributes match its (possibly cut) tensors."""
     new: dict = {}
-    if isinstance(m, nn.modules.conv._ConvNd):
+    if isinstance(m, nn.modules.conv._ConvTransposeNd):  # weight (C_in, C_out / groups, k…)
+        g = m.groups
+        new = {"in_channels": m.weight.shape[0], "out_channels": m.weight.shape[1] * g}
+    elif isinstance(m, nn.modules.conv._ConvNd):
         in_before, groups = conv_before
         out = m.weight.shape[0]
         if groups > 1 and groups == in_before and m.weight.shape[1] == 1:
@@ -123,20 +129,28 @@ def _fix_attrs(m: nn.Module, conv_before) -> dict:
         new = {"num_channels": m.weight.shape[0]}
     elif isinstance(m, nn.Embedding):
         new = {"embedding_dim": m.weight.shape[1]}
+    elif isinstance(m, nn.RNNBase):
+        new = {"hidden_size": m.weight_hh_l0.shape[1], "input_size": m.weight_ih_l0.shape[1]}
+        m._init_flat_weights()  # the forward reads this list, not the attributes
+    elif isinstance(m, nn.MultiheadAttention) and m._qkv_same_embed_dim:
+        e = m.in_proj_weight.shape[1]
+        new = {"embed_dim": e, "kdim": e, "vdim": e}
     changed = {k: v for k, v in new.items() if getattr(m, k) != v}
     for k, v in changed.items():
         setattr(m, k, v)
     return changed
 
 
-def _head_changes(graph: DependencyGraph, keep) -> dict[str, tuple[tuple, tuple]]:
-    """module → ((heads before, after), (head_dim before, after)) for each cut view split."""
-    out = {}
+def _head_changes(graph: DependencyGraph, keep) -> list[tuple[str, tuple[tuple, tuple]]]:
+    """(module, ((heads before, after), (head_dim before, after))) for each cut view split;
+    a module may split several tensors (q, k, v, a packed projection): every one is listed,
+    and `_fix_heads` changes only the attributes that hold the split's sizes."""
+    out = []
     for path, (h, d) in graph.head_splits:
         sizes = [(graph.spaces[p].size, graph.spaces.size_after(p, {
             graph.spaces.find(k): len(v) for k, v in keep.items()})) for p in (h, d)]
-        if any(a != b for a, b in sizes):
-            out[path] = tuple(sizes)
+        if any(a != b for a, b in sizes) and (path, tuple(sizes)) not in out:
+            out.append((path, tuple(sizes)))
     return out
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace
 
 from torch import nn
 
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, check_choice
 from slimkit.graph.modules import name_matches
-from slimkit.quant.granularity import PerChannel, PerGroup, PerToken
+from slimkit.quant.granularity import PerChannel, PerGroup, PerTensor, PerToken
 from slimkit.quant.nonuniform import NonUniformScheme
 from slimkit.quant.observers import MinMax, MovingAverage, ObserverConfig
 from slimkit.quant.qscheme import QScheme
@@ -104,12 +104,22 @@ class QuantConfig:
         return cls(LayerQuant(wq), name=name)
 
     @classmethod
-    def dynamic(cls, bits: int = 8) -> QuantConfig:
-        """Linear layers: int8 per-channel weights, activations quantized per token at run
-        time (int8 symmetric, what torch._int_mm consumes) — no calibration data needed."""
-        act = ActQuant(QScheme(8, symmetric=True, signed=True, granularity=PerToken()),
-                       dynamic=True)
-        return cls(LayerQuant(_w(bits), act), layer_types=(nn.Linear,), name=f"dynamic-w{bits}")
+    def dynamic(cls, bits: int = 8, activations: str = "per_token") -> QuantConfig:
+        """Linear layers: int8 per-channel weights, activations quantized at run time — no
+        calibration data needed. Embedding, LSTM and GRU layers get int8 weights only (the
+        plan says why). activations: 'per_token' (int8 symmetric per row: what torch._int_mm
+        consumes; exported as per-row quantization + MatMulInteger) or 'per_tensor' (uint8
+        affine over the whole input: ONNX Runtime's DynamicQuantizeMatMul, as its
+        quantize_dynamic makes)."""
+        check_choice("QuantConfig.dynamic activations", activations, {"per_token", "per_tensor"})
+        if activations == "per_token":
+            scheme = QScheme(8, symmetric=True, signed=True, granularity=PerToken())
+        else:
+            scheme = QScheme(8, symmetric=False, signed=False, granularity=PerTensor())
+        act = ActQuant(scheme, dynamic=True)
+        name = f"dynamic-w{bits}" + ("-pertensor" if activations == "per_tensor" else "")
+        return cls(LayerQuant(_w(bits), act), name=name,
+                   layer_types=(nn.Linear, nn.Embedding, nn.LSTM, nn.GRU))
 
     @classmethod
     def nonuniform(cls, kind: str, bits: int = 4) -> QuantConfig:

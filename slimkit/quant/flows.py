@@ -23,6 +23,7 @@ from slimkit.quant.graph_quant import quantize_op_inputs, standalone_quantizers
 from slimkit.quant.modules import QUANT_MODULES, QuantConvBn, QuantLayer
 from slimkit.quant.observers import MinMax
 from slimkit.quant.plan import QuantPlan, resolve_plan, with_tensors
+from slimkit.quant.recurrent import QuantRNN
 from slimkit.quant.spec import LayerQuant
 from slimkit.record import (
     ModelRecord,
@@ -54,6 +55,11 @@ def quant_layers(model: nn.Module) -> list[QuantLayer]:
     return [m for m in model.modules() if isinstance(m, QuantLayer)]
 
 
+def _wrappers(model: nn.Module) -> list[QuantLayer | QuantRNN]:
+    """Every quantized wrapper: single-weight layers and recurrent ones."""
+    return [m for m in model.modules() if isinstance(m, QuantLayer | QuantRNN)]
+
+
 def _swap(model: nn.Module, plan: QuantPlan, config: QuantConfig,
           bn_pairs: dict[str, str]) -> nn.Module:
     """Wrap every planned layer; returns the model (the wrapper itself when the model *is*
@@ -68,8 +74,8 @@ def _swap(model: nn.Module, plan: QuantPlan, config: QuantConfig,
             set_submodule(model, bn_name, nn.Identity())
         else:
             wrapped = QUANT_MODULES[type(mod)](mod, e.spec, e.name, opts.freeze_observers_after)
-        # quantizer buffers are born on the CPU: place them beside the layer's weight
-        wrapped = wrapped.to(mod.weight.device)
+        # quantizer buffers are born on the CPU: place them beside the layer's weights
+        wrapped = wrapped.to(next(mod.parameters()).device)
         if e.name == "":
             return wrapped
         set_submodule(model, e.name, wrapped)
@@ -129,7 +135,7 @@ def prepare_qat(
     model.eval()
     with torch.no_grad():  # one pass to seed observers (BN in eval: running stats untouched)
         call_model(model, example_inputs)
-    for layer in quant_layers(model):
+    for layer in _wrappers(model):
         layer.start_qat(config.qat.lsq)
     for q in standalone_quantizers(model):
         q.start_qat(config.qat.lsq)
@@ -153,9 +159,9 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
 
 def is_converted(model: nn.Module) -> bool:
     """Every quantized layer holds packed weights and no QAT module is left."""
-    return not any(isinstance(m, QuantConvBn) or (isinstance(m, QuantLayer) and m.packed is None
-                                                 and m.weight_quantizer is not None)
-                   for m in model.modules())
+    return not any(isinstance(m, QuantConvBn) or (
+        isinstance(m, QuantLayer | QuantRNN) and m.packed is None
+        and m.weight_quantizer is not None) for m in model.modules())
 
 
 def _freeze(model: nn.Module, structure_only: bool = False) -> None:
@@ -164,7 +170,7 @@ def _freeze(model: nn.Module, structure_only: bool = False) -> None:
     for name, m in list(model.named_modules()):
         if isinstance(m, QuantConvBn):
             set_submodule(model, name, m.to_conv())
-    for layer in quant_layers(model):
+    for layer in _wrappers(model):
         if layer.packed is None:
             layer.freeze(structure_only)
     for q in standalone_quantizers(model):

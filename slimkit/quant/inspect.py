@@ -24,7 +24,7 @@ def weight_sqnr(float_model: nn.Module, quant_model: nn.Module) -> dict[str, flo
         if layer.packed is None and layer.weight_quantizer is None:
             continue
         w_f = ref.get_submodule(layer.name).weight.double()
-        w_q = layer.weight().double()
+        w_q = layer.weight.double()
         out[layer.name] = sqnr(w_f, w_q)
         sig += w_f.pow(2).sum().item()
         noise += (w_f - w_q).pow(2).sum().item()

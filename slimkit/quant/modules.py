@@ -3,6 +3,10 @@
 A wrapper keeps the original float layer as `.layer` (its bias and hyper-parameters) and
 only swaps where the weight comes from: `weight_quantizer` while preparing / training,
 `packed` once converted. New layer types plug in at one place: `@register(FloatType)`.
+
+A wrapper stands in for the layer wherever PyTorch or user code inspects it: `weight` and
+`bias` are the tensors the wrapper computes with, and any other attribute (in_features,
+kernel_size, padding_idx, …) is read from the wrapped layer.
 """
 
 from __future__ import annotations
@@ -15,18 +19,29 @@ from slimkit.quant.packed import PackedWeight
 from slimkit.quant.quantizers import ActQuantizer, WeightFakeQuant
 from slimkit.quant.spec import LayerQuant
 
-QUANT_MODULES: dict[type[nn.Module], type[QuantLayer]] = {}
+QUANT_MODULES: dict[type[nn.Module], type[nn.Module]] = {}
 
 
 def register(float_type: type[nn.Module]):
-    def wrap(cls: type[QuantLayer]) -> type[QuantLayer]:
+    def wrap(cls):
         QUANT_MODULES[float_type] = cls
         return cls
 
     return wrap
 
 
+def _no_fused_fast_path(module: nn.Module, args) -> None:
+    """A no-op pre-hook. PyTorch's fused inference kernels (nn.TransformerEncoderLayer's
+    fast path) read `linear.weight` and skip the layer's forward — and with it the activation
+    quantizers; a forward hook anywhere in the block is the documented switch that keeps
+    them on the modules' own forwards, so the simulation is what runs."""
+    return None
+
+
 class QuantLayer(nn.Module):
+    # False: the layer's inputs are not activations (an Embedding's indices): weights only
+    takes_activations = True
+
     def __init__(
         self,
         layer: nn.Module,
@@ -46,14 +61,29 @@ class QuantLayer(nn.Module):
 
         self.input_quantizer = act(spec.input, "input")
         self.output_quantizer = act(spec.output, "output")
+        if self.input_quantizer is not None or self.output_quantizer is not None:
+            self.register_forward_pre_hook(_no_fused_fast_path)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            layer = self.__dict__["_modules"].get("layer")
+            if layer is None or name.startswith("__"):
+                raise
+            return getattr(layer, name)  # in_features, kernel_size, padding_idx, …
 
     def float_weight(self) -> torch.Tensor:
         return self.layer.weight
 
+    @property
     def bias(self) -> torch.Tensor | None:
         return self.layer.bias
 
+    @property
     def weight(self) -> torch.Tensor:
+        """The weight this layer computes with: decoded codes once converted, fake-quantized
+        while preparing / training."""
         if self.packed is not None:
             return self.packed()
         w = self.float_weight()
@@ -65,8 +95,8 @@ class QuantLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_quantizer is not None:
             x = self.input_quantizer(x)
-        w = self.weight()  # decoded codes are float32; a float64 model computes in float64
-        y = self.op(x, w.to(x.dtype) if x.is_floating_point() else w, self.bias())
+        w = self.weight  # decoded codes are float32; a float64 model computes in float64
+        y = self.op(x, w.to(x.dtype) if x.is_floating_point() else w, self.bias)
         return self.output_quantizer(y) if self.output_quantizer is not None else y
 
     def act_quantizers(self) -> list[ActQuantizer]:
@@ -114,6 +144,22 @@ class QuantConv2d(QuantLayer):
         return self.layer._conv_forward(x, w, b)
 
 
+@register(nn.Embedding)
+class QuantEmbedding(QuantLayer):
+    """Rows of an int8 (per-row) table; indices are not activations, so weights only."""
+
+    takes_activations = False
+
+    def op(self, x, w, b):
+        e = self.layer
+        return F.embedding(x, w, e.padding_idx, e.max_norm, e.norm_type, e.scale_grad_by_freq,
+                           e.sparse)
+
+    @property
+    def bias(self) -> None:
+        return None
+
+
 class QuantConvBn(QuantLayer):
     """Conv followed by BatchNorm, trained with BN folded into the quantized weight.
 
@@ -156,7 +202,7 @@ class QuantConvBn(QuantLayer):
             x = self.input_quantizer(x)
         bn = self.bn
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        y = self.layer._conv_forward(x, self.weight(), None) / self._fold_factor().reshape(shape)
+        y = self.layer._conv_forward(x, self.weight, None) / self._fold_factor().reshape(shape)
         if self.layer.bias is not None:
             y = y + self.layer.bias.reshape(shape)
         y = F.batch_norm(

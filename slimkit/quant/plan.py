@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from torch import nn
 
 from slimkit.errors import ConfigError
+from slimkit.quant import recurrent  # noqa: F401 — registers the LSTM / GRU wrappers
 from slimkit.quant.config import QuantConfig
 from slimkit.quant.modules import QUANT_MODULES
 from slimkit.quant.qscheme import QScheme
@@ -78,6 +79,7 @@ def resolve_plan(model: nn.Module, config: QuantConfig,
     for e in entries:
         if e.spec is not None and e.spec.weight is not None:
             _check_fits(e, model.get_submodule(e.name))
+    entries = _with_float_layers(model, entries)
     if target is None:
         return QuantPlan(config.name, tuple(entries))
     t = resolve_target(target)
@@ -116,13 +118,59 @@ def _entry(name: str, module: nn.Module, config: QuantConfig) -> PlanEntry:
     for i, rule in enumerate(config.rules):
         if rule.matches(name, module):
             spec, reason = rule.spec, f"rule {i}: {rule.describe()}"
+    wrapper = QUANT_MODULES[type(module)]
+    if spec is not None and not wrapper.takes_activations and (spec.input or spec.output):
+        spec = LayerQuant(spec.weight)
+        reason += f"; weights only: {_WEIGHTS_ONLY_WHY.get(type(module), 'no activations')}"
     return PlanEntry(name, type(module).__name__, spec, reason)
+
+
+_WEIGHTS_ONLY_WHY = {
+    nn.Embedding: "its inputs are indices (a Gather of int8 rows)",
+    nn.LSTM: "float recurrence over int8 gate weights (quantizing the state every step "
+             "compounds over the sequence)",
+    nn.GRU: "float recurrence over int8 gate weights (quantizing the state every step "
+            "compounds over the sequence)",
+}
+
+
+def _weight_names(module: nn.Module) -> list[str]:
+    names = getattr(module, "_flat_weights_names", None)
+    return [n for n in names if n.startswith("weight")] if names else ["weight"]
 
 
 def _check_fits(entry: PlanEntry, module: nn.Module) -> None:
     scheme = entry.spec.weight.scheme
     if hasattr(scheme, "granularity"):
-        scheme.granularity.check(module.weight.shape, f"the weight of '{entry.name}'")
+        for n in _weight_names(module):
+            scheme.granularity.check(getattr(module, n).shape, f"the {n} of '{entry.name}'")
+
+
+def _float_reason(name: str, module: nn.Module, parents: dict[str, nn.Module]) -> str:
+    parent = parents.get(name.rpartition(".")[0])
+    if isinstance(parent, nn.MultiheadAttention):
+        return ("part of nn.MultiheadAttention, which reads its weight directly (the layer's "
+                "own forward never runs)")
+    if isinstance(module, nn.MultiheadAttention):
+        return ("nn.MultiheadAttention computes its packed in-projection inside "
+                "F.multi_head_attention_forward: slimkit has no quantized form of it")
+    return f"slimkit has no quantized {type(module).__name__}"
+
+
+def _with_float_layers(model: nn.Module, entries: list[PlanEntry]) -> list[PlanEntry]:
+    """The plan lists every layer that stays float, with why: the quantizable ones a config
+    or rule skipped are already in `entries`; here, the layers with weight matrices that no
+    quantized wrapper covers (attention's packed projections, transposed convs, …)."""
+    modules = dict(model.named_modules())
+    covered = {e.name for e in entries}
+    out = list(entries)
+    for name, m in modules.items():
+        if name in covered or any(name.startswith(f"{c}.") for c in covered if c):
+            continue
+        if any(p.dim() >= 2 for p in m.parameters(recurse=False)):
+            out.append(PlanEntry(name, type(m).__name__, None, _float_reason(name, m, modules)))
+    order = {n: i for i, n in enumerate(modules)}
+    return sorted(out, key=lambda e: order.get(e.name, 0))
 
 
 def with_tensors(plan: QuantPlan, inserted: list[tuple[str, str]], spec,

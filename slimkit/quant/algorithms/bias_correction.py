@@ -80,7 +80,7 @@ def quant_mean_output(qmodel: nn.Module, name: str, calib, max_batches: int | No
     for i, b in enumerate(batches(calib, max_batches, "bias correction")):
         x = run_to(qmodel, name, b, output=False)
         check_finite(x, f"the input of '{name}'", "bias correction", i)
-        s, n = _channel_mean(layer_output(layer, weight_input(layer, x), layer.weight()),
+        s, n = _channel_mean(layer_output(layer, weight_input(layer, x), layer.weight),
                              channel_dim(layer))
         total, rows = (s if total is None else total + s), rows + n
     return (total / rows).float()

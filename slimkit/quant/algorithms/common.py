@@ -64,7 +64,7 @@ def weight_input(layer: QuantLayer, x: torch.Tensor) -> torch.Tensor:
 
 def layer_output(layer: QuantLayer, xw: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """The layer's op before any output quantizer, on an input already through weight_input."""
-    return layer.op(xw, w, layer.bias())
+    return layer.op(xw, w, layer.bias)
 
 
 def channel_dim(layer: QuantLayer | nn.Module) -> int:

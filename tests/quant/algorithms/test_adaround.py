@@ -23,7 +23,7 @@ def _first_layer_loss(q, ref, calib):
     xs = torch.cat([weight_input(layer, run_to(q, "c1", b, output=False)) for b in calib])
     ys = torch.cat([run_to(ref, "c1", b, output=True) for b in calib])
     with torch.no_grad():
-        return float(recon_loss(layer.op(xs, layer.weight(), layer.bias()), ys, 1))
+        return float(recon_loss(layer.op(xs, layer.weight, layer.bias), ys, 1))
 
 
 def test_adaround_lowers_reconstruction_loss_below_round_to_nearest():
