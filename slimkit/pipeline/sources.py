@@ -163,7 +163,7 @@ def top1(model: nn.Module, loader) -> float:
 @torch.no_grad()
 def outputs(model: nn.Module, loader) -> torch.Tensor:
     model.eval()
-    outs = [call_model(model, b if isinstance(b, dict) else b[0]).float() for b in loader]
+    outs = [call_model(model, b).float() for b in loader]  # a tensor, dict or (x, y, …)
     return torch.cat([o.reshape(o.shape[0], -1) for o in outs])
 
 

@@ -3,6 +3,10 @@
 Fallback: when the configured amount costs more than the budget allows, bisect the fraction of
 it (the largest that fits is kept), each candidate pruned from the stage's input and
 fine-tuned the same way; nothing fits → the stage is skipped and the input goes on.
+
+Unlabelled data (text for an encoder): importances measured on data (taylor, mask) use the
+change of the model's own outputs (1 − cosine to the stage input's outputs) as the loss, and
+fine-tuning distils from the original model (MSE on its outputs) — there is no label to fit.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
+import torch
+import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
 import slimkit as sk
+from slimkit.batch import call_model
 from slimkit.graph.deps import DependencyError
 from slimkit.pipeline.context import Attempt, Context, StageResult, example_args
 from slimkit.pipeline.recipe import RecipeError, Strict
@@ -37,7 +44,8 @@ class PruneStage(Strict):
     ratio: float | None = Field(None, ge=0, lt=1)
     target_macs: float | None = Field(None, ge=0, lt=1)
     target_params: float | None = Field(None, ge=0, lt=1)
-    importance: Literal["l1", "l2", "taylor", "bn_gamma", "random"] = "l1"
+    # mask: the loss change of masking each channel / head on data (heads: granularity head)
+    importance: Literal["l1", "l2", "taylor", "bn_gamma", "mask", "random"] = "l1"
     scope: Literal["uniform", "global"] = "uniform"
     round_to: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # auto: where it gets faster
     round_runtime: Literal["auto", "ort", "openvino"] = "auto"  # what auto measures on …
@@ -103,10 +111,11 @@ def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: 
     current, report = model, None
     for r in range(rounds):
         share = total if rounds == 1 else _round_share(total, r, rounds)
+        data, loss_fn = _importance_data(ctx, cfg, current)
         try:
             current, report = sk.prune(current, to_config(cfg, share, ctx),
-                                       example_args(ctx.data.example, 1),
-                                       data=_taylor_data(ctx, cfg))
+                                       example_args(ctx.data.example, 1), data=data,
+                                       loss_fn=loss_fn)
         except sk.PruneError as e:
             raise RecipeError(f"stages[{ctx.index}].prune: {e}") from e
         except DependencyError as e:  # untraceable: say what to do instead
@@ -114,7 +123,7 @@ def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: 
                               "model torch.export can trace — use granularity: unstructured, "
                               "or unknown_ops: freeze") from e
         if cfg.finetune.epochs:
-            ctx.train(current, cfg.finetune, f"{tag}-round{r}")
+            ctx.train(current, cfg.finetune, f"{tag}-round{r}", _recovery_loss(ctx))
     return current, report
 
 
@@ -125,12 +134,40 @@ def _round_share(total: float, r: int, rounds: int) -> float:
     return 1.0 - keep ** (r + 1) / before
 
 
-def _taylor_data(ctx: Context, cfg: PruneStage):
-    if cfg.importance != "taylor":
+def _importance_data(ctx: Context, cfg: PruneStage, model: nn.Module):
+    """(batches, loss_fn) for the importances measured on data, else (None, None).
+    Labelled: the calibration batches and cross-entropy. Unlabelled: each batch with the
+    outputs `model` gives it now, and 1 − cosine to them — how far cutting moves the model."""
+    if cfg.importance not in ("taylor", "mask"):
+        return None, None
+    if ctx.data.labeled:
+        return ctx.data.calib, None
+    with torch.no_grad():
+        data = [(b, _tensor_out(ctx, call_model(model.eval(), b)).detach())
+                for b in ctx.data.calib]
+    return data, lambda m, x, y: _output_change(_tensor_out(ctx, call_model(m, x)), y)
+
+
+def _output_change(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    return 1 - F.cosine_similarity(out.flatten(1).float(), ref.flatten(1).float()).mean()
+
+
+def _tensor_out(ctx: Context, out):
+    if not isinstance(out, torch.Tensor):
+        raise RecipeError(f"stages[{ctx.index}].prune: importance on unlabelled data compares "
+                          f"the model's outputs, which must be one tensor (got "
+                          f"{type(out).__name__}); wrap the model to return its embedding")
+    return out
+
+
+def _recovery_loss(ctx: Context):
+    """Fine-tuning loss: the task loss with labels; without them, distil from the original
+    (MSE on its outputs, as the distill stage does for unlabelled data)."""
+    if ctx.data.labeled:
         return None
-    if not ctx.data.labeled:
-        raise RecipeError(f"stages[{ctx.index}].prune: importance=taylor needs labelled data")
-    return ctx.data.calib
+    from slimkit.distill import Distiller
+
+    return Distiller(ctx.original, output_loss="mse")
 
 
 @stage("prune", PruneStage, trains=True)
@@ -181,7 +218,7 @@ def _layers(info: dict, fraction: float) -> dict:
 
 @planner("prune")
 def plan_prune(ctx: Context, model: nn.Module, cfg: PruneStage):
+    data, loss_fn = _importance_data(ctx, cfg, model)
     small, report = sk.prune(model, to_config(cfg, None, ctx),
-                             example_args(ctx.data.example, 1),
-                             data=_taylor_data(ctx, cfg))
+                             example_args(ctx.data.example, 1), data=data, loss_fn=loss_fn)
     return str(report), small
