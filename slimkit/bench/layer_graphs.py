@@ -20,8 +20,8 @@ _X_SCALE, _Y_SCALE, _ZP = 0.05, 0.1, 128  # any valid qparams: timing does not d
 
 def shapes(spec: LayerSpec, batch: int) -> tuple[list[int], list[int]]:
     """(input shape, output shape) of the layer at `batch`."""
-    if spec.kind == "linear":
-        return [batch, spec.c_in], [batch, spec.c_out]
+    if spec.kind == "linear":  # h: rows per sample (tokens of a (N, T, F) input), flattened
+        return [batch * spec.h, spec.c_in], [batch * spec.h, spec.c_out]
     return [batch, spec.c_in, spec.h, spec.w], [batch, spec.c_out, *spec.out_hw()]
 
 

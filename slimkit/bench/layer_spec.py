@@ -24,7 +24,7 @@ class LayerSpec:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
-    h: int = 1  # input height / width (1 for linear)
+    h: int = 1  # input height / width; linear: h = rows per sample (T of a (N, T, F) input)
     w: int = 1
     bias: bool = False
 
@@ -43,7 +43,7 @@ class LayerSpec:
     def macs(self) -> int:
         """Multiply-accumulates for one sample."""
         if self.kind == "linear":
-            return self.c_in * self.c_out
+            return self.c_in * self.c_out * self.h
         oh, ow = self.out_hw()
         return oh * ow * self.c_out * (self.c_in // self.groups) * self.kernel[0] * self.kernel[1]
 
@@ -74,11 +74,10 @@ def layer_specs(model: nn.Module, example_inputs) -> list[tuple[str, LayerSpec]]
                 lambda mod, inp, out, n=name: found.append((n, _conv_spec(mod, inp[0])))))
         elif isinstance(m, nn.Linear):
             def lin(mod, inp, out, n=name):
-                if inp[0].dim() != 2:  # (N, F) only: a (N, T, F) linear is a batched matmul
-                    raise ConfigError(f"layer latency: Linear '{n}' sees a {inp[0].dim()}-D "
-                                      "input; the table covers (N, features) inputs")
+                # (N, …, F): the exporter flattens the leading dims into one Gemm's rows
+                rows = inp[0][0].numel() // mod.in_features if inp[0].dim() > 2 else 1
                 found.append((n, LayerSpec("linear", mod.in_features, mod.out_features,
-                                           bias=mod.bias is not None)))
+                                           h=rows, bias=mod.bias is not None)))
             hooks.append(m.register_forward_hook(lin))
     was = model.training
     model.eval()

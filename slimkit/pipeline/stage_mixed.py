@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import nn
 
 import slimkit as sk
-from slimkit.pipeline.context import Context, StageResult
+from slimkit.pipeline.context import Context, StageResult, example_args
 from slimkit.pipeline.recipe import RecipeError, Strict
 from slimkit.pipeline.stages import planner, stage
 
@@ -24,6 +24,7 @@ SCHEME_NAMES = ("float", "int8", "w4a8", "w4")
 class MixedPrecisionStage(Strict):
     budget_fraction: float = Field(0.5, gt=0, le=1)  # of the all-float cost
     cost: Literal["size", "latency"] = "size"
+    runtime: Literal["ort", "openvino"] = "ort"  # cost=latency: whose kernels are timed
     schemes: list[Literal["float", "int8", "w4a8", "w4"]] = list(SCHEME_NAMES)
     measure: Literal["noise", "delta_loss", "hawq"] = "noise"
     target: str = "auto"
@@ -33,16 +34,23 @@ class MixedPrecisionStage(Strict):
 
 
 def _cost(cfg: MixedPrecisionStage, ctx: Context, model: nn.Module):
+    """Bytes, or ms of each layer's kernel on `cfg.runtime` (the per-machine table)."""
     from slimkit.quant.mixed_precision import SizeCost
 
     if cfg.cost == "size":
         return SizeCost(model)
+    from slimkit.bench.latency_cost import LatencyCost
+
+    extra = sorted(set(cfg.schemes) - {"float", "int8"})
+    if extra:
+        raise RecipeError(f"stages[{ctx.index}].mixed_precision.schemes: {extra} have no "
+                          "kernel in the latency table; with cost: latency choose among "
+                          "[float, int8]")
     try:
-        from slimkit.quant.mixed_precision.costs import LatencyCost
-    except ImportError:
-        raise RecipeError(f"stages[{ctx.index}].mixed_precision.cost=latency: this slimkit "
-                          "has no per-layer int8 latency table yet; use cost: size") from None
-    return LatencyCost.for_model(model, ctx.data.example, threads=ctx.recipe.threads)
+        return LatencyCost.for_model(model, example_args(ctx.data.example, 1), cfg.runtime,
+                                     threads=ctx.recipe.threads)
+    except sk.ConfigError as e:
+        raise RecipeError(f"stages[{ctx.index}].mixed_precision.cost=latency: {e}") from e
 
 
 @stage("mixed_precision", MixedPrecisionStage)
@@ -51,8 +59,8 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
 
     t0 = time.perf_counter()
     schemes = {k: default_schemes()[k] for k in cfg.schemes}
+    cost = _cost(cfg, ctx, model)  # first: a cost it cannot measure fails before the work
     table = sensitivity(model, ctx.data.calib, schemes, cache_dir=ctx.dir)
-    cost = _cost(cfg, ctx, model)
     float_cost = sum(cost(n, None) for n in table.layers)
     attempts, info, budget = [], {"sensitivity": table.to_dict()}, cfg.budget_fraction
     for _ in range(cfg.max_tries):
@@ -67,6 +75,11 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
                         note=_mix(result.chosen.assignment(table.layers)))
         attempts.append(a)
         info.setdefault("fronts", []).append(result.to_dict())
+        if cfg.cost == "latency":
+            c = _check_latency(ctx, q, cost, result.chosen.cost, cfg.runtime)
+            info.setdefault("latency_check", []).append(c)
+            a.note += (f"; {cfg.runtime} estimate {c['estimate_ms']:.3g} ms vs measured "
+                       f"{c['measured_ms']:.3g} ms ({c['error']:+.0%})")
         if a.fits or not cfg.fallback or budget >= 1:
             break
         budget, t0 = min(1.0, budget * 1.5), time.perf_counter()  # buy back precision
@@ -76,6 +89,23 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
                            False, info, a)
     return StageResult(model, attempts, "skipped: no point of the front fits the budget",
                        True, info)
+
+
+def _check_latency(ctx: Context, q: nn.Module, cost, kernels_ms: float, runtime: str) -> dict:
+    """The chosen point's Σ of layer kernels (and the table's calibrated network estimate)
+    against the quantized model measured end to end on the runtime, batch 1."""
+    from slimkit.bench import Candidate, benchmark
+
+    x = example_args(ctx.data.example, 1)
+    path = sk.export(q, x if len(x) > 1 else x[0], ctx.dir / "latency-check.onnx",
+                     runtime=runtime)
+    res = benchmark([Candidate("chosen", path, runtime)], x if len(x) > 1 else x[0], rounds=7,
+                    threads=ctx.recipe.threads)
+    measured = res.rows[0].median_ms
+    table = cost.tables["int8"]
+    estimate = table.total(kernels_ms, len(cost.specs))
+    return {"kernels_ms": kernels_ms, "estimate_ms": estimate, "measured_ms": measured,
+            "error": (estimate - measured) / measured}
 
 
 def _mix(assignment: dict[str, str]) -> str:

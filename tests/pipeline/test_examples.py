@@ -93,11 +93,15 @@ budget: {max_drop: 3.0}
 stages:
   - mixed_precision: {budget_fraction: 0.2}
 """
+LATENCY = MIXED.replace("{budget_fraction: 0.2}", "{budget_fraction: 0.9, cost: latency, "
+                        "schemes: [float, int8]}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("text", [PTQ, MIXED], ids=["algorithms", "mixed_precision"])
-def test_advanced_ptq_and_mixed_precision_as_recipe_stages(tmp_path, text):
+@pytest.mark.parametrize("text", [PTQ, MIXED, LATENCY],
+                         ids=["algorithms", "mixed_precision", "mixed_latency"])
+def test_advanced_ptq_and_mixed_precision_as_recipe_stages(tmp_path, monkeypatch, text):
+    monkeypatch.setenv("SLIMKIT_CACHE", str(tmp_path / "cache"))  # a fresh latency table
     recipe = tmp_path / "r.yaml"
     recipe.write_text(text)
     code, output = _compress(recipe, tmp_path / "run")
@@ -113,6 +117,10 @@ def test_advanced_ptq_and_mixed_precision_as_recipe_stages(tmp_path, text):
         chosen = stage["info"]["fronts"][-1]["chosen"]
         assert chosen["cost"] <= stage["info"]["fronts"][-1]["budget"] + 1e-9
         assert "mixed-precision front" in (tmp_path / "run" / "report.html").read_text()
+    if "latency" in text:  # ms of this machine's kernels, checked against the whole model
+        check = stage["info"]["latency_check"][-1]
+        assert check["measured_ms"] > 0 and check["kernels_ms"] > 0
+        assert list((tmp_path / "cache").glob("layer-latency-*.json"))
 
 
 @pytest.mark.slow

@@ -1,0 +1,67 @@
+"""Mixed precision's latency cost: what one layer costs in milliseconds on this machine's
+runtime for a quantization choice, from the per-layer table (bench/layer_latency.py).
+
+    cost = LatencyCost.for_model(model, example, runtime="ort")   # measures what is missing
+    cfg, result = sk.QuantConfig.auto(model, calib, budget=0.6 * cost.float_ms(), cost=cost,
+                                      schemes={"float": None, "int8": int8})
+
+A layer left float costs its fp32 kernel; int8 weights with uint8 activations cost the int8
+kernel in slimkit's QDQ form (the one the exporter writes). Other schemes (4-bit weights,
+weight-only) have no kernel in the table and are refused by name. The chosen point's sum is
+only the layers' kernels: `check` measures the quantized model end to end and reports the
+prediction's error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from slimkit.bench.layer_latency import LatencyTable
+from slimkit.bench.layer_spec import LayerSpec, layer_specs
+from slimkit.errors import ConfigError
+from slimkit.quant.spec import LayerQuant
+
+
+def precision_of(scheme: LayerQuant | None) -> str:
+    """'fp32' for a float layer, 'int8' for 8-bit weights with 8-bit input activations."""
+    if scheme is None or scheme.weight is None:
+        return "fp32"
+    w, a = scheme.weight.scheme, scheme.input
+    if getattr(w, "bits", None) == 8 and a is not None and a.scheme.bits == 8 and not a.dynamic:
+        return "int8"
+    raise ConfigError(f"cost=latency: the scheme {scheme} has no kernel in the per-layer "
+                      "latency table (it measures float and int8 weights with 8-bit static "
+                      "activations); choose among schemes float and int8, or use cost=size")
+
+
+@dataclass
+class LatencyCost:
+    """cost(layer_name, scheme) → ms (a CostModel, slimkit.quant.mixed_precision.costs)."""
+
+    specs: dict[str, LayerSpec]
+    tables: dict[str, LatencyTable]  # precision → table
+
+    @classmethod
+    def for_model(cls, model: nn.Module, example_inputs, runtime: str = "ort", batch: int = 1,
+                  threads: int = 2, cache_dir=None) -> LatencyCost:
+        specs = dict(layer_specs(model, example_inputs))
+        tables = {p: LatencyTable(batch, threads, runtime, p, cache_dir)
+                  for p in ("fp32", "int8")}
+        for t in tables.values():  # one sweep per precision, cached per machine
+            t.measure(specs.values())
+        return cls(specs, tables)
+
+    def __call__(self, layer_name: str, scheme: LayerQuant | None) -> float:
+        spec = self.specs.get(layer_name)
+        if spec is None:
+            raise ConfigError(f"cost=latency: layer '{layer_name}' is not in the latency table "
+                              "(it times Conv2d and Linear layers); use cost=size")
+        return self.tables[precision_of(scheme)].lookup([spec])[0]
+
+    def float_ms(self) -> float:
+        return sum(self(n, None) for n in self.specs)
+
+
+__all__ = ["LatencyCost", "precision_of"]
