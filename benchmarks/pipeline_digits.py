@@ -90,7 +90,9 @@ def latency(d: Path) -> None:
 
 
 def by_hand(seed: int) -> float:
-    """The same library calls the recipe makes, without the pipeline around them."""
+    """The same library calls the recipe makes, without the pipeline around them: train,
+    prune + fine-tune, KD, QAT + KD, export, the metric through ONNX Runtime and OpenVINO,
+    the OpenVINO IR written, parity with the simulation — each step's metric measured."""
     from slimkit.data.digits import digits_tensors
     from slimkit.distill import Distiller
     from slimkit.models import DigitsCNN
@@ -120,14 +122,28 @@ def by_hand(seed: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         p = sk.export(q, x, Path(d) / "q.onnx")
         top1(_runtime(p), loader)
+        if _has_openvino():
+            import openvino as ov
+
+            top1(_runtime(p, "openvino"), loader)
+            ov.save_model(ov.convert_model(str(p)), str(Path(d) / "q.xml"))
+        sk.check_parity(q, p, [b[0] for _, b in zip(range(4), loader, strict=False)])
     return time.perf_counter() - t
 
 
-def _runtime(path):
-    from slimkit.deploy import session
-    from slimkit.pipeline.stage_deploy import RuntimeModule
+def _has_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-    return RuntimeModule(session(path))
+
+def _runtime(path, runtime: str = "ort"):
+    from slimkit.deploy import session
+    from slimkit.pipeline.context import RuntimeModule
+
+    return RuntimeModule(session(path, runtime))
 
 
 def overhead(d: Path, seed: int = 0) -> None:

@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import torch
@@ -57,12 +58,13 @@ def _techniques() -> None:
 # ---- save -----------------------------------------------------------------------------------
 def save(model: nn.Module, path: str | os.PathLike, *, factory: str | None = None,
          kwargs: dict | None = None, template: nn.Module | None = None,
-         example_inputs=None) -> Path:
+         example_inputs=None, onnx_file: str | os.PathLike | None = None) -> Path:
     """Write `model` as an artifact directory at `path` (atomically; an earlier artifact there
     is replaced, anything else refused). factory='package.module:function' (+ kwargs) names how
     to build the uncompressed structure; by default the record's source or the model's class.
     template: an uncompressed instance instead, for a structure no factory builds (then
-    `sk.load(path, model=...)` needs one too). example_inputs also writes model.onnx."""
+    `sk.load(path, model=...)` needs one too). example_inputs also writes model.onnx;
+    onnx_file: an ONNX file already exported from this model, copied in instead."""
     from slimkit.quant.flows import is_converted
 
     if not is_converted(model):
@@ -80,7 +82,10 @@ def save(model: nn.Module, path: str | os.PathLike, *, factory: str | None = Non
         save_file(tensors, str(tmp / WEIGHTS))
         manifest["weights"]["sha256"] = _sha256(tmp / WEIGHTS)
         manifest["weights"]["bytes"] = (tmp / WEIGHTS).stat().st_size
-        if example_inputs is not None:
+        if onnx_file is not None:
+            shutil.copyfile(onnx_file, tmp / ONNX)
+            manifest["deploy"] = {"onnx": ONNX}
+        elif example_inputs is not None:
             from slimkit.deploy import export
 
             export(model, example_inputs, tmp / ONNX)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +20,25 @@ from slimkit.pipeline.sources import Data, Metric
 from slimkit.quant.modules import QuantLayer
 
 log = logging.getLogger("slimkit.pipeline")
+
+
+class RuntimeModule(nn.Module):
+    """A runtime session as a module, so the recipe's metric can measure it."""
+
+    def __init__(self, sess) -> None:
+        super().__init__()
+        self.sess = sess
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        xs = tuple(a.numpy() for a in (*args, *kwargs.values()))
+        return torch.from_numpy(np.asarray(self.sess.run(xs)))
+
+
+def structure_key(model: nn.Module) -> tuple:
+    """What MACs and latency depend on — module types and tensor shapes, not the values: a
+    distilled student has its input's, so neither is measured twice."""
+    return (tuple((n, type(m).__name__) for n, m in model.named_modules()),
+            tuple((n, tuple(t.shape), t.dtype) for n, t in model.state_dict().items()))
 
 
 @dataclass
@@ -61,6 +82,9 @@ class Context:
         self.kept: list[tuple[str, nn.Module]] = [("original", original)]  # benchmark stage
         self.workers = 1  # search stages: worker processes on one storage
         self.notes: list[str] = []  # what a stage's methods reported (into its result)
+        self._macs: dict[tuple, int | None] = {}  # structure_key → MACs
+        self._probes: dict[tuple, float | None] = {}  # structure_key → probe ms
+        self._onnx: dict[int, tuple] = {}  # id(model) → (weakref, fingerprint, opset, bytes)
 
     # ---- budget -----------------------------------------------------------------------------
     def stage_budget(self, cfg) -> float:
@@ -87,10 +111,22 @@ class Context:
         return a
 
     def macs(self, model: nn.Module) -> int | None:
-        """MACs from the dependency graph of a float model; a quantized one keeps its
-        input's (quantization changes the bits, not the multiply count)."""
-        if any(isinstance(m, QuantLayer) for m in model.modules()):
+        """MACs from the dependency graph of a float model; a quantized one (or a runtime
+        session) keeps its input's: quantization changes the bits, not the multiply count."""
+        if isinstance(model, RuntimeModule) or any(isinstance(m, QuantLayer)
+                                                   for m in model.modules()):
             return self.input_macs
+        key = structure_key(model)
+        if key not in self._macs:
+            self._macs[key] = self._graph_macs(model)
+        return self._macs[key]
+
+    def known_macs(self, model: nn.Module, macs: int | None) -> None:
+        """MACs a step already counted (the pruner's report): no graph built for them again."""
+        if macs:
+            self._macs[structure_key(model)] = macs
+
+    def _graph_macs(self, model: nn.Module) -> int | None:
         from slimkit.graph.deps import DependencyError, DependencyGraph
 
         try:
@@ -99,31 +135,47 @@ class Context:
         except (DependencyError, Exception):  # noqa: BLE001 — MACs are informative only
             return None
 
+    def onnx(self, model: nn.Module, path: Path, opset: int | None = None) -> Path:
+        """`model` exported to `path` (dynamic batch) — once per model in a run: the latency
+        probe, the export stage and the final artifact share one export (≈ 1 s each)."""
+        from slimkit.deploy import export
+        from slimkit.deploy.onnx_export import DEFAULT_OPSET
+        from slimkit.io.atomic import write_atomic
+
+        opset = opset or DEFAULT_OPSET
+        fp = _fingerprint(model)
+        hit = self._onnx.get(id(model))
+        if hit is not None and hit[0]() is model and hit[1:3] == (fp, opset):
+            return write_atomic(path, hit[3])
+        export(model, example_args(self.data.example), path, opset=opset)
+        self._onnx[id(model)] = (weakref.ref(model), fp, opset, Path(path).read_bytes())
+        return Path(path)
+
     @torch.no_grad()
     def latency_probe(self, model: nn.Module, runs: int = 20) -> float | None:
         """Median ms of the model in ONNX Runtime (fp32, or int8 where quantized) at the
         data's batch size — quick, one runtime for every attempt, for the report's
-        metric-vs-latency plot (the benchmark stage measures kept models properly)."""
+        metric-vs-latency plot (the benchmark stage measures kept models properly). A
+        runtime session is timed as it is; a structure probed before is not probed again."""
         import tempfile
 
-        from slimkit.deploy import export, session
+        from slimkit.deploy import session
 
-        x = example_args(self.data.example)
+        xs = tuple(t.numpy() for t in example_args(self.data.example))
+        if isinstance(model, RuntimeModule):
+            return _median_ms(model.sess, xs, runs)
+        key = structure_key(model)
+        if key in self._probes:
+            return self._probes[key]
         try:
             with tempfile.TemporaryDirectory() as d:
-                sess = session(export(model, x, Path(d) / "probe.onnx", target=None),
+                sess = session(self.onnx(model, Path(d) / "probe.onnx"),
                                threads=self.recipe.threads)
-                xs = tuple(t.numpy() for t in x)
-                for _ in range(3):
-                    sess.run(xs)
-                times = []
-                for _ in range(runs):
-                    t = time.perf_counter()
-                    sess.run(xs)
-                    times.append((time.perf_counter() - t) * 1e3)
+                ms = _median_ms(sess, xs, runs)
         except Exception:  # noqa: BLE001 — a model that does not export has no probe
-            return None
-        return statistics.median(times)
+            ms = None
+        self._probes[key] = ms
+        return ms
 
     # ---- training ---------------------------------------------------------------------------
     def train(self, model: nn.Module, spec, tag: str, loss_fn=None, extra=()) -> nn.Module:
@@ -140,6 +192,24 @@ class Context:
         with Trainer(model, cfg, self.data.train, extra_parameters=list(extra), **kw) as t:
             t.fit(resume=True)
         return model.eval()
+
+
+@torch.no_grad()
+def _fingerprint(model: nn.Module) -> tuple:
+    """Changes when the weights do (a model trained in place after it was exported)."""
+    return tuple(float(t.double().sum()) if t.is_floating_point() else int(t.sum())
+                 for t in model.state_dict().values())
+
+
+def _median_ms(sess, xs: tuple, runs: int) -> float:
+    for _ in range(3):
+        sess.run(xs)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(xs)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
 
 
 def count_params(model: nn.Module) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,10 @@ class Setup:
 
 
 def prepare(recipe_path, progress: bool | None = None, out: Path | None = None,
-            train: bool = True) -> Setup:
+            train: bool = True, macs: bool = True) -> Setup:
     """Validate the recipe and build model, data and metric — before anything is written.
-    train=False (slimkit check): a source the recipe trains first stays untrained."""
+    train=False (slimkit check): a source the recipe trains first stays untrained.
+    macs=False: leave the source's MACs unknown (a validation pass that is thrown away)."""
     recipe, stages = load_recipe(recipe_path)
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)  # the source model's initialisation is part of the recipe
@@ -57,7 +59,7 @@ def prepare(recipe_path, progress: bool | None = None, out: Path | None = None,
     metric, unit = build_metric(recipe.eval, data, model)
     baseline = metric(model)
     ctx = Context(recipe, data, metric, unit, model, baseline, progress)
-    ctx.input_macs = ctx.macs(model)
+    ctx.input_macs = ctx.macs(model) if macs else None
     return Setup(recipe, stages, ctx)
 
 
@@ -88,11 +90,12 @@ def compress(recipe_path, out, *, force: bool = False, progress: bool | None = N
     out = Path(out)
     recipe, _ = load_recipe(recipe_path)
     # bad recipes, factories, data and metrics fail here, before anything is written
-    setup = prepare(recipe_path, progress, train=False)
+    trains = recipe.model.train is not None  # then this setup is only the validation
+    setup = prepare(recipe_path, progress, train=False, macs=not trains)
     _claim(out, recipe, force)
     handler = _log_to(out / "log.txt")
     try:
-        if recipe.model.train is not None:
+        if trains:
             setup = prepare(recipe_path, progress, out)
         (out / "recipe.yaml").write_text(Path(recipe_path).read_text())
         setup.ctx.workers = workers
@@ -140,7 +143,8 @@ def _save_final(model, out: Path, ctx: Context) -> str:
     from slimkit.deploy import ExportError
 
     try:
-        sk.save(model, out / "model", example_inputs=_example(ctx))
+        with tempfile.TemporaryDirectory() as d:  # the export stage's file, if it made one
+            sk.save(model, out / "model", onnx_file=ctx.onnx(model, Path(d) / "model.onnx"))
         return "model/model.onnx"
     except ExportError as e:
         log.info("final model has no ONNX form: %s", e)
@@ -229,12 +233,6 @@ def _log_to(path: Path) -> logging.Handler:
     lg.addHandler(h)
     lg.setLevel(logging.INFO)
     return h
-
-
-def _example(ctx: Context):
-    from slimkit.pipeline.context import example_args
-
-    return example_args(ctx.data.example, 2)
 
 
 def _size(path: Path) -> int:

@@ -9,27 +9,14 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from slimkit.pipeline.context import Context, StageResult, example_args
+from slimkit.pipeline.context import Context, RuntimeModule, StageResult
 from slimkit.pipeline.recipe import Strict
 from slimkit.pipeline.stages import planner, stage
 from slimkit.quant.modules import QuantLayer
-
-
-class RuntimeModule(nn.Module):
-    """A runtime session as a module, so the recipe's metric can measure it."""
-
-    def __init__(self, sess) -> None:
-        super().__init__()
-        self.sess = sess
-
-    def forward(self, *args, **kwargs) -> torch.Tensor:
-        xs = tuple(a.numpy() for a in (*args, *kwargs.values()))
-        return torch.from_numpy(np.asarray(self.sess.run(xs)))
 
 
 def available(runtime: str) -> bool:
@@ -55,12 +42,11 @@ class ExportStage(Strict):
 
 @stage("export", ExportStage, changes_model=False)
 def run_export(ctx: Context, model: nn.Module, cfg: ExportStage) -> StageResult:
-    from slimkit.deploy import check_parity, export, session
+    from slimkit.deploy import check_parity, session
 
     out = ctx.run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
-    onnx_path = export(model, example_args(ctx.data.example), out / "model.onnx",
-                       opset=cfg.opset)
+    onnx_path = ctx.onnx(model, out / "model.onnx", cfg.opset)
     info: dict = {"files": {"onnx": str(onnx_path.relative_to(ctx.run_dir))}, "skipped": []}
     attempts = []
     for rt in cfg.runtimes:

@@ -78,11 +78,10 @@ def weight_histograms(layers: list[dict]) -> bytes | None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.3 * rows), dpi=96,
                              squeeze=False)
     for ax, la in zip(axes.flat, with_hist, strict=False):
-        h = la["hist"]
-        centers = [(a + b) / 2 for a, b in zip(h["edges"], h["edges"][1:], strict=False)]
-        width = h["edges"][1] - h["edges"][0]
-        ax.bar(centers, h["float"], width=width, color="#4C72B0", alpha=0.55, label="float")
-        ax.bar(centers, h["quant"], width=width * 0.45, color="#DD8452", label="quantized")
+        h = la["hist"]  # stairs: one artist per histogram (bars would be one per bin, 10× slower)
+        ax.stairs(h["float"], h["edges"], fill=True, color="#4C72B0", alpha=0.55,
+                  label="float")
+        ax.stairs(h["quant"], h["edges"], color="#DD8452", linewidth=1.2, label="quantized")
         ax.set_title(f"{la['layer']} ({la['weight_sqnr']:.1f} dB)", fontsize=8)
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(with_hist):]:
