@@ -252,7 +252,7 @@ def main() -> None:
     torch.set_num_threads(2)
     warnings.simplefilter("ignore")
     say(machine_line(2))
-    say("(2 cores shared with other engineers' jobs: read the ratios, each from one run)")
+    say("(ratios are each from one run, all candidates interleaved)")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         if a.only in (None, "net"):

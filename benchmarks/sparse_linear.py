@@ -48,6 +48,37 @@ def main() -> None:
             f"{k.upper()} {'none ≥ 0.01' if v is None else f'{v:.2f}'}" for k, v in even.items()))
         print("(unstructured random sparsity; BSR zeroes whole random elements, not blocks, so "
               "its blocks are mostly non-empty — block-pruned weights favour it more)")
+        block_table(n, x, a.runs)
+
+
+def block_table(n: int, x: torch.Tensor, runs: int) -> None:
+    """The same layer block-pruned (granularity='block': the smallest 16×16 / 32×32 tiles by
+    L1 zeroed whole), so BSR skips every zero; CSR beside it on the same weights."""
+    import slimkit as sk
+
+    print(f"\n## {n}×{n} Linear block-pruned, batch {len(x)} (median ms, 2 threads)")
+    print(f"{'density':>8}{'dense':>9}{'BSR16':>9}{'speedup':>9}{'BSR32':>9}{'speedup':>9}"
+          f"{'CSR':>9}{'speedup':>9}")
+    even: dict[str, float | None] = {"bsr16": None, "bsr32": None, "csr": None}
+    for d in DENSITIES:
+        torch.manual_seed(0)
+        row, ms = [], {}
+        for b in (16, 32):
+            lin = sk.prune(torch.nn.Linear(n, n), sk.PruneConfig(
+                granularity="block", ratio=1 - d, block=(b, b)), x).model
+            dense_ms, ms[f"bsr{b}"] = time_pair(lin, SparseLinear(lin, "bsr", b), x, runs)
+            row.append(dense_ms)
+            if b == 16:
+                dense_c, ms["csr"] = time_pair(lin, SparseLinear(lin, "csr"), x, runs)
+        dense_ms = min(row)
+        print(f"{d:>8.3f}{dense_ms:>9.3f}{ms['bsr16']:>9.3f}{row[0] / ms['bsr16']:>8.2f}×"
+              f"{ms['bsr32']:>9.3f}{row[1] / ms['bsr32']:>8.2f}×{ms['csr']:>9.3f}"
+              f"{dense_c / ms['csr']:>8.2f}×")
+        for k, ref in (("bsr16", row[0]), ("bsr32", row[1]), ("csr", dense_c)):
+            if ms[k] < ref and even[k] is None:
+                even[k] = d
+    print("break-even density: " + ", ".join(
+        f"{k.upper()} {'none ≥ 0.005' if v is None else f'{v:.2f}'}" for k, v in even.items()))
 
 
 if __name__ == "__main__":

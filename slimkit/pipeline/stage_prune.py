@@ -40,7 +40,8 @@ class Rule(Strict):
 
 
 class PruneStage(Strict):
-    granularity: Literal["channel", "filter", "neuron", "head", "unstructured", "nm"] = "channel"
+    granularity: Literal["channel", "filter", "neuron", "head", "unstructured", "block",
+                         "nm"] = "channel"
     ratio: float | None = Field(None, ge=0, lt=1)
     target_macs: float | None = Field(None, ge=0, lt=1)
     target_params: float | None = Field(None, ge=0, lt=1)
@@ -53,6 +54,7 @@ class PruneStage(Strict):
     max_ratio: float = Field(0.9, gt=0, lt=1)
     n: int = 2
     m: int = 4
+    block: tuple[int, int] = (16, 16)  # granularity block: the tile zeroed whole (BSR's)
     rules: list[Rule] = []
     unknown_ops: Literal["error", "freeze"] = "error"
     schedule: Literal["oneshot", "iterative"] = "oneshot"
@@ -85,7 +87,8 @@ def to_config(cfg: PruneStage, amount: float | None = None,
     return sk.PruneConfig(granularity=cfg.granularity, importance=cfg.importance,
                           scope=cfg.scope, round_to=_rounding(cfg, ctx),
                           max_ratio=cfg.max_ratio,
-                          n=cfg.n, m=cfg.m, rules=rules, unknown_ops=cfg.unknown_ops, **kw)
+                          n=cfg.n, m=cfg.m, block=tuple(cfg.block), rules=rules,
+                          unknown_ops=cfg.unknown_ops, **kw)
 
 
 def _rounding(cfg: PruneStage, ctx: Context | None):

@@ -27,6 +27,12 @@ def summary(report: dict, out: Path) -> None:
     bench = next((s for s in report["stages"] if s["kind"] == "benchmark"), None)
     if bench is not None:
         console.print(bench["info"].get("table", "").strip())
+    for s in report["stages"]:
+        p = s["info"].get("parity") if s["kind"] == "export" else None
+        if p:  # the int8 file in ONNX Runtime against slimkit's simulation of it
+            console.print(f"parity, ONNX Runtime vs simulation: {p['within_one_step']:.2%} of "
+                          f"outputs within one int8 step, cosine {p['cosine']:.7f}, top-1 "
+                          f"agreement {p['top1_agreement']:.1%}")
     fin = report["final"]
     console.print(f"final: {unit} {fmt(fin['metric'], 'metric')} (drop "
                   f"{fmt(fin['total_drop'], 'drop')} of at most "

@@ -308,20 +308,20 @@ def _unstructured(model, cfg: PruneConfig, data, loss_fn) -> PruneReport:
     layers = {n: m for n, m in model.named_modules() if isinstance(m, unst.PRUNABLE)}
     ratios, skipped = {}, set()
     for n in layers:
-        r = cfg.ratio if cfg.granularity == "unstructured" else None
+        r = cfg.ratio if cfg.granularity != "nm" else None
         rule = last_rule(cfg.rules, [n])
         if rule is not None:
             r = None if rule.skip else rule.ratio
             if rule.skip:
                 skipped.add(n)
-        ratios[f"{n}.weight"] = r
-    if all(r is None for r in ratios.values()) and cfg.granularity == "unstructured":
+        ratios[_weight_name(n)] = r
+    if all(r is None for r in ratios.values()) and cfg.granularity != "nm":
         raise ConfigError("every layer is skipped: nothing to prune")
     grads = taylor_grads(model, data, loss_fn) if cfg.importance == "taylor" else None
     scores = {}
     for n, m in layers.items():
-        name = f"{n}.weight"
-        if (cfg.granularity == "unstructured" and ratios[name] is None) or n in skipped:
+        name = _weight_name(n)
+        if (cfg.granularity != "nm" and ratios[name] is None) or n in skipped:
             continue
         scores[name] = unst.weight_scores(m.weight.detach(), cfg.importance,
                                           grads[name] if grads else None, cfg.seed)
@@ -331,17 +331,33 @@ def _unstructured(model, cfg: PruneConfig, data, loss_fn) -> PruneReport:
         rep.notes += [f"{n} kept dense: its {scores[n][0].numel()} inputs per output do not "
                       f"divide by m={cfg.m}" for n in odd]
         masks = {n: unst.nm_mask(s, cfg.n, cfg.m) for n, s in scores.items() if n not in odd}
+    elif cfg.granularity == "block":
+        masks = _block_masks(scores, ratios, cfg, rep)
     else:
         masks = unst.magnitude_masks(scores, {n: ratios[n] for n in scores}, cfg.scope)
     unst.apply_masks(model, masks)
     for n, mask in masks.items():
         p = mask.numel()
-        rep.layers.append(LayerReport(n.rsplit(".", 1)[0], p, int(mask.sum()), 0, 0,
+        module = n.rsplit(".", 1)[0] if "." in n else ""
+        rep.layers.append(LayerReport(module, p, int(mask.sum()), 0, 0,
                                       f"{1 - float(mask.float().mean()):.1%} zeros"))
         rep.params_before += p
         rep.params_after += int(mask.sum())
     rep.groups = rep.groups_pruned = len(masks)
     return rep
+
+
+def _weight_name(module: str) -> str:
+    return f"{module}.weight" if module else "weight"  # a bare layer is the model itself
+
+
+def _block_masks(scores: dict, ratios: dict, cfg: PruneConfig, rep: PruneReport) -> dict:
+    odd = [n for n, s in scores.items() if not unst.block_divides(s, cfg.block)]
+    rep.notes += [f"{n} kept dense: its {tuple(scores[n].reshape(len(scores[n]), -1).shape)} "
+                  f"matrix does not tile by {cfg.block}" for n in odd]
+    tiles = {n: unst.block_scores(s, cfg.block) for n, s in scores.items() if n not in odd}
+    kept = unst.magnitude_masks(tiles, {n: ratios[n] for n in tiles}, cfg.scope)
+    return {n: unst.expand_blocks(t, cfg.block, scores[n].shape) for n, t in kept.items()}
 
 
 # ---- checks and reports --------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from slimkit.errors import ConfigError, check_choice
 from slimkit.pruning.rounding import LatencyRounding
 
-GRANULARITIES = {"channel", "filter", "neuron", "head", "unstructured", "nm"}
+GRANULARITIES = {"channel", "filter", "neuron", "head", "unstructured", "block", "nm"}
+ELEMENTWISE = ("unstructured", "block", "nm")  # masks in place: the shapes stay
 IMPORTANCES = {"l1", "l2", "taylor", "bn_gamma", "mask", "random"}
 
 
@@ -33,7 +34,8 @@ class PruneConfig:
     """
     granularity: channel (conv filters, linear neurons, hidden dims), filter (conv only),
         neuron (linear only), head (attention heads), unstructured (single weights),
-        nm (N:M, e.g. 2:4, along the input dim).
+        block (zeros in whole `block`-shaped tiles of each weight's (out, in·k·k) matrix — what
+        block-sparse kernels, BSR, skip), nm (N:M, e.g. 2:4, along the input dim).
     ratio: fraction of each group's channels to remove — or give target_macs / target_params,
         the fraction of the model's MACs / params to remove (structured granularities).
     scope: uniform (every group the same ratio) or global (one importance threshold across
@@ -55,6 +57,7 @@ class PruneConfig:
     max_ratio: float = 0.9
     n: int = 2
     m: int = 4
+    block: tuple[int, int] = (16, 16)
     rules: tuple[PruneRule, ...] = ()
     unknown_ops: str = "error"
     seed: int = 0
@@ -78,9 +81,14 @@ class PruneConfig:
         if not self.structured and self.importance == "mask":
             raise ConfigError("importance='mask' (loss change of masking a channel) is for "
                               "structured granularities, e.g. 'head'")
-        if self.granularity == "unstructured" and targets[0] != "ratio":
-            raise ConfigError("granularity='unstructured' takes ratio=…; MACs and params "
-                              "targets need a structured granularity")
+        if self.granularity in ("unstructured", "block") and targets[0] != "ratio":
+            raise ConfigError(f"granularity='{self.granularity}' takes ratio=…; MACs and "
+                              "params targets need a structured granularity")
+        if self.granularity == "block" and (
+                len(self.block) != 2 or not all(isinstance(b, int) and b >= 1
+                                                for b in self.block)):
+            raise ConfigError(f"PruneConfig.block={self.block!r} must be two ints ≥ 1 "
+                              "(rows, columns of a tile), e.g. (16, 16)")
         _check_ratio("PruneConfig.max_ratio", self.max_ratio)
         if self.round_to == "auto":
             object.__setattr__(self, "round_to", LatencyRounding())  # parsed once, here
@@ -95,7 +103,7 @@ class PruneConfig:
 
     @property
     def structured(self) -> bool:
-        return self.granularity not in ("unstructured", "nm")
+        return self.granularity not in ELEMENTWISE
 
 
 def _check_ratio(field: str, v) -> None:

@@ -63,6 +63,23 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return mask.reshape(scores.shape)
 
 
+def block_divides(scores: torch.Tensor, block: tuple[int, int]) -> bool:
+    rows = scores.reshape(scores.shape[0], -1)
+    return rows.shape[0] % block[0] == 0 and rows.shape[1] % block[1] == 0
+
+
+def block_scores(scores: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
+    """(out / bh, in·k·k / bw): each tile's summed score — a tile is kept or zeroed whole."""
+    rows = scores.reshape(scores.shape[0], -1)
+    (o, i), (bh, bw) = rows.shape, block
+    return rows.reshape(o // bh, bh, i // bw, bw).sum((1, 3))
+
+
+def expand_blocks(tiles: torch.Tensor, block: tuple[int, int], shape) -> torch.Tensor:
+    """A tile mask back to the weight's shape."""
+    return tiles.repeat_interleave(block[0], 0).repeat_interleave(block[1], 1).reshape(shape)
+
+
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
