@@ -19,7 +19,6 @@ import os
 # or each candidate taxes the next (set before torch loads OpenMP).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -29,7 +28,8 @@ import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, anchors, benchmark  # noqa: E402
-from slimkit.bench.tables import each_table_in_own_process  # noqa: E402
+from slimkit.bench.choose import installed  # noqa: E402
+from slimkit.bench.tables import table_main  # noqa: E402
 from slimkit.deploy.layout import optimize_eager  # noqa: E402
 from slimkit.models import mobilenet_v2, resnet18, resnet50  # noqa: E402
 
@@ -87,7 +87,7 @@ def table(name: str, batch: int, rounds: int) -> None:
                  Candidate("slimkit int8 → ORT", d / "slimkit_int8.onnx"),
                  Candidate("slimkit s8s8 → ORT", d / "slimkit_s8s8.onnx"),
                  Candidate("ORT quantize_static int8", ort_path)]
-        if _has_openvino():
+        if installed("openvino"):
             cands.insert(5, Candidate("slimkit int8 → OpenVINO", d / "slimkit_int8.onnx",
                                       "openvino"))
         res = benchmark(cands, x, rounds=rounds, runs_per_round=3)
@@ -112,14 +112,6 @@ def table(name: str, batch: int, rounds: int) -> None:
           f"{(t_sk_q + t_sk_e) / t_ort:.2f}× ORT's time")
 
 
-def _has_openvino() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _cosines(model, cands, x) -> dict[str, float]:
     from slimkit.deploy.runtimes import session
 
@@ -128,16 +120,7 @@ def _cosines(model, cands, x) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model", choices=sorted(MODELS), default="resnet18")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=12)
-    ap.add_argument("--all", action="store_true", help="every table, each in its own process")
-    a = ap.parse_args()
-    if a.all:
-        each_table_in_own_process(__file__, TABLES, ["--rounds", str(a.rounds)])
-    else:
-        table(a.model, a.batch, a.rounds)
+    table_main(__doc__, __file__, MODELS, TABLES, table, rounds=12)
 
 
 if __name__ == "__main__":

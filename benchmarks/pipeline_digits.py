@@ -32,6 +32,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, anchors, benchmark  # noqa: E402
+from slimkit.bench.choose import installed  # noqa: E402
 from slimkit.bench.machine import machine_line  # noqa: E402
 from slimkit.pipeline import compress  # noqa: E402
 
@@ -122,21 +123,13 @@ def by_hand(seed: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         p = sk.export(q, x, Path(d) / "q.onnx")
         top1(_runtime(p), loader)
-        if _has_openvino():
+        if installed("openvino"):
             import openvino as ov
 
             top1(_runtime(p, "openvino"), loader)
             ov.save_model(ov.convert_model(str(p)), str(Path(d) / "q.xml"))
         sk.check_parity(q, p, [b[0] for _, b in zip(range(4), loader, strict=False)])
     return time.perf_counter() - t
-
-
-def _has_openvino() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _runtime(path, runtime: str = "ort"):

@@ -20,7 +20,6 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cnn_int8.py
 
-import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -29,7 +28,7 @@ import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, anchors, benchmark, machine_line  # noqa: E402
-from slimkit.bench.tables import each_table_in_own_process  # noqa: E402
+from slimkit.bench.tables import table_main  # noqa: E402
 from slimkit.models import mobilenet_v2, resnet18, resnet50  # noqa: E402
 
 MODELS = {"resnet18": (resnet18, "fc"), "mobilenet_v2": (mobilenet_v2, "classifier.1"),
@@ -107,16 +106,7 @@ def table(name: str, batch: int, rounds: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model", choices=sorted(MODELS), default="resnet18")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--all", action="store_true", help="every table, each in its own process")
-    a = ap.parse_args()
-    if a.all:
-        each_table_in_own_process(__file__, TABLES, ["--rounds", str(a.rounds)])
-    else:
-        table(a.model, a.batch, a.rounds)
+    table_main(__doc__, __file__, MODELS, TABLES, table, rounds=8)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from slimkit.bench.choose import installed
 from slimkit.pipeline.context import Context, StageResult, example_args
 from slimkit.pipeline.recipe import Strict
-from slimkit.pipeline.stage_deploy import available, is_quantized
+from slimkit.pipeline.stage_deploy import is_quantized
 from slimkit.pipeline.stages import planner, stage
 from slimkit.record import record_of
 
@@ -109,7 +110,7 @@ def _candidates(ctx: Context, kept, cfg: BenchmarkStage, out: Path):
                                cfg.sparse, offset=len(cands))
         cands += more
         owners += [(label, c.runtime) for c in more]
-    if "openvino" in cfg.runtimes and not available("openvino"):
+    if "openvino" in cfg.runtimes and not installed("openvino"):
         skipped = ["openvino: not installed (pip install 'slimkit[openvino]')"]
     if "original" not in files:  # the per-layer view compares the final model with it
         files["original"] = export(ctx.original, example_args(ctx.data.example),
@@ -182,6 +183,6 @@ def note_deployment(model: nn.Module, results: list[dict]) -> None:
 
 @planner("benchmark")
 def plan_benchmark(ctx: Context, model: nn.Module, cfg: BenchmarkStage):
-    have = [r for r in cfg.runtimes if available(r)]
+    have = [r for r in cfg.runtimes if installed(r)]
     return (f"{cfg.models} kept models × {', '.join(have)} at batch "
             f"{cfg.batch_sizes or sorted({1, ctx.data.batch_size})}"), model

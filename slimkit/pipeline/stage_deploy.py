@@ -13,20 +13,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from slimkit.bench.choose import installed
 from slimkit.pipeline.context import Context, RuntimeModule, StageResult
 from slimkit.pipeline.recipe import Strict
 from slimkit.pipeline.stages import planner, stage
 from slimkit.quant.modules import QuantLayer
-
-
-def available(runtime: str) -> bool:
-    if runtime in ("torch", "ort"):
-        return True
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def is_quantized(model: nn.Module) -> bool:
@@ -50,7 +41,7 @@ def run_export(ctx: Context, model: nn.Module, cfg: ExportStage) -> StageResult:
     info: dict = {"files": {"onnx": str(onnx_path.relative_to(ctx.run_dir))}, "skipped": []}
     attempts = []
     for rt in cfg.runtimes:
-        if not available(rt):
+        if not installed(rt):
             info["skipped"].append(f"{rt}: not installed (pip install 'slimkit[openvino]')")
             continue
         t0 = time.perf_counter()
@@ -79,5 +70,5 @@ def _openvino_ir(onnx_path: Path, out: Path) -> Path:
 
 @planner("export")
 def plan_export(ctx: Context, model: nn.Module, cfg: ExportStage):
-    have = [r for r in cfg.runtimes if available(r)]
+    have = [r for r in cfg.runtimes if installed(r)]
     return f"ONNX (opset {cfg.opset}) for {', '.join(have)}; metric re-measured in each", model

@@ -38,7 +38,22 @@ def _no_fused_fast_path(module: nn.Module, args) -> None:
     return None
 
 
-class QuantLayer(nn.Module):
+class DelegatesToLayer(nn.Module):
+    """A wrapper that answers for its float `layer`: attributes it does not have itself
+    (in_features, kernel_size, hidden_size, …) are the wrapped layer's, as PyTorch and user
+    code expect of the module they replaced."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            layer = self.__dict__["_modules"].get("layer")
+            if layer is None or name.startswith("__"):
+                raise
+            return getattr(layer, name)
+
+
+class QuantLayer(DelegatesToLayer):
     # False: the layer's inputs are not activations (an Embedding's indices): weights only
     takes_activations = True
 
@@ -63,15 +78,6 @@ class QuantLayer(nn.Module):
         self.output_quantizer = act(spec.output, "output")
         if self.input_quantizer is not None or self.output_quantizer is not None:
             self.register_forward_pre_hook(_no_fused_fast_path)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            layer = self.__dict__["_modules"].get("layer")
-            if layer is None or name.startswith("__"):
-                raise
-            return getattr(layer, name)  # in_features, kernel_size, padding_idx, …
 
     def float_weight(self) -> torch.Tensor:
         return self.layer.weight

@@ -19,13 +19,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimkit.quant.modules import register
+from slimkit.quant.modules import DelegatesToLayer, register
 from slimkit.quant.packed import PackedWeight
 from slimkit.quant.quantizers import WeightFakeQuant
 from slimkit.quant.spec import LayerQuant
 
 
-class QuantRNN(nn.Module):
+class QuantRNN(DelegatesToLayer):
     takes_activations = False
 
     def __init__(self, layer: nn.RNNBase, spec: LayerQuant, name: str = "",
@@ -38,15 +38,6 @@ class QuantRNN(nn.Module):
         }) if spec.weight else None
         self.packed: nn.ModuleDict | None = None
         self.input_quantizer = self.output_quantizer = None
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            layer = self.__dict__["_modules"].get("layer")
-            if layer is None or name.startswith("__"):
-                raise
-            return getattr(layer, name)  # hidden_size, num_layers, batch_first, …
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Each weight matrix as the layer computes with it (decoded or fake-quantized)."""
