@@ -93,7 +93,8 @@ budget: {max_drop: 3.0}
 stages:
   - mixed_precision: {budget_fraction: 0.2}
 """
-LATENCY = MIXED.replace("{budget_fraction: 0.2}", "{budget_fraction: 0.9, cost: latency, "
+# the whole float latency: always feasible, on a CPU where int8 kernels are slower too
+LATENCY = MIXED.replace("{budget_fraction: 0.2}", "{budget_fraction: 1.0, cost: latency, "
                         "schemes: [float, int8]}")
 
 
