@@ -1,8 +1,10 @@
 """Artifact size and load time: sk.save / sk.load for each flow, on DigitsCNN and ResNet-18.
 
 state bytes    everything in the model's state_dict (packed integer codes as stored)
-artifact       weights.safetensors + manifest.json on disk
+artifact       weights.safetensors + manifest.json on disk (the directory form)
+archive        the same saved as one .zip (small members deflated, large ones stored)
 load s         sk.load in this process, median of 5 (rebuild the structure + read + checksum)
+zip load s     the same from the archive
 fresh s        a new Python process: import slimkit + sk.load + one forward
 """
 
@@ -56,7 +58,8 @@ def table(name: str, factory: str, shape: tuple[int, ...]) -> None:
     x = torch.randn(4, *shape)
     print(f"\n## {name}")
     head = (f"{'flow':<20}{'state bytes':>14}{'artifact bytes':>16}{'overhead':>10}"
-            f"{'save s':>8}{'load s':>8}{'fresh s':>9}{'identical':>11}")
+            f"{'archive bytes':>15}{'overhead':>10}"
+            f"{'save s':>8}{'load s':>8}{'zip load s':>12}{'fresh s':>9}{'identical':>11}")
     print(head + "\n" + "-" * len(head))
     with tempfile.TemporaryDirectory() as d:
         for flow, m in flows(model, x):
@@ -64,20 +67,26 @@ def table(name: str, factory: str, shape: tuple[int, ...]) -> None:
             t = time.perf_counter()
             sk.save(m, path, factory=factory)
             save_s = time.perf_counter() - t
-            loads = []
+            archive = sk.save(m, path.with_name(path.name + ".zip"), factory=factory)
+            loads, zip_loads = [], []
             for _ in range(5):
                 t = time.perf_counter()
                 back = sk.load(path)
                 loads.append(time.perf_counter() - t)
-            same = torch.equal(back(x), m(x))
+                t = time.perf_counter()
+                back_zip = sk.load(archive)
+                zip_loads.append(time.perf_counter() - t)
+            same = torch.equal(back(x), m(x)) and torch.equal(back_zip(x), m(x))
             art = sum(f.stat().st_size for f in path.iterdir())
             st = state_bytes(m)
             fresh = subprocess.run([sys.executable, "-c", FRESH, str(path),
                                     ",".join(map(str, shape))], capture_output=True, text=True,
                                    check=True).stdout.strip()
             ok = "yes" if same else "NO"
-            print(f"{flow:<20}{st:>14,}{art:>16,}{art / st - 1:>9.1%}{save_s:>8.2f}"
-                  f"{statistics.median(loads):>8.2f}{float(fresh):>9.2f}{ok:>11}")
+            zb = archive.stat().st_size
+            print(f"{flow:<20}{st:>14,}{art:>16,}{art / st - 1:>9.1%}{zb:>15,}{zb / st - 1:>9.1%}"
+                  f"{save_s:>8.2f}{statistics.median(loads):>8.2f}"
+                  f"{statistics.median(zip_loads):>12.2f}{float(fresh):>9.2f}{ok:>11}")
 
 
 def main() -> None:

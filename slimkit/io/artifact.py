@@ -7,6 +7,8 @@
         weights.safetensors    every tensor of the state_dict — packed integer codes stay
                                packed, sparse weights as their index / value arrays; no pickle
         model.onnx             (with example_inputs=) the code-free deployable form
+    sk.save(q, "digits-int8.zip")                # the same files as one archive (to ship or
+                                                 # upload; unzipped, it is the directory form)
     q = sk.load("digits-int8")                   # a fresh process, no calibration data
 
 Loading builds the source model (importing the named factory or class — the only code it
@@ -25,6 +27,8 @@ import json
 import os
 import platform
 import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -32,7 +36,7 @@ from torch import nn
 
 from slimkit.errors import SlimkitError
 from slimkit.factory import import_attr
-from slimkit.io.atomic import atomic_dir
+from slimkit.io.atomic import WriteError, atomic_dir, atomic_path
 from slimkit.record import REBUILDS, ModelRecord, Step, copy_model, record_of, set_record
 
 FORMAT, VERSION = "slimkit.artifact", 1
@@ -42,6 +46,11 @@ _SPARSE_PARTS = {torch.sparse_csr: ("crow_indices", "col_indices", "values"),
                  torch.sparse_csc: ("ccol_indices", "row_indices", "values"),
                  torch.sparse_bsr: ("crow_indices", "col_indices", "values")}
 _LAYOUTS = {"csr": torch.sparse_csr, "csc": torch.sparse_csc, "bsr": torch.sparse_bsr}
+ARCHIVE = ".zip"  # a path ending so is written as one archive instead of a directory
+# In an archive, members up to this size are deflated: on a small model the manifest and the
+# safetensors header (≈ 90 bytes a tensor) would otherwise outweigh the packed weights. Larger
+# members are stored: integer codes barely compress, and deflating 50 MB costs seconds.
+_DEFLATE_BELOW = 1 << 20
 
 
 class ArtifactError(SlimkitError):
@@ -76,23 +85,42 @@ def save(model: nn.Module, path: str | os.PathLike, *, factory: str | None = Non
     tensors, sparse, aliases = _flatten(state, rec.masks)
     _check_rebuild(rec, state, template)  # never write an artifact that cannot load back
     manifest = _manifest(rec, tensors, sparse, aliases)
+    if str(path).endswith(ARCHIVE):
+        _write_archive(Path(path), tensors, manifest, model, example_inputs, onnx_file)
+    else:
+        with atomic_dir(path, _is_artifact) as tmp:
+            _write_files(tmp, tensors, manifest, model, example_inputs, onnx_file)
+    return Path(path)
+
+
+def _write_files(d: Path, tensors: dict, manifest: dict, model, example_inputs,
+                 onnx_file) -> None:
     from safetensors.torch import save_file
 
-    with atomic_dir(path, _is_artifact) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS))
-        manifest["weights"]["sha256"] = _sha256(tmp / WEIGHTS)
-        manifest["weights"]["bytes"] = (tmp / WEIGHTS).stat().st_size
-        if onnx_file is not None:
-            shutil.copyfile(onnx_file, tmp / ONNX)
-            manifest["deploy"] = {"onnx": ONNX}
-        elif example_inputs is not None:
-            from slimkit.deploy import export
+    save_file(tensors, str(d / WEIGHTS))
+    manifest["weights"]["sha256"] = _sha256(d / WEIGHTS)
+    manifest["weights"]["bytes"] = (d / WEIGHTS).stat().st_size
+    if onnx_file is not None:
+        shutil.copyfile(onnx_file, d / ONNX)
+        manifest["deploy"] = {"onnx": ONNX}
+    elif example_inputs is not None:
+        from slimkit.deploy import export
 
-            export(model, example_inputs, tmp / ONNX)
-            manifest["deploy"] = {"onnx": ONNX}
-        # compact: on a small model the manifest would otherwise outweigh the packed weights
-        (tmp / MANIFEST).write_text(json.dumps(manifest, separators=(",", ":"), sort_keys=True))
-    return Path(path)
+        export(model, example_inputs, d / ONNX)
+        manifest["deploy"] = {"onnx": ONNX}
+    (d / MANIFEST).write_text(json.dumps(manifest, separators=(",", ":"), sort_keys=True))
+
+
+def _write_archive(path: Path, tensors: dict, manifest: dict, model, example_inputs,
+                   onnx_file) -> None:
+    if path.exists() and not _is_archive(path):
+        raise WriteError(f"{path} exists and is not a slimkit artifact: refusing to overwrite it")
+    with tempfile.TemporaryDirectory() as d, atomic_path(path) as tmp:
+        _write_files(Path(d), tensors, manifest, model, example_inputs, onnx_file)
+        with zipfile.ZipFile(tmp, "w") as z:
+            for f in sorted(Path(d).iterdir(), key=lambda f: f.name != MANIFEST):
+                small = f.stat().st_size < _DEFLATE_BELOW
+                z.write(f, f.name, zipfile.ZIP_DEFLATED if small else zipfile.ZIP_STORED)
 
 
 def _source(model: nn.Module, rec: ModelRecord, factory: str | None, kwargs: dict | None):
@@ -153,13 +181,9 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     """The model saved at `path`, bit-identical, in eval mode. `model`: an uncompressed
     instance to rebuild from instead of the manifest's factory (it is not modified)."""
     path = Path(path)
-    manifest = read_manifest(path)
-    weights = path / manifest["weights"]["file"]
-    if not weights.is_file():
-        raise ArtifactError(f"{path}: the weights file {weights.name} is missing")
-    if _sha256(weights) != manifest["weights"]["sha256"]:
-        raise ArtifactError(f"{weights}: checksum mismatch — the file is truncated or "
-                            "corrupted; nothing was loaded")
+    files = _Files(path)
+    manifest = _parse_manifest(files)
+    flat = files.weights(WEIGHTS, manifest["weights"]["sha256"])  # not a path the file names
     rec = _record(manifest)
     base = copy_model(model) if model is not None else build_source(rec.source)
     if model is not None:
@@ -171,29 +195,77 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     except Exception as e:  # noqa: BLE001 — the source does not fit the recorded steps
         raise ArtifactError(f"cannot rebuild {path} from {rec.source}: {type(e).__name__}: {e}; "
                             "pass model= (an uncompressed instance it was saved from)") from e
-    state = _read_state(weights, manifest, rec)
+    state = _read_state(flat, manifest, rec, path)
     _check_state(skeleton.state_dict(), state, str(path))
     skeleton.load_state_dict(state, strict=True)
     set_record(skeleton, rec)
     return skeleton.eval()
 
 
-def read_manifest(path: Path) -> dict:
-    f = path / MANIFEST
-    if not path.is_dir() or not f.is_file():
-        raise ArtifactError(f"{path} is not a slimkit artifact (no {MANIFEST} inside); "
-                            "sk.save(model, path) writes one")
+class _Files:
+    """An artifact's files, in a directory or in one zip archive."""
+
+    def __init__(self, path: Path):
+        self.path, self.zip = path, None
+        if path.is_file() and zipfile.is_zipfile(path):
+            try:
+                self.zip = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise ArtifactError(f"{path} is an unreadable archive ({e})") from e
+        if not self.has(MANIFEST):
+            raise ArtifactError(f"{path} is not a slimkit artifact (no {MANIFEST} inside); "
+                                "sk.save(model, path) writes one")
+
+    def has(self, name: str) -> bool:
+        if self.zip is not None:
+            return name in self.zip.namelist()
+        return (self.path / name).is_file()
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self.zip.read(name) if self.zip is not None else (self.path / name).read_bytes()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:  # a member's CRC or length is off
+            raise ArtifactError(f"{self.path}: {name} is unreadable ({e}): the artifact is "
+                                "truncated or corrupted; nothing was loaded") from e
+
+    def weights(self, name: str, sha256: str) -> dict:
+        """The named safetensors file's tensors, after its checksum agrees with the manifest."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load, load_file
+
+        if not self.has(name):
+            raise ArtifactError(f"{self.path}: the weights file {name} is missing")
+        data = self.read(name) if self.zip is not None else None
+        digest = hashlib.sha256(data).hexdigest() if data is not None else \
+            _sha256(self.path / name)
+        if digest != sha256:
+            raise ArtifactError(f"{self.path / name}: checksum mismatch — the file is truncated "
+                                "or corrupted; nothing was loaded")
+        try:  # a directory's file is memory-mapped; an archive's member is already in memory
+            return load(data) if data is not None else load_file(str(self.path / name))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ArtifactError(f"{self.path / name} is unreadable ({e})") from e
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of the artifact at `path` (directory or archive), checked for format."""
+    return _parse_manifest(_Files(Path(path)))
+
+
+def _parse_manifest(files: _Files) -> dict:
+    where = files.path / MANIFEST
     try:
-        manifest = json.loads(f.read_text())
+        manifest = json.loads(files.read(MANIFEST))
     except (ValueError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{f} is not valid JSON ({e}): the manifest is corrupted") from e
+        raise ArtifactError(f"{where} is not valid JSON ({e}): the manifest is corrupted") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{f} is not a slimkit artifact manifest (format "
+        raise ArtifactError(f"{where} is not a slimkit artifact manifest (format "
                             f"{manifest.get('format') if isinstance(manifest, dict) else '?'})")
     if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
-        raise ArtifactError(f"{path} was written by a newer slimkit ({manifest.get('slimkit')}, "
-                            f"artifact format {manifest.get('version')}); this slimkit reads "
-                            f"format ≤ {VERSION}: upgrade slimkit")
+        raise ArtifactError(f"{files.path} was written by a newer slimkit "
+                            f"({manifest.get('slimkit')}, artifact format "
+                            f"{manifest.get('version')}); this slimkit reads format ≤ "
+                            f"{VERSION}: upgrade slimkit")
     return manifest
 
 
@@ -240,14 +312,7 @@ def rebuild(model: nn.Module, rec: ModelRecord) -> nn.Module:
     return model
 
 
-def _read_state(weights: Path, manifest: dict, rec: ModelRecord) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        flat = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ArtifactError(f"{weights} is unreadable ({e})") from e
+def _read_state(flat: dict, manifest: dict, rec: ModelRecord, where: Path) -> dict:
     state = {}
     for name, info in manifest["sparse"].items():
         parts = [flat.pop(f"{name}::{p}") for p in _SPARSE_PARTS[_LAYOUTS[info["layout"]]]]
@@ -256,7 +321,7 @@ def _read_state(weights: Path, manifest: dict, rec: ModelRecord) -> dict:
         try:  # a file's indices are checked: a bad one must not reach a kernel (segfault)
             state[name] = ctor(*parts, size=info["shape"], check_invariants=True)
         except RuntimeError as e:
-            raise ArtifactError(f"{weights}: sparse tensor '{name}' is malformed ({e})") from e
+            raise ArtifactError(f"{where}: sparse tensor '{name}' is malformed ({e})") from e
     for name in manifest["masks"]:
         rec.masks[name] = flat.pop(_MASK + name).bool()
     state.update(flat)
@@ -309,6 +374,14 @@ def _check_factory_name(spec) -> None:
 
 def _is_artifact(path: Path) -> bool:
     return (path / MANIFEST).is_file() or (path.is_dir() and not any(path.iterdir()))
+
+
+def _is_archive(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return MANIFEST in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _sha256(path: Path) -> str:

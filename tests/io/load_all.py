@@ -14,7 +14,7 @@ def main() -> None:
     res = {}
     with torch.no_grad():
         for d in dirs:
-            name = d.rstrip("/").rsplit("/", 1)[-1]
+            name = d.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zip")
             model = sk.load(d)
             res[name] = model(xs[name.split("-")[0]]).contiguous()
     save_file(res, out)

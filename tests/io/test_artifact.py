@@ -46,6 +46,7 @@ def _input(name: str) -> torch.Tensor:
 FAST = {("digits", "pruned", "w8a8"), ("digits", "pruned", "qat"),
         ("resnet", "plain", "w8a8"), ("resnet", "pruned", "qat"),
         ("transformer", "plain", "dynamic"), ("transformer", "pruned", "w8a8")}
+ARCHIVED = {("digits", "pruned", "w8a8"), ("transformer", "pruned", "w8a8")}  # as one .zip
 
 
 def _variants(full: bool):
@@ -68,10 +69,11 @@ def _save_all(root: Path, full: bool):
         if QUANT[q] is not None:
             m = QUANT[q](m, x)
         name = f"{model}-{p}-{q}"
-        sk.save(m, root / name, factory=f"tests.io.nets:{model}")
+        path = root / (name + (".zip" if (model, p, q) in ARCHIVED else ""))
+        sk.save(m, path, factory=f"tests.io.nets:{model}")
         with torch.no_grad():
             outputs[name] = m(x)
-        dirs.append(str(root / name))
+        dirs.append(str(path))
     return outputs, dirs
 
 

@@ -159,3 +159,34 @@ def test_a_full_disk_during_save_leaves_nothing_behind(art, tmp_path, monkeypatc
     with pytest.raises(WriteError, match="No space left"):
         sk.save(q, tmp_path / "new", factory="tests.io.nets:digits")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]  # no partial dir, no temp
+
+
+def test_an_archive_is_the_directory_zipped_and_refuses_damage(art, tmp_path):
+    import zipfile
+
+    path, q = art
+    z = sk.save(q, tmp_path / "q.zip", factory="tests.io.nets:digits")
+    assert z.is_file() and torch.equal(sk.load(z)(torch.ones(2, 1, 8, 8)),
+                                       q(torch.ones(2, 1, 8, 8)))
+    with zipfile.ZipFile(z) as f:  # unzipped, it is the directory form
+        assert sorted(f.namelist()) == sorted(p.name for p in path.iterdir())
+        assert f.read(WEIGHTS) == (path / WEIGHTS).read_bytes()
+    assert sk.io.read_manifest(z)["weights"]["sha256"] == _sha256(path / WEIGHTS)
+    data = z.read_bytes()
+    (tmp_path / "cut.zip").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="not a slimkit artifact"):
+        sk.load(tmp_path / "cut.zip")  # the central directory is gone: not an archive at all
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x40  # inside a member: its CRC or the checksum disagrees
+    (tmp_path / "flip.zip").write_bytes(bytes(flipped))
+    with pytest.raises(ArtifactError, match="unreadable|checksum mismatch"):
+        sk.load(tmp_path / "flip.zip")
+    other = tmp_path / "notes.zip"
+    with zipfile.ZipFile(other, "w") as f:
+        f.writestr("notes.txt", "mine")
+    with pytest.raises(WriteError, match="not a slimkit artifact: refusing"):
+        sk.save(q, other, factory="tests.io.nets:digits")
+    with pytest.raises(ArtifactError, match="not a slimkit artifact"):
+        sk.load(other)
+    sk.save(q, z, factory="tests.io.nets:digits")  # an earlier archive is replaced
+    assert sorted(p.name for p in tmp_path.glob("q.zip*")) == ["q.zip"]
