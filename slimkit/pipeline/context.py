@@ -185,7 +185,7 @@ class Context:
 
         cfg = TrainConfig(epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
                           seed=self.recipe.seed + self.index, checkpoint_dir=self.dir / tag,
-                          checkpoint_every=20, progress=self.progress is not False,
+                          checkpoint_seconds=5, progress=self.progress is not False,
                           optimizer=getattr(spec, "optimizer", "adamw"),
                           schedule=getattr(spec, "schedule", "onecycle"))
         kw = {} if loss_fn is None else {"loss_fn": loss_fn}

@@ -74,7 +74,7 @@ def _train_source(recipe: Recipe, model, data, progress, out: Path | None):
                       optimizer=spec.optimizer, schedule=spec.schedule,
                       weight_decay=spec.weight_decay, seed=recipe.seed,
                       checkpoint_dir=None if src is None else src / "ckpt",
-                      checkpoint_every=20 if src is not None else 0,
+                      checkpoint_seconds=5 if src is not None else 0,
                       progress=progress is not False)
     with Trainer(model, cfg, data.train) as t:
         t.fit(resume=src is not None)

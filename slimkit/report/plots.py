@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+# one axes, numeric ticks, short axis labels
+_AXES = {"left": 0.11, "right": 0.97, "bottom": 0.15, "top": 0.9, "wspace": 0.3}
 RUNTIME_COLORS = {"torch": "#4C72B0", "ort": "#DD8452", "openvino": "#55A868"}
 
 
@@ -18,9 +20,14 @@ def _fig(w: float = 6.4, h: float = 3.6):
     return plt, fig, ax
 
 
-def _png(plt, fig) -> bytes:
+def _png(plt, fig, margins: dict | None = None) -> bytes:
+    """margins: fixed subplot margins for a figure whose labels have a known size (the layout
+    engine costs as much as drawing); tight layout for tick labels named by the user's model."""
     buf = io.BytesIO()
-    fig.tight_layout()
+    if margins is None:
+        fig.tight_layout()
+    else:
+        fig.subplots_adjust(**margins)
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
@@ -47,7 +54,7 @@ def metric_vs_latency(report: dict) -> bytes | None:
     ax.set_ylabel(report["metric"]["unit"])
     ax.set_title("every model tried: metric vs latency (filled: kept)")
     ax.legend(fontsize=8)
-    return _png(plt, fig)
+    return _png(plt, fig, _AXES)
 
 
 def stage_metrics(report: dict) -> bytes:
@@ -87,7 +94,9 @@ def weight_histograms(layers: list[dict]) -> bytes | None:
     for ax in list(axes.flat)[len(with_hist):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
-    return _png(plt, fig)
+    w, h = fig.get_size_inches()  # margins in inches: the grid grows with the layers
+    return _png(plt, fig, {"left": 0.4 / w, "right": 1 - 0.1 / w, "bottom": 0.3 / h,
+                           "top": 1 - 0.3 / h, "wspace": 0.25, "hspace": 0.6})
 
 
 def layer_sqnr(layers: list[dict]) -> bytes | None:
@@ -179,7 +188,7 @@ def search_curve(curve: list, pareto: dict) -> bytes | None:
         ax.set_xlabel(pareto["axes"][1])
         ax.set_ylabel(pareto["axes"][0])
         ax.set_title("Pareto front", fontsize=9)
-    return _png(plt, fig)
+    return _png(plt, fig, _AXES)
 
 
 def mixed_front(front: dict) -> bytes | None:
@@ -197,4 +206,4 @@ def mixed_front(front: dict) -> bytes | None:
     ax.set_ylabel(f"summed sensitivity ({front['measure']})")
     ax.set_title("mixed precision: the whole Pareto front", fontsize=9)
     ax.legend(fontsize=7)
-    return _png(plt, fig)
+    return _png(plt, fig, _AXES)

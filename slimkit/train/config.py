@@ -27,6 +27,9 @@ class TrainConfig:
     seed: int = 0
     checkpoint_dir: str | os.PathLike | None = None  # stored as a Path
     checkpoint_every: int = 0  # optimizer steps; 0: only at the end
+    # or by the clock: at most this much training is lost to a kill, whatever a step costs
+    # (a small model's steps take milliseconds, a large one's seconds); 0: off
+    checkpoint_seconds: float = 0.0
     log_every: int = 20
     eval_every_epoch: bool = False  # top-1 on eval_data after each epoch: history + bar
     progress: bool = True
@@ -47,3 +50,8 @@ class TrainConfig:
             object.__setattr__(self, "checkpoint_dir", Path(self.checkpoint_dir))
         if self.checkpoint_every and self.checkpoint_dir is None:
             raise ConfigError("TrainConfig.checkpoint_every needs checkpoint_dir")
+        if not isinstance(self.checkpoint_seconds, int | float) or self.checkpoint_seconds < 0:
+            raise ConfigError(f"TrainConfig.checkpoint_seconds={self.checkpoint_seconds!r} must "
+                              "be a number ≥ 0")
+        if self.checkpoint_seconds and self.checkpoint_dir is None:
+            raise ConfigError("TrainConfig.checkpoint_seconds needs checkpoint_dir")

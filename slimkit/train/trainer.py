@@ -38,6 +38,8 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return F.cross_entropy(model(x), y)
 
 
+_clock = time.monotonic  # checkpoint_seconds reads it (a test steps it by hand)
+
 class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig, train_data: Dataset,
                  eval_data: Dataset | None = None, loss_fn: LossFn = cross_entropy,
@@ -75,6 +77,7 @@ class Trainer:
                                            enabled=config.precision == "fp16")
         self.precision = config.precision  # a schedule (ProgressivePrecision) may change it
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self._last_checkpoint = _clock()
         self.history: list[dict] = []
 
     def replace_model(self, model: nn.Module) -> None:
@@ -151,7 +154,7 @@ class Trainer:
             thr = seen / (time.perf_counter() - t0)
             self._log(loss, thr)
             bar.update(1, loss=f"{loss:.4f}", samples_s=f"{thr:.0f}")
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            if self._checkpoint_due():
                 self.save_checkpoint()
         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         if cfg.eval_every_epoch and self.eval_data is not None:
@@ -235,7 +238,21 @@ class Trainer:
             for b in self.model.buffers():
                 dist.broadcast(b, src=0)
 
+    def _checkpoint_due(self) -> bool:
+        cfg = self.cfg
+        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            return True
+        if not cfg.checkpoint_seconds:
+            return False
+        due = _clock() - self._last_checkpoint >= cfg.checkpoint_seconds
+        if self.world > 1:  # rank 0's clock decides: every rank must join save_checkpoint
+            flag = torch.tensor([int(due)])
+            dist.broadcast(flag, src=0)
+            due = bool(flag.item())
+        return due
+
     def save_checkpoint(self) -> None:
+        self._last_checkpoint = _clock()
         self.sync_buffers()
         if self.rank == 0:
             checkpoint.write(self.state(), self.cfg.checkpoint_dir, self.step)

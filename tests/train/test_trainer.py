@@ -114,6 +114,21 @@ def test_truncated_checkpoint_is_a_clear_error_and_the_previous_one_stays(tmp_pa
     assert checkpoint.read(files[0])["step"] == 2
 
 
+def test_checkpoints_by_the_clock(tmp_path, monkeypatch):
+    import slimkit.train.trainer as trainer
+
+    clock = iter(range(0, 1000, 4))  # every call: 4 s later (each step checks the clock once)
+    monkeypatch.setattr(trainer, "_clock", lambda: next(clock))
+    t = _tiny_trainer(tmp_path, checkpoint_seconds=7)
+    t.fit()  # start 0; steps 1–4 see 4, 8 (7 s on: save, at 12), 16 (4 s on), 20 (8: save)
+    names = [f.name for f in checkpoint.list_checkpoints(tmp_path)]
+    assert names == ["step-00000002.pt", "step-00000004.pt"]
+    with pytest.raises(ConfigError, match="checkpoint_seconds needs checkpoint_dir"):
+        TrainConfig(checkpoint_seconds=5)
+    with pytest.raises(ConfigError, match="checkpoint_seconds=-1 must be a number"):
+        TrainConfig(checkpoint_seconds=-1, checkpoint_dir=tmp_path)
+
+
 def test_bad_training_input(tmp_path):
     empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ConfigError, match="train_data is empty"):
