@@ -94,6 +94,13 @@ def table(name: str, batch: int, rounds: int) -> None:
                          f"({time.perf_counter() - t:.0f} s incl. any latency sweep)")
             cands += slimkit_files(small, x, calib, d, f"50%+int8 r{rt}")
         res = benchmark(cands, x, rounds=rounds, runs_per_round=3)
+        # the unpruned-int8 bar (≥ 1.0× each anchor), head to head: two files, more rounds
+        by = {c.name: c for c in cands}
+        duels = [benchmark([by[a], by[f"slimkit int8 → {rt}"]], x, rounds=2 * rounds,
+                           runs_per_round=5)
+                 for a, rt in (("ORT quantize_static int8", "ORT"),
+                               ("OpenVINO + NNCF int8", "OpenVINO"))
+                 if a in by and f"slimkit int8 → {rt}" in by]
     rows = {r.name: r for r in res.rows}
     best = min(res.rows[:n_anchors], key=lambda r: r.median_ms)
     print(f"\n## {name}, batch {batch}\n{machine_line()}")
@@ -101,6 +108,10 @@ def table(name: str, batch: int, rounds: int) -> None:
     for c in cands:
         r = rows[c.name]
         print(f"{c.name:<34}{r.median_ms:>10.2f}{best.median_ms / r.median_ms:>27.2f}×")
+    for duel in duels:
+        a, c = duel.rows
+        print(f"head to head, {duel.runs} runs each: {c.name} {c.median_ms:.2f} ms vs {a.name} "
+              f"{a.median_ms:.2f} ms → {a.median_ms / c.median_ms:.2f}× the anchor's speed")
     for n in notes:
         print(n)
 
