@@ -81,6 +81,20 @@ def fidelity(ref: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
     return float(cos.mean()), float(cos.min()), float((nn_index(ref) == nn_index(out)).mean())
 
 
+def say_fidelity(res, fid: dict, nn: bool = True) -> None:
+    """Fidelity (cos mean / min, nearest-neighbour agreement) and speed of every row, against
+    torch (the first row) and against ORT quantize_dynamic (the anchor)."""
+    anchor = next(r for r in res.rows if r.name.startswith("ORT quantize_dynamic"))
+    head = f"{'NN agree':>9}" if nn else ""
+    say(f"\n{'candidate':<40}{'cos mean':>9}{'cos min':>9}{head}{'vs torch':>10}"
+        f"{'vs ORT dyn':>11}")
+    for r in res.rows:
+        c = fid[r.name]
+        agree = f"{c[2]:>9.1%}" if nn else ""
+        say(f"{r.name:<40}{c[0]:>9.5f}{c[1]:>9.4f}{agree}{r.speedup:>9.2f}×"
+            f"{anchor.median_ms / r.median_ms:>10.2f}×")
+
+
 def prune_minilm(model, heads: float, ffn: float, data):
     """Whole heads by the loss change of masking each on data, then FFN neurons (Taylor)."""
     small = model
@@ -166,13 +180,7 @@ def minilm(args, d: Path) -> None:
     res = benchmark(cands, x, rounds=args.rounds, runs_per_round=2)
     say(f"batch {BATCH} × {TOKENS} tokens")
     say(res)
-    anchor = next(r for r in res.rows if r.name.startswith("ORT quantize_dynamic"))
-    say(f"\n{'candidate':<40}{'cos mean':>9}{'cos min':>9}{'NN agree':>9}{'vs torch':>10}"
-        f"{'vs ORT dyn':>11}")
-    for r in res.rows:
-        c = fid[r.name]
-        say(f"{r.name:<40}{c[0]:>9.4f}{c[1]:>9.4f}{c[2]:>9.1%}{r.speedup:>9.2f}×"
-            f"{anchor.median_ms / r.median_ms:>10.2f}×")
+    say_fidelity(res, fid)
     for k, v in notes.items():
         say(f"  {k}: {v}")
 
@@ -203,12 +211,7 @@ def lstm(args, d: Path) -> None:
     say(f"\n## bi-LSTM text model (Embedding 8000×128 → LSTM 128→256 ×2 directions → "
         f"Linear), random weights, batch {BATCH} × 64 tokens; cosine of the pooled output")
     say(res)
-    anchor = next(r for r in res.rows if r.name.startswith("ORT quantize_dynamic"))
-    say(f"\n{'candidate':<40}{'cos mean':>9}{'cos min':>9}{'vs torch':>10}{'vs ORT dyn':>11}")
-    for r in res.rows:
-        c = fid[r.name]
-        say(f"{r.name:<40}{c[0]:>9.4f}{c[1]:>9.4f}{r.speedup:>9.2f}×"
-            f"{anchor.median_ms / r.median_ms:>10.2f}×")
+    say_fidelity(res, fid, nn=False)
 
 
 def mixed_net(args) -> None:

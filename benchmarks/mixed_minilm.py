@@ -35,7 +35,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 import slimkit as sk  # noqa: E402
-from benchmarks.arch import BATCH, TOKENS, fidelity, say, tokenize  # noqa: E402
+from benchmarks.arch import BATCH, TOKENS, fidelity, say, say_fidelity, tokenize  # noqa: E402
 from slimkit.bench import Candidate, anchors, benchmark, machine_line  # noqa: E402
 from slimkit.bench.choose import installed  # noqa: E402
 from slimkit.bench.latency_cost import LatencyCost  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> None:
         t = time.perf_counter()
         cost = LatencyCost.for_model(model, (x[0][:1], x[1][:1]), runtime=runtime)
         schemes = {"float": None, "int8": default_schemes()["int8"]}
-        table = sensitivity(model, calib, schemes)
+        table = sensitivity(model, calib, schemes, layers=list(cost.specs))  # timed layers
         float_ms = sum(cost(n, None) for n in table.layers)
         int8_ms = sum(cost(n, schemes["int8"]) for n in table.layers)
         say(f"per-layer {runtime} kernel table (batch 1 × {TOKENS} tokens) and output SQNR of "
@@ -111,12 +111,7 @@ def main() -> None:
         res = benchmark(cands, x, rounds=a.rounds, runs_per_round=2)
     say(f"batch {BATCH} × {TOKENS} tokens")
     say(res)
-    anchor = next(r for r in res.rows if r.name.startswith("ORT quantize_dynamic"))
-    say(f"\n{'candidate':<40}{'cos mean':>9}{'cos min':>9}{'NN agree':>9}{'vs ORT dyn':>11}")
-    for r in res.rows:
-        c = fid[r.name]
-        say(f"{r.name:<40}{c[0]:>9.5f}{c[1]:>9.4f}{c[2]:>9.1%}"
-            f"{anchor.median_ms / r.median_ms:>10.2f}×")
+    say_fidelity(res, fid)
     say("\ngoal: cos mean ≥ 0.999, min ≥ 0.99, NN agreement ≥ 97% at ≥ 1.00× ORT dynamic")
     for n in notes:
         say(f"  {n}")

@@ -60,7 +60,10 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
     t0 = time.perf_counter()
     schemes = {k: default_schemes()[k] for k in cfg.schemes}
     cost = _cost(cfg, ctx, model)  # first: a cost it cannot measure fails before the work
-    table = sensitivity(model, ctx.data.calib, schemes, cache_dir=ctx.dir)
+    # a latency cost times Conv2d / Linear kernels: the choice is among those layers (an
+    # embedding, untimed, follows the most common choice)
+    layers = list(cost.specs) if cfg.cost == "latency" else None
+    table = sensitivity(model, ctx.data.calib, schemes, layers=layers, cache_dir=ctx.dir)
     float_cost = sum(cost(n, None) for n in table.layers)
     attempts, info, budget = [], {"sensitivity": table.to_dict()}, cfg.budget_fraction
     for _ in range(cfg.max_tries):

@@ -72,6 +72,9 @@ def render(report: dict) -> str:
         if s["kind"] == "mixed_precision" and s["info"].get("fronts"):
             figs[f"mixed{i}"] = _img(plots.mixed_front(s["info"]["fronts"][-1]),
                                      "mixed-precision front")
+        if s["kind"] == "mixed_precision" and s["info"].get("sensitivity"):
+            figs[f"sens{i}"] = _img(plots.sensitivity(s["info"]["sensitivity"]),
+                                    "per-layer sensitivity")
         if s["kind"] == "search":
             figs[f"search{i}"] = _img(plots.search_curve(s["info"].get("curve", []),
                                                          s["info"].get("pareto", {})),

@@ -207,3 +207,13 @@ def mixed_front(front: dict) -> bytes | None:
     ax.set_title("mixed precision: the whole Pareto front", fontsize=9)
     ax.legend(fontsize=7)
     return _png(plt, fig, _AXES)
+
+
+def sensitivity(table: dict) -> bytes | None:
+    """A mixed-precision stage's per-layer sensitivity table (output SQNR with only that
+    layer quantized, per scheme), from its JSON form."""
+    from slimkit.quant.mixed_precision.plot import plot_sensitivity
+    from slimkit.quant.mixed_precision.table import SensitivityTable
+
+    t = SensitivityTable.from_dict(table)
+    return plot_sensitivity(t) if t.layers else None

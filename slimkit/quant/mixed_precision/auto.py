@@ -93,14 +93,16 @@ class MixedPrecisionResult:
                 "front": [{"cost": p.cost, "sensitivity": p.sensitivity} for p in self.front]}
 
     def __str__(self) -> str:
+        # bytes read as integers; milliseconds (a latency cost) need their decimals
+        fmt = ",.0f" if self.float_cost >= 1000 else ".4g"
         lines = [f"Pareto front ({len(self.front)} points, {self.measure}), budget "
-                 f"{self.budget:,.0f} of {self.float_cost:,.0f} (float)",
+                 f"{self.budget:{fmt}} of {self.float_cost:{fmt}} (float)",
                  f"{'cost':>14}  {'objective':>11}"]
         step = max(1, len(self.front) // 12)
         for p in self.front[::step]:
             mark = "  ← chosen" if p == self.chosen else ""
-            lines.append(f"{p.cost:>14,.0f}  {p.sensitivity:>11.4g}{mark}")
-        lines.append(f"chosen: cost {self.chosen.cost:,.0f}, objective "
+            lines.append(f"{p.cost:>14{fmt}}  {p.sensitivity:>11.4g}{mark}")
+        lines.append(f"chosen: cost {self.chosen.cost:{fmt}}, objective "
                      f"{self.chosen.sensitivity:.4g}: " + ", ".join(
                          f"{k}×{v}" for k, v in Counter(self.chosen.choice).items()))
         return "\n".join(lines)
