@@ -39,6 +39,7 @@ from benchmarks.arch import BATCH, TOKENS, fidelity, say, say_fidelity, tokenize
 from slimkit.bench import Candidate, anchors, benchmark, machine_line  # noqa: E402
 from slimkit.bench.choose import installed  # noqa: E402
 from slimkit.bench.latency_cost import LatencyCost  # noqa: E402
+from slimkit.bench.layer_latency import default_cache_dir  # noqa: E402
 from slimkit.data.text import text_splits  # noqa: E402
 from slimkit.deploy.runtimes import session  # noqa: E402
 from slimkit.quant.mixed_precision import auto_config, default_schemes, sensitivity  # noqa: E402
@@ -86,7 +87,8 @@ def main() -> None:
         t = time.perf_counter()
         cost = LatencyCost.for_model(model, (x[0][:1], x[1][:1]), runtime=runtime)
         schemes = {"float": None, "int8": default_schemes()["int8"]}
-        table = sensitivity(model, calib, schemes, layers=list(cost.specs))  # timed layers
+        table = sensitivity(model, calib, schemes, layers=list(cost.specs),  # timed layers
+                            cache_dir=default_cache_dir() / "sensitivity")
         float_ms = sum(cost(n, None) for n in table.layers)
         int8_ms = sum(cost(n, schemes["int8"]) for n in table.layers)
         say(f"per-layer {runtime} kernel table (batch 1 × {TOKENS} tokens) and output SQNR of "
@@ -104,7 +106,12 @@ def main() -> None:
             name = f"auto ≤ {b:.0%} float ms ({kept} float)"
             cands.append(Candidate(name, f, runtime))
             fid[name] = fidelity(ref, run_embed(f, runtime, ev))
-            notes.append(f"{name}: Σ kernels {result.chosen.cost:.2f} ms, summed noise "
+            one = (x[0][:1], x[1][:1])  # the table's batch: the cost's error at batch 1
+            chk = cost.check(sk.export(q, one, d / f"auto_{b}_b1.onnx", runtime=runtime),
+                             one, result.chosen.cost, runtime)
+            notes.append(f"{name}: Σ kernels {result.chosen.cost:.2f} ms, network estimate "
+                         f"{chk['estimate_ms']:.2f} ms vs measured {chk['measured_ms']:.2f} ms "
+                         f"at batch 1 ({chk['error']:+.0%}); summed noise "
                          f"{result.chosen.sensitivity:.4f}; float layers: "
                          + ", ".join(n for n, v in result.chosen.assignment(table.layers).items()
                                      if v == "float"))

@@ -31,6 +31,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from slimkit.bench.layer_latency import LatencyTable  # noqa: E402
+from slimkit.bench.machine import machine_line  # noqa: E402
 from slimkit.io.atomic import write_atomic  # noqa: E402
 from slimkit.search import (  # noqa: E402
     Constraint,
@@ -54,14 +55,8 @@ DIGITS_BATCH, DIGITS_LATENCY_MS = 64, 2.5  # the digits searches' latency constr
 
 
 def header(title: str) -> None:
-    import onnxruntime
-
-    from slimkit.target import resolve_target
-
     print(f"\n== {title} ==")
-    print(f"machine: {resolve_target('auto').describe()} · {THREADS} threads · torch "
-          f"{torch.__version__} · onnxruntime {onnxruntime.__version__} · shared with other "
-          "engineers' jobs: absolute times are noisy, compare within a table")
+    print(machine_line(THREADS))
 
 
 def fmt(xs) -> str:

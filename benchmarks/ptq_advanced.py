@@ -34,24 +34,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
+from slimkit.bench.machine import machine_line  # noqa: E402
 from slimkit.quant import algorithms as qa  # noqa: E402
-from slimkit.target import resolve_target  # noqa: E402
 
 CACHE = Path(".slimkit/ptq_bench")
-
-
-def machine_line() -> str:
-    import onnxruntime
-
-    try:
-        import openvino
-
-        ov = openvino.__version__
-    except ImportError:
-        ov = "not installed"
-    return (f"{resolve_target('auto').describe()} · {torch.get_num_threads()} threads · "
-            f"torch {torch.__version__} · onnxruntime {onnxruntime.__version__} · openvino {ov}"
-            " · machine shared with other jobs")
 
 
 # ---- digits ---------------------------------------------------------------------------------

@@ -63,5 +63,19 @@ class LatencyCost:
     def float_ms(self) -> float:
         return sum(self(n, None) for n in self.specs)
 
+    def check(self, onnx_file, example_inputs, kernels_ms: float, runtime: str,
+              threads: int = 2, rounds: int = 7) -> dict:
+        """A chosen point's Σ of layer kernels, and the table's calibrated estimate of the
+        whole network, against the exported model measured end to end (the inputs at the
+        table's batch size): the error of the latency cost."""
+        from slimkit.bench.measure import Candidate, benchmark
+
+        res = benchmark([Candidate("chosen", onnx_file, runtime)], example_inputs,
+                        rounds=rounds, threads=threads)
+        measured = res.rows[0].median_ms
+        estimate = self.tables["int8"].total(kernels_ms, len(self.specs))
+        return {"kernels_ms": kernels_ms, "estimate_ms": estimate, "measured_ms": measured,
+                "error": (estimate - measured) / measured}
+
 
 __all__ = ["LatencyCost", "precision_of"]

@@ -78,7 +78,8 @@ class Context:
         self.original, self.baseline, self.progress = original, baseline, progress
         self.index, self.dir, self.run_dir = 0, Path("."), Path(".")
         self.input_metric = baseline
-        self.input_macs: int | None = None
+        self._input_macs: int | None = None
+        self._input_model: nn.Module | None = None  # MACs counted when first asked
         self.kept: list[tuple[str, nn.Module]] = [("original", original)]  # benchmark stage
         self.workers = 1  # search stages: worker processes on one storage
         self.notes: list[str] = []  # what a stage's methods reported (into its result)
@@ -100,6 +101,23 @@ class Context:
                 and self.baseline - value <= self.recipe.budget.max_drop + eps)
 
     # ---- measuring --------------------------------------------------------------------------
+    @property
+    def input_macs(self) -> int | None:
+        """MACs of the model the current stage starts from."""
+        if self._input_macs is None and self._input_model is not None:
+            model, self._input_model = self._input_model, None  # (a quantized source asks)
+            self._input_macs = self.macs(model)
+        return self._input_macs
+
+    @input_macs.setter
+    def input_macs(self, macs: int | None) -> None:
+        self._input_macs, self._input_model = macs, None
+
+    def count_input_macs(self, model: nn.Module) -> None:
+        """The source's MACs, counted when first asked: a pruning stage counts them anyway
+        (known_macs), so the run usually builds no graph for them."""
+        self._input_macs, self._input_model = None, model
+
     def measure(self, model: nn.Module, label: str, cfg, t0: float, note: str = "") -> Attempt:
         value = self.metric(model)
         a = Attempt(label, value, self.input_metric - value, self.baseline - value,

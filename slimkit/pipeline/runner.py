@@ -59,7 +59,8 @@ def prepare(recipe_path, progress: bool | None = None, out: Path | None = None,
     metric, unit = build_metric(recipe.eval, data, model)
     baseline = metric(model)
     ctx = Context(recipe, data, metric, unit, model, baseline, progress)
-    ctx.input_macs = ctx.macs(model) if macs else None
+    if macs:
+        ctx.count_input_macs(model)
     return Setup(recipe, stages, ctx)
 
 

@@ -95,20 +95,11 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
 
 
 def _check_latency(ctx: Context, q: nn.Module, cost, kernels_ms: float, runtime: str) -> dict:
-    """The chosen point's Σ of layer kernels (and the table's calibrated network estimate)
-    against the quantized model measured end to end on the runtime, batch 1."""
-    from slimkit.bench import Candidate, benchmark
-
+    """The chosen point measured end to end at batch 1 against the cost's estimate."""
     x = example_args(ctx.data.example, 1)
-    path = sk.export(q, x if len(x) > 1 else x[0], ctx.dir / "latency-check.onnx",
-                     runtime=runtime)
-    res = benchmark([Candidate("chosen", path, runtime)], x if len(x) > 1 else x[0], rounds=7,
-                    threads=ctx.recipe.threads)
-    measured = res.rows[0].median_ms
-    table = cost.tables["int8"]
-    estimate = table.total(kernels_ms, len(cost.specs))
-    return {"kernels_ms": kernels_ms, "estimate_ms": estimate, "measured_ms": measured,
-            "error": (estimate - measured) / measured}
+    x = x if len(x) > 1 else x[0]
+    path = sk.export(q, x, ctx.dir / "latency-check.onnx", runtime=runtime)
+    return cost.check(path, x, kernels_ms, runtime, threads=ctx.recipe.threads)
 
 
 def _mix(assignment: dict[str, str]) -> str:

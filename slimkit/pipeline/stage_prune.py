@@ -125,6 +125,8 @@ def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: 
             raise RecipeError(f"stages[{ctx.index}].prune: {e}; structured pruning needs a "
                               "model torch.export can trace — use granularity: unstructured, "
                               "or unknown_ops: freeze") from e
+        if r == 0:
+            ctx.known_macs(model, report.macs_before)
         ctx.known_macs(current, report.macs_after)  # fine-tuning keeps the structure
         if cfg.finetune.epochs:
             ctx.train(current, cfg.finetune, f"{tag}-round{r}", _recovery_loss(ctx))
