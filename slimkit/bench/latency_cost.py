@@ -14,7 +14,7 @@ prediction's error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -42,6 +42,9 @@ class LatencyCost:
 
     specs: dict[str, LayerSpec]
     tables: dict[str, LatencyTable]  # precision → table
+    # this model's time outside the timed layers (attention matmuls, softmax, norms, Q/DQ)
+    # all-float and all-int8, measured by fit_rest; None: the table's generic calibration
+    rest_ms: tuple[float, float] | None = field(default=None)
 
     @classmethod
     def for_model(cls, model: nn.Module, example_inputs, runtime: str = "ort", batch: int = 1,
@@ -63,19 +66,45 @@ class LatencyCost:
     def float_ms(self) -> float:
         return sum(self(n, None) for n in self.specs)
 
-    def check(self, onnx_file, example_inputs, kernels_ms: float, runtime: str,
+    def int8_ms(self) -> float:
+        return sum(self.tables["int8"].lookup([s])[0] for s in self.specs.values())
+
+    def fit_rest(self, float_file, int8_file, example_inputs, runtime: str, threads: int = 2,
+                 rounds: int = 7) -> tuple[float, float]:
+        """Measure the model all-float and all-int8 end to end (its ONNX files, the inputs at
+        the table's batch): what they take beyond the layers' kernels is this network's rest
+        — a transformer's attention, softmax and norms are not in the table."""
+        from slimkit.bench.measure import Candidate, benchmark
+
+        res = benchmark([Candidate("float", float_file, runtime),
+                         Candidate("int8", int8_file, runtime)], example_inputs,
+                        rounds=rounds, threads=threads)
+        f, i = (r.median_ms for r in res.rows)
+        self.rest_ms = (f - self.float_ms(), i - self.int8_ms())
+        return self.rest_ms
+
+    def estimate(self, kernels_ms: float, n_int8: int) -> float:
+        """The whole network's ms for a point whose layers sum to `kernels_ms`, n_int8 of them
+        int8: + this model's rest (interpolated by the share of int8 layers) once fitted,
+        else the table's generic calibration."""
+        if self.rest_ms is None:
+            return self.tables["int8"].total(kernels_ms, len(self.specs))
+        f, i = self.rest_ms
+        return kernels_ms + f + (i - f) * n_int8 / max(1, len(self.specs))
+
+    def check(self, onnx_file, example_inputs, kernels_ms: float, n_int8: int, runtime: str,
               threads: int = 2, rounds: int = 7) -> dict:
-        """A chosen point's Σ of layer kernels, and the table's calibrated estimate of the
-        whole network, against the exported model measured end to end (the inputs at the
-        table's batch size): the error of the latency cost."""
+        """A chosen point's estimate against the exported model measured end to end (the
+        inputs at the table's batch size): the error of the latency cost."""
         from slimkit.bench.measure import Candidate, benchmark
 
         res = benchmark([Candidate("chosen", onnx_file, runtime)], example_inputs,
                         rounds=rounds, threads=threads)
         measured = res.rows[0].median_ms
-        estimate = self.tables["int8"].total(kernels_ms, len(self.specs))
+        estimate = self.estimate(kernels_ms, n_int8)
         return {"kernels_ms": kernels_ms, "estimate_ms": estimate, "measured_ms": measured,
-                "error": (estimate - measured) / measured}
+                "error": (estimate - measured) / measured,
+                "rest_fitted": self.rest_ms is not None}
 
 
 __all__ = ["LatencyCost", "precision_of"]

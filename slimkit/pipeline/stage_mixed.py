@@ -66,6 +66,9 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
     table = sensitivity(model, ctx.data.calib, schemes, layers=layers, cache_dir=ctx.dir)
     float_cost = sum(cost(n, None) for n in table.layers)
     attempts, info, budget = [], {"sensitivity": table.to_dict()}, cfg.budget_fraction
+    if cfg.cost == "latency":  # this network's time outside the timed layers, for the check
+        f, i = _fit_rest(ctx, model, cost, table, schemes, cfg)
+        info["latency_rest_ms"] = {"float": f, "int8": i}
     for _ in range(cfg.max_tries):
         try:
             qc, result = auto_config(model, ctx.data.calib, budget * float_cost,
@@ -79,7 +82,7 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
         attempts.append(a)
         info.setdefault("fronts", []).append(result.to_dict())
         if cfg.cost == "latency":
-            c = _check_latency(ctx, q, cost, result.chosen.cost, cfg.runtime)
+            c = _check_latency(ctx, q, cost, result, cfg.runtime)
             info.setdefault("latency_check", []).append(c)
             a.note += (f"; {cfg.runtime} estimate {c['estimate_ms']:.3g} ms vs measured "
                        f"{c['measured_ms']:.3g} ms ({c['error']:+.0%})")
@@ -94,12 +97,26 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
                        True, info)
 
 
-def _check_latency(ctx: Context, q: nn.Module, cost, kernels_ms: float, runtime: str) -> dict:
+def _fit_rest(ctx: Context, model: nn.Module, cost, table, schemes, cfg) -> tuple:
+    """The model measured all-float and all-int8 at batch 1 (LatencyCost.fit_rest)."""
+    from slimkit.quant.mixed_precision.auto import config_from_choice
+
+    x = example_args(ctx.data.example, 1)
+    x = x if len(x) > 1 else x[0]
+    qc = config_from_choice({n: "int8" for n in table.layers}, schemes, sk.QuantConfig.w8a8())
+    all8 = sk.quantize(model, qc, calib=ctx.data.calib, progress=False, target=cfg.target)
+    return cost.fit_rest(ctx.onnx(model, ctx.dir / "latency-float.onnx"),
+                         sk.export(all8, x, ctx.dir / "latency-int8.onnx", runtime=cfg.runtime),
+                         x, cfg.runtime, threads=ctx.recipe.threads)
+
+
+def _check_latency(ctx: Context, q: nn.Module, cost, result, runtime: str) -> dict:
     """The chosen point measured end to end at batch 1 against the cost's estimate."""
     x = example_args(ctx.data.example, 1)
     x = x if len(x) > 1 else x[0]
     path = sk.export(q, x, ctx.dir / "latency-check.onnx", runtime=runtime)
-    return cost.check(path, x, kernels_ms, runtime, threads=ctx.recipe.threads)
+    n_int8 = sum(v == "int8" for v in result.chosen.assignment(result.layers).values())
+    return cost.check(path, x, result.chosen.cost, n_int8, runtime, threads=ctx.recipe.threads)
 
 
 def _mix(assignment: dict[str, str]) -> str:

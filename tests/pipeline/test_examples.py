@@ -121,7 +121,8 @@ def test_advanced_ptq_and_mixed_precision_as_recipe_stages(tmp_path, monkeypatch
         assert "mixed-precision front" in html and "per-layer sensitivity" in html
     if "latency" in text:  # ms of this machine's kernels, checked against the whole model
         check = stage["info"]["latency_check"][-1]
-        assert check["measured_ms"] > 0 and check["kernels_ms"] > 0
+        assert check["measured_ms"] > 0 and check["kernels_ms"] > 0 and check["rest_fitted"]
+        assert set(stage["info"]["latency_rest_ms"]) == {"float", "int8"}
         assert list((tmp_path / "cache").glob("layer-latency-*.json"))
 
 
