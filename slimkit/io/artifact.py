@@ -181,9 +181,9 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     """The model saved at `path`, bit-identical, in eval mode. `model`: an uncompressed
     instance to rebuild from instead of the manifest's factory (it is not modified)."""
     path = Path(path)
-    files = _Files(path)
-    manifest = _parse_manifest(files)
-    flat = files.weights(WEIGHTS, manifest["weights"]["sha256"])  # not a path the file names
+    with _Files(path) as files:
+        manifest = _parse_manifest(files)
+        flat = files.weights(WEIGHTS, manifest["weights"]["sha256"])  # not a path it names
     rec = _record(manifest)
     base = copy_model(model) if model is not None else build_source(rec.source)
     if model is not None:
@@ -213,8 +213,19 @@ class _Files:
             except (zipfile.BadZipFile, OSError) as e:
                 raise ArtifactError(f"{path} is an unreadable archive ({e})") from e
         if not self.has(MANIFEST):
+            self.close()
             raise ArtifactError(f"{path} is not a slimkit artifact (no {MANIFEST} inside); "
                                 "sk.save(model, path) writes one")
+
+    def __enter__(self) -> _Files:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.zip is not None:
+            self.zip.close()
 
     def has(self, name: str) -> bool:
         if self.zip is not None:
@@ -249,7 +260,8 @@ class _Files:
 
 def read_manifest(path: str | os.PathLike) -> dict:
     """The manifest of the artifact at `path` (directory or archive), checked for format."""
-    return _parse_manifest(_Files(Path(path)))
+    with _Files(Path(path)) as files:
+        return _parse_manifest(files)
 
 
 def _parse_manifest(files: _Files) -> dict:
