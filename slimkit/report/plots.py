@@ -40,13 +40,16 @@ def metric_vs_latency(report: dict) -> bytes | None:
     if not points:
         return None
     plt, fig, ax = _fig()
+    seen: dict[tuple, int] = {}  # stages that leave the model's speed and metric alike
     for s, j, a in points:
         kept = j == s.get("chosen")
         ax.scatter(a["latency_ms"], a["metric"], s=46 if kept else 22,
                    facecolors=None if kept else "none", edgecolors="k" if kept else "grey",
                    c="#4C72B0" if kept else None)
+        at = (round(a["latency_ms"], 4), round(a["metric"], 4))
+        seen[at] = seen.get(at, -1) + 1  # … share a point: their labels stack, not overlap
         ax.annotate(f"{s['index']}:{s['kind']}", (a["latency_ms"], a["metric"]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+                    xytext=(3, 3 + 9 * seen[at]), textcoords="offset points")
     ax.axhline(report["source"]["metric"], color="grey", lw=0.8, ls="--", label="original")
     ax.axhline(report["source"]["metric"] - report["budget"]["max_drop"], color="#C44E52",
                lw=0.8, ls=":", label="budget floor")
