@@ -246,7 +246,7 @@ class Trainer:
             return False
         due = _clock() - self._last_checkpoint >= cfg.checkpoint_seconds
         if self.world > 1:  # rank 0's clock decides: every rank must join save_checkpoint
-            flag = torch.tensor([int(due)])
+            flag = torch.tensor([int(due)], device=self.device)  # NCCL wants it on the GPU
             dist.broadcast(flag, src=0)
             due = bool(flag.item())
         return due

@@ -1,7 +1,7 @@
 """Child process for the resume and DDP tests (run as a script, or under torchrun).
 
 usage: run_training.py CKPT_DIR OUT.pt [--kill-at STEP] [--resume] [--batch N] [--epochs N]
-                       [--qat] [--kd]
+                       [--qat] [--kd] [--every-seconds S]
 Trains a small DigitsCNN on real digits; --kill-at sends SIGKILL to itself right after the
 optimizer step STEP (a checkpoint is written every 10 steps), like a preempted job.
 """
@@ -38,12 +38,15 @@ def main() -> None:
     ap.add_argument("--qat", action="store_true", help="train w8a8 QAT; every rank saves buffers")
     ap.add_argument("--kd", action="store_true",
                     help="distil logits + features (a learned adapter); every rank saves it")
+    ap.add_argument("--every-seconds", type=float, default=0.0,
+                    help="checkpoint by the clock instead of every 10 steps (rank 0 decides)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     train, test = digits_tensors()
     torch.manual_seed(0)
     cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch, lr=3e-3, checkpoint_dir=Path(a.ckpt),
-                      checkpoint_every=10, progress=False)
+                      checkpoint_every=0 if a.every_seconds else 10,
+                      checkpoint_seconds=a.every_seconds, progress=False)
     callbacks = [KillAt(a.kill_at)] if a.kill_at else []
     model = DigitsCNN(width=0.5)
     if a.qat:
