@@ -63,8 +63,8 @@ def embed(model, batches):
     return np.concatenate([model(*b).numpy() for b in batches])
 
 
-def ort_embed(path, batches):
-    s = session(path, "ort", threads=2)
+def runtime_embed(path, batches, runtime: str = "ort"):
+    s = session(path, runtime, threads=2)
     return np.concatenate([s.run(b) for b in batches])
 
 
@@ -149,15 +149,16 @@ def minilm(args, d: Path) -> None:
                      weight_type=QuantType.QInt8)
     cands = [Candidate("torch fp32", model), Candidate("ORT fp32", d / "fp32.onnx"),
              Candidate("ORT quantize_dynamic (anchor)", d / "ort_dyn.onnx")]
-    fid = {"torch fp32": (1.0, 1.0, 1.0), "ORT fp32": fidelity(ref, ort_embed(d / "fp32.onnx", ev)),
-           "ORT quantize_dynamic (anchor)": fidelity(ref, ort_embed(d / "ort_dyn.onnx", ev))}
+    fid = {"torch fp32": (1.0, 1.0, 1.0),
+           "ORT fp32": fidelity(ref, runtime_embed(d / "fp32.onnx", ev)),
+           "ORT quantize_dynamic (anchor)": fidelity(ref, runtime_embed(d / "ort_dyn.onnx", ev))}
     notes = {}
     for tag, act in (("per-token", "per_token"), ("per-tensor", "per_tensor")):
         name = f"slimkit dynamic int8 {tag}"
         q = sk.quantize(model, sk.QuantConfig.dynamic(activations=act))
         sk.export(q, x, d / f"sk_{act}.onnx")
         cands.append(Candidate(name, d / f"sk_{act}.onnx"))
-        fid[name] = fidelity(ref, ort_embed(d / f"sk_{act}.onnx", ev))
+        fid[name] = fidelity(ref, runtime_embed(d / f"sk_{act}.onnx", ev))
     for heads, ffn in args.points:
         name = f"heads -{heads:.0%} FFN -{ffn:.0%} + KD, int8"
         t0 = time.perf_counter()
@@ -170,7 +171,7 @@ def minilm(args, d: Path) -> None:
         f = d / f"pruned_{heads}_{ffn}.onnx"
         sk.export(q, x, f)
         cands.append(Candidate(name, f))
-        fid[name] = fidelity(ref, ort_embed(f, ev))
+        fid[name] = fidelity(ref, runtime_embed(f, ev))
         params = sum(p.numel() for p in small.parameters())
         notes[name] = (f"params {params / 1e6:.1f} M; pruned in {t_prune:.0f} s; cosine "
                        f"before KD {before[0]:.4f} / {before[1]:.4f}, after KD (fp32) "
@@ -206,7 +207,7 @@ def lstm(args, d: Path) -> None:
         sk.export(q, xs[0], d / f"lstm_{act}.onnx")
         cands.append(Candidate(f"slimkit dynamic int8 {act}", d / f"lstm_{act}.onnx"))
     fid = {c.name: fidelity(ref, embed(model, [(b,) for b in xs]) if c.name == "torch fp32"
-                            else ort_embed(c.model, [(b,) for b in xs])) for c in cands}
+                            else runtime_embed(c.model, [(b,) for b in xs])) for c in cands}
     res = benchmark(cands, xs[0], rounds=args.rounds, runs_per_round=2)
     say(f"\n## bi-LSTM text model (Embedding 8000×128 → LSTM 128→256 ×2 directions → "
         f"Linear), random weights, batch {BATCH} × 64 tokens; cosine of the pooled output")

@@ -35,20 +35,14 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 import slimkit as sk  # noqa: E402
-from benchmarks.arch import BATCH, TOKENS, fidelity, say, say_fidelity, tokenize  # noqa: E402
+from benchmarks.arch import BATCH, TOKENS, fidelity, runtime_embed, say, say_fidelity, tokenize  # noqa: E402
 from slimkit.bench import Candidate, anchors, benchmark, machine_line  # noqa: E402
 from slimkit.bench.choose import installed  # noqa: E402
 from slimkit.bench.latency_cost import LatencyCost  # noqa: E402
 from slimkit.bench.layer_latency import default_cache_dir  # noqa: E402
 from slimkit.data.text import text_splits  # noqa: E402
-from slimkit.deploy.runtimes import session  # noqa: E402
 from slimkit.quant.mixed_precision import auto_config, default_schemes, sensitivity  # noqa: E402
 from slimkit.quant.mixed_precision.auto import config_from_choice  # noqa: E402
-
-
-def run_embed(path, runtime: str, batches) -> np.ndarray:
-    s = session(path, runtime, threads=2)
-    return np.concatenate([s.run(b) for b in batches])
 
 
 def main() -> None:
@@ -114,7 +108,7 @@ def main() -> None:
             kept = sum(v == "float" for v in result.chosen.assignment(table.layers).values())
             name = f"auto ≤ {b:.0%} float ms ({kept} float)"
             cands.append(Candidate(name, f, runtime))
-            fid[name] = fidelity(ref, run_embed(f, runtime, ev))
+            fid[name] = fidelity(ref, runtime_embed(f, ev, runtime))
             n8 = sum(v == "int8" for v in result.chosen.assignment(table.layers).values())
             chk = cost.check(f, one, result.chosen.cost, n8, runtime)
             notes.append(f"{name}: Σ kernels {result.chosen.cost:.2f} ms, network estimate "
@@ -142,12 +136,12 @@ def anchor_candidates(model, x, calib, ev, ref, d: Path):
     cands = [Candidate("torch fp32", model),
              Candidate("ORT quantize_dynamic (anchor)", d / "ort_dyn.onnx")]
     fid = {"torch fp32": (1.0, 1.0, 1.0),
-           cands[1].name: fidelity(ref, run_embed(d / "ort_dyn.onnx", "ort", ev))}
+           cands[1].name: fidelity(ref, runtime_embed(d / "ort_dyn.onnx", ev, "ort"))}
     notes = []
     if installed("openvino") and installed("nncf"):
         xml = anchors.openvino_nncf(model, x, calib, d / "nncf", transformer=True)
         cands.append(Candidate("OpenVINO + NNCF PTQ", xml, "openvino"))
-        fid[cands[-1].name] = fidelity(ref, run_embed(xml, "openvino", ev))
+        fid[cands[-1].name] = fidelity(ref, runtime_embed(xml, ev, "openvino"))
     else:
         notes.append("OpenVINO + NNCF anchor skipped: not installed")
     preset = sk.QuantConfig.w8a8().skip(pattern="*.layer.*.output.dense")  # FFN down float
@@ -156,7 +150,7 @@ def anchor_candidates(model, x, calib, ev, ref, d: Path):
         f = sk.export(q, x, d / f"preset_{rt}.onnx", runtime=rt)
         name = f"slimkit mixed preset → {rt}"
         cands.append(Candidate(name, f, rt))
-        fid[name] = fidelity(ref, run_embed(f, rt, ev))
+        fid[name] = fidelity(ref, runtime_embed(f, ev, rt))
     return cands, fid, notes
 
 
