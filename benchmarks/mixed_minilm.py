@@ -42,7 +42,6 @@ from slimkit.bench.latency_cost import LatencyCost  # noqa: E402
 from slimkit.bench.layer_latency import default_cache_dir  # noqa: E402
 from slimkit.data.text import text_splits  # noqa: E402
 from slimkit.quant.mixed_precision import auto_config, default_schemes, sensitivity  # noqa: E402
-from slimkit.quant.mixed_precision.auto import config_from_choice  # noqa: E402
 
 
 def main() -> None:
@@ -84,18 +83,14 @@ def main() -> None:
         schemes = {"float": None, "int8": default_schemes()["int8"]}
         table = sensitivity(model, calib, schemes, layers=list(cost.specs),  # timed layers
                             cache_dir=default_cache_dir() / "sensitivity")
-        float_ms = sum(cost(n, None) for n in table.layers)
-        int8_ms = sum(cost(n, schemes["int8"]) for n in table.layers)
+        float_ms, int8_ms = cost.float_ms(), cost.int8_ms()
         say(f"per-layer {runtime} kernel table (batch 1 × {TOKENS} tokens) and output SQNR of "
             f"each of {len(table.layers)} layers × {{float, int8}} in "
             f"{time.perf_counter() - t:.0f} s: Σ layers float {float_ms:.2f} ms, all int8 "
             f"{int8_ms:.2f} ms")
         one = (x[0][:1], x[1][:1])  # the table's batch: the cost's error at batch 1
-        all8 = sk.quantize(model, config_from_choice({n: "int8" for n in table.layers}, schemes,
-                                                     sk.QuantConfig.w8a8()),
-                           calib=calib, progress=False)
-        rest = cost.fit_rest(d / "fp32.onnx", sk.export(all8, one, d / "all8.onnx",
-                                                        runtime=runtime), one, runtime)
+        rest = cost.fit_rest_of(model, schemes["int8"], calib, d / "fp32.onnx",
+                                d / "all8.onnx", one, runtime)
         say(f"{runtime} at batch 1 beyond the timed layers (attention, softmax, norms, Q/DQ): "
             f"{rest[0]:.2f} ms all-float, {rest[1]:.2f} ms all-int8")
         front = None

@@ -64,10 +64,23 @@ class LatencyCost:
         return self.tables[precision_of(scheme)].lookup([spec])[0]
 
     def float_ms(self) -> float:
-        return sum(self(n, None) for n in self.specs)
+        return sum(self.tables["fp32"].lookup(list(self.specs.values())))
 
     def int8_ms(self) -> float:
-        return sum(self.tables["int8"].lookup([s])[0] for s in self.specs.values())
+        return sum(self.tables["int8"].lookup(list(self.specs.values())))
+
+    def fit_rest_of(self, model: nn.Module, int8: LayerQuant, calib, float_file, out_file,
+                    example_inputs, runtime: str, target="auto", threads: int = 2) -> tuple:
+        """fit_rest with the model's all-int8 form made here: every timed layer `int8`,
+        calibrated on `calib`, exported to `out_file` for `runtime`."""
+        import slimkit as sk
+        from slimkit.quant.mixed_precision.auto import config_from_choice
+
+        qc = config_from_choice({n: "int8" for n in self.specs}, {"int8": int8},
+                                sk.QuantConfig.w8a8())
+        q = sk.quantize(model, qc, calib=calib, progress=False, target=target)
+        return self.fit_rest(float_file, sk.export(q, example_inputs, out_file, runtime=runtime),
+                             example_inputs, runtime, threads=threads)
 
     def fit_rest(self, float_file, int8_file, example_inputs, runtime: str, threads: int = 2,
                  rounds: int = 7) -> tuple[float, float]:

@@ -67,7 +67,7 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
     float_cost = sum(cost(n, None) for n in table.layers)
     attempts, info, budget = [], {"sensitivity": table.to_dict()}, cfg.budget_fraction
     if cfg.cost == "latency":  # this network's time outside the timed layers, for the check
-        f, i = _fit_rest(ctx, model, cost, table, schemes, cfg)
+        f, i = _fit_rest(ctx, model, cost, schemes, cfg)
         info["latency_rest_ms"] = {"float": f, "int8": i}
     for _ in range(cfg.max_tries):
         try:
@@ -97,17 +97,14 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
                        True, info)
 
 
-def _fit_rest(ctx: Context, model: nn.Module, cost, table, schemes, cfg) -> tuple:
+def _fit_rest(ctx: Context, model: nn.Module, cost, schemes, cfg) -> tuple:
     """The model measured all-float and all-int8 at batch 1 (LatencyCost.fit_rest)."""
-    from slimkit.quant.mixed_precision.auto import config_from_choice
-
     x = example_args(ctx.data.example, 1)
     x = x if len(x) > 1 else x[0]
-    qc = config_from_choice({n: "int8" for n in table.layers}, schemes, sk.QuantConfig.w8a8())
-    all8 = sk.quantize(model, qc, calib=ctx.data.calib, progress=False, target=cfg.target)
-    return cost.fit_rest(ctx.onnx(model, ctx.dir / "latency-float.onnx"),
-                         sk.export(all8, x, ctx.dir / "latency-int8.onnx", runtime=cfg.runtime),
-                         x, cfg.runtime, threads=ctx.recipe.threads)
+    return cost.fit_rest_of(model, schemes["int8"], ctx.data.calib,
+                            ctx.onnx(model, ctx.dir / "latency-float.onnx"),
+                            ctx.dir / "latency-int8.onnx", x, cfg.runtime, cfg.target,
+                            ctx.recipe.threads)
 
 
 def _check_latency(ctx: Context, q: nn.Module, cost, result, runtime: str) -> dict:
