@@ -29,6 +29,7 @@ import platform
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -235,7 +236,7 @@ class _Files:
     def read(self, name: str) -> bytes:
         try:
             return self.zip.read(name) if self.zip is not None else (self.path / name).read_bytes()
-        except (zipfile.BadZipFile, OSError, EOFError) as e:  # a member's CRC or length is off
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:  # CRC, length, deflate
             raise ArtifactError(f"{self.path}: {name} is unreadable ({e}): the artifact is "
                                 "truncated or corrupted; nothing was loaded") from e
 

@@ -176,11 +176,12 @@ def test_an_archive_is_the_directory_zipped_and_refuses_damage(art, tmp_path):
     (tmp_path / "cut.zip").write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="not a slimkit artifact"):
         sk.load(tmp_path / "cut.zip")  # the central directory is gone: not an archive at all
-    flipped = bytearray(data)
-    flipped[len(data) // 2] ^= 0x40  # inside a member: its CRC or the checksum disagrees
-    (tmp_path / "flip.zip").write_bytes(bytes(flipped))
-    with pytest.raises(ArtifactError, match="unreadable|checksum mismatch"):
-        sk.load(tmp_path / "flip.zip")
+    for at in (len(data) // 3, len(data) // 2, 2 * len(data) // 3):  # inside the members
+        flipped = bytearray(data)
+        flipped[at] ^= 0x40  # a deflate stream, its CRC or the weights' checksum disagrees
+        (tmp_path / "flip.zip").write_bytes(bytes(flipped))
+        with pytest.raises(ArtifactError, match="unreadable|checksum mismatch"):
+            sk.load(tmp_path / "flip.zip")
     other = tmp_path / "notes.zip"
     with zipfile.ZipFile(other, "w") as f:
         f.writestr("notes.txt", "mine")

@@ -69,7 +69,7 @@ def test_ddp_qat_observers_and_kd_adapters_are_identical_across_ranks(tmp_path):
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                 "--standalone")  # a free port: runs may share a machine
     r = _run(tmp_path / "q", tmp_path / "q.pt", "--qat", "--kd", "--epochs", 1,
-             "--every-seconds", 0.05, launcher=torchrun)
+             "--every-seconds", 0.001, launcher=torchrun)
     assert r.returncode == 0, _why(r)  # clock-based checkpoints: both ranks joined each one
     assert len(checkpoint.list_checkpoints(tmp_path / "q")) >= 2
     b0 = torch.load(f"{tmp_path / 'q.pt'}.rank0", weights_only=True)
