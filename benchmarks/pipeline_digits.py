@@ -184,6 +184,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved overhead rounds")
     ap.add_argument("--skip", nargs="*", default=[], choices=["accuracy", "latency",
                                                               "overhead", "resume"])
     a = ap.parse_args()
@@ -203,7 +204,7 @@ def main() -> None:
         if "latency" not in a.skip:
             latency(d)
         if "overhead" not in a.skip:
-            overhead(d)
+            overhead(d, rounds=a.rounds)
         if "resume" not in a.skip:
             resume(d, a.kills)
 

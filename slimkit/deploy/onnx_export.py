@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.deploy.fast_decompose import skip_needless_decomposition
 from slimkit.deploy.lowering import ExportError, lower
 from slimkit.deploy.ops import translation_table
 from slimkit.io.atomic import write_atomic
@@ -38,7 +39,8 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
     if dynamic_batch:
         dyn = tuple({0: torch.export.Dim.DYNAMIC} if isinstance(a, torch.Tensor) else None
                     for a in args)
-    with warnings.catch_warnings(), _quiet_exporter(), _reuse_torchlib(), torch.no_grad():
+    with (warnings.catch_warnings(), _quiet_exporter(), _reuse_torchlib(),
+          skip_needless_decomposition(), torch.no_grad()):
         warnings.simplefilter("ignore")
         try:
             prog = torch.onnx.export(float_model, args, dynamo=True, opset_version=opset,

@@ -1,5 +1,5 @@
 """The run report: report.json (every number) → report.html, one self-contained file (plots
-inline as PNG, no script, no network). Every number the HTML shows is rendered from the JSON
+inline as SVG, no script, no network). Every number the HTML shows is rendered from the JSON
 through `fmt`, tagged with the path it came from (data-k), so a test can check them all."""
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def _k(report: dict):
     return k
 
 
-def _img(png: bytes | None, alt: str) -> Markup:
-    if png is None:
+def _img(svg: bytes | None, alt: str) -> Markup:
+    if svg is None:
         return Markup("")
-    data = base64.b64encode(png).decode()
-    return Markup(f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">')
+    data = base64.b64encode(svg).decode()
+    return Markup(f'<img alt="{escape(alt)}" src="data:image/svg+xml;base64,{data}">')
 
 
 def render(report: dict) -> str:

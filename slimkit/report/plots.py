@@ -1,76 +1,84 @@
 """The report's plots, drawn from report.json alone (so `slimkit report DIR` can redraw them):
-matplotlib (Agg) → PNG bytes, embedded in the HTML as base64."""
+SVG documents (report/svg.py), embedded in the HTML as data URIs."""
 
 from __future__ import annotations
 
-import io
+import math
 
-# one axes, numeric ticks, short axis labels
-_AXES = {"left": 0.11, "right": 0.97, "bottom": 0.15, "top": 0.9, "wspace": 0.3}
+from slimkit.report.svg import PALETTE, Figure, Panel, padded, text_width
+
 RUNTIME_COLORS = {"torch": "#4C72B0", "ort": "#DD8452", "openvino": "#55A868"}
+BLUE, ORANGE, RED, GREY = PALETTE[0], PALETTE[1], "#C44E52", "#888"
+LEFT, RIGHT, TOP, BOTTOM = 70, 16, 30, 52  # margins of a one-panel figure with numeric axes
 
 
-def _fig(w: float = 6.4, h: float = 3.6):
-    import matplotlib
-
-    matplotlib.use("Agg")  # no screen, no GUI toolkit
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(w, h), dpi=96)
-    return plt, fig, ax
+def _one(w: float, h: float, xlim, ylim, left: float = LEFT, bottom: float = BOTTOM,
+         top: float = TOP) -> tuple[Figure, Panel]:
+    fig = Figure(w, h)
+    return fig, fig.panel(left, top, w - left - RIGHT, h - top - bottom, xlim, ylim)
 
 
-def _png(plt, fig, margins: dict | None = None) -> bytes:
-    """margins: fixed subplot margins for a figure whose labels have a known size (the layout
-    engine costs as much as drawing); tight layout for tick labels named by the user's model."""
-    buf = io.BytesIO()
-    if margins is None:
-        fig.tight_layout()
-    else:
-        fig.subplots_adjust(**margins)
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+def _span(values, *also) -> tuple[float, float]:
+    vs = [v for v in (*values, *also) if v is not None and math.isfinite(v)]
+    return padded(min(vs), max(vs)) if vs else (0.0, 1.0)
+
+
+def _cats(n: int) -> tuple[float, float]:
+    return -0.6, n - 0.4
+
+
+def _rotated_room(labels, size: float) -> float:
+    """Pixels below the axis that labels rotated by 60° need."""
+    return 16 + 0.87 * max((text_width(s, size) for s in labels), default=0)
+
+
+def _fit(s: str, px: float, size: float) -> str:
+    """`s`, middle elided to fit px (long module paths in small panels)."""
+    n = int(px / (0.6 * size))
+    return s if len(s) <= n else s[: max(1, n // 2 - 1)] + "…" + s[-(n - n // 2):]
 
 
 def metric_vs_latency(report: dict) -> bytes | None:
-    """Every attempt of every stage (kept ones filled), metric against eager latency probe."""
+    """Every attempt of every stage (kept ones filled), metric against the latency probe."""
     points = [(s, j, a) for s in report["stages"] for j, a in enumerate(s["attempts"])
               if a.get("latency_ms") is not None and s["kind"] not in ("export", "benchmark")]
     if not points:
         return None
-    plt, fig, ax = _fig()
+    src, floor = report["source"]["metric"], (report["source"]["metric"]
+                                              - report["budget"]["max_drop"])
+    fig, ax = _one(640, 360, _span([a["latency_ms"] for _, _, a in points]),
+                   _span([a["metric"] for _, _, a in points], src, floor))
+    ax.hline(src, GREY, "dash")
+    ax.hline(floor, RED, "dot")
     seen: dict[tuple, int] = {}  # stages that leave the model's speed and metric alike
     for s, j, a in points:
         kept = j == s.get("chosen")
-        ax.scatter(a["latency_ms"], a["metric"], s=46 if kept else 22,
-                   facecolors=None if kept else "none", edgecolors="k" if kept else "grey",
-                   c="#4C72B0" if kept else None)
+        ax.point(a["latency_ms"], a["metric"], 4.5 if kept else 3,
+                 BLUE if kept else "none", "black" if kept else GREY)
         at = (round(a["latency_ms"], 4), round(a["metric"], 4))
         seen[at] = seen.get(at, -1) + 1  # … share a point: their labels stack, not overlap
-        ax.annotate(f"{s['index']}:{s['kind']}", (a["latency_ms"], a["metric"]), fontsize=7,
-                    xytext=(3, 3 + 9 * seen[at]), textcoords="offset points")
-    ax.axhline(report["source"]["metric"], color="grey", lw=0.8, ls="--", label="original")
-    ax.axhline(report["source"]["metric"] - report["budget"]["max_drop"], color="#C44E52",
-               lw=0.8, ls=":", label="budget floor")
-    ax.set_xlabel("latency, ms (ONNX Runtime probe at the training batch size)")
-    ax.set_ylabel(report["metric"]["unit"])
-    ax.set_title("every model tried: metric vs latency (filled: kept)")
-    ax.legend(fontsize=8)
-    return _png(plt, fig, _AXES)
+        ax.label(a["latency_ms"], a["metric"], f"{s['index']}:{s['kind']}", 5,
+                 -5 - 9 * seen[at])
+    ax.frame("every model tried: metric vs latency (filled: kept)",
+             "latency, ms (ONNX Runtime probe at the training batch size)",
+             report["metric"]["unit"])
+    ax.legend([("kept", BLUE, "dot"), ("tried", GREY, "ring"), ("original", GREY, "dash"),
+               ("budget floor", RED, "dotted")])
+    return fig.bytes()
 
 
 def stage_metrics(report: dict) -> bytes:
-    plt, fig, ax = _fig(6.4, 3.0)
     labels = ["original"] + [f"{s['index']}:{s['kind']}" for s in report["stages"]]
     values = [report["source"]["metric"]] + [s["metric"] for s in report["stages"]]
-    ax.plot(labels, values, marker="o")
-    ax.axhline(report["source"]["metric"] - report["budget"]["max_drop"], color="#C44E52",
-               lw=0.8, ls=":")
-    ax.set_ylabel(report["metric"]["unit"])
-    ax.set_title("metric after each stage (dotted: the budget's floor)")
-    ax.tick_params(axis="x", labelsize=8, rotation=20)
-    return _png(plt, fig)
+    floor = report["source"]["metric"] - report["budget"]["max_drop"]
+    fig, ax = _one(640, 240 + _rotated_room(labels, 9) - BOTTOM, _cats(len(labels)),
+                   _span(values, floor), bottom=_rotated_room(labels, 9))
+    ax.hline(floor, RED, "dot")
+    ax.line(range(len(values)), values, BLUE, marker=3.5)
+    ax.frame("metric after each stage (dotted: the budget's floor)", "",
+             report["metric"]["unit"], xticks=False)
+    ax.categories_x(labels, 9)
+    return fig.bytes()
 
 
 def weight_histograms(layers: list[dict]) -> bytes | None:
@@ -78,67 +86,70 @@ def weight_histograms(layers: list[dict]) -> bytes | None:
     with_hist = [la for la in layers if "hist" in la]
     if not with_hist:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cols = min(4, len(with_hist))
     rows = -(-len(with_hist) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.3 * rows), dpi=96,
-                             squeeze=False)
-    for ax, la in zip(axes.flat, with_hist, strict=False):
-        h = la["hist"]  # stairs: one artist per histogram (bars would be one per bin, 10× slower)
-        ax.stairs(h["float"], h["edges"], fill=True, color="#4C72B0", alpha=0.55,
-                  label="float")
-        ax.stairs(h["quant"], h["edges"], color="#DD8452", linewidth=1.2, label="quantized")
-        ax.set_title(f"{la['layer']} ({la['weight_sqnr']:.1f} dB)", fontsize=8)
-        ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(with_hist):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
-    w, h = fig.get_size_inches()  # margins in inches: the grid grows with the layers
-    return _png(plt, fig, {"left": 0.4 / w, "right": 1 - 0.1 / w, "bottom": 0.3 / h,
-                           "top": 1 - 0.3 / h, "wspace": 0.25, "hspace": 0.6})
+    cw, ch = 300, 200  # one cell: its panel plus room for ticks and the title
+    fig = Figure(cols * cw, rows * ch)
+    for i, la in enumerate(with_hist):
+        h = la["hist"]
+        x0, y0 = (i % cols) * cw + 52, (i // cols) * ch + 24
+        top = max(max(h["float"], default=0), max(h["quant"], default=0)) or 1
+        ax = fig.panel(x0, y0, cw - 64, ch - 52, (h["edges"][0], h["edges"][-1]),
+                       (0, top * 1.05))
+        ax.stairs(h["float"], h["edges"], BLUE, fill=True)
+        ax.stairs(h["quant"], h["edges"], ORANGE)
+        ax.frame(_fit(f"{la['layer']} ({la['weight_sqnr']:.1f} dB)", cw - 64, 10), size=9,
+                 tick_size=8)
+        if i == 0:
+            ax.legend([("float", BLUE, "box"), ("quantized", ORANGE, "line")], 8)
+    return fig.bytes()
+
+
+def _layer_bars(names: list[str], values: list[float], ylim, ylabel: str, title: str) -> bytes:
+    room = _rotated_room(names, 8)
+    fig, ax = _one(max(640, LEFT + RIGHT + 14 * len(names)), 190 + room, _cats(len(names)),
+                   ylim, bottom=room)
+    ax.bars(range(len(values)), values)
+    ax.frame(title, "", ylabel, xticks=False)
+    ax.categories_x(names)
+    return fig.bytes()
 
 
 def layer_sqnr(layers: list[dict]) -> bytes | None:
     if not layers:
         return None
-    plt, fig, ax = _fig(6.4, 2.8)
-    ax.bar(range(len(layers)), [min(la["weight_sqnr"], 99) for la in layers])
-    ax.set_xticks(range(len(layers)), [la["layer"] for la in layers], rotation=60, fontsize=6)
-    ax.set_ylabel("weight SQNR, dB")
-    ax.set_title("quantization error per layer")
-    return _png(plt, fig)
+    values = [min(la["weight_sqnr"], 99) for la in layers]
+    return _layer_bars([la["layer"] for la in layers], values, (0, max(values) * 1.05 or 1),
+                       "weight SQNR, dB", "quantization error per layer")
 
 
 def channels_kept(layers: list[dict]) -> bytes | None:
     rows = [la for la in layers if la.get("params_before")]
     if not rows:
         return None
-    plt, fig, ax = _fig(6.4, 2.8)
-    kept = [la["params_after"] / la["params_before"] for la in rows]
-    ax.bar(range(len(rows)), kept)
-    ax.set_xticks(range(len(rows)), [la["module"] for la in rows], rotation=60, fontsize=6)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("share of params kept")
-    ax.set_title("pruning per layer")
-    return _png(plt, fig)
+    return _layer_bars([la["module"] for la in rows],
+                       [la["params_after"] / la["params_before"] for la in rows], (0, 1.05),
+                       "share of params kept", "pruning per layer")
+
+
+def _hbar_figure(labels: list[str], xmax: float, h: float) -> tuple[Figure, Panel]:
+    left = 16 + max(text_width(s, 9) for s in labels)
+    return _one(max(640, left + 360), h, (0, xmax * 1.05 or 1), _cats(len(labels)),
+                left=left)
 
 
 def latency_bars(rows: list[dict], batch: str) -> bytes | None:
     if not rows:
         return None
-    plt, fig, ax = _fig(6.4, 3.0)
     labels = [f"{r['model']} · {r['runtime']}" for r in rows]
-    ax.barh(labels, [r["median_ms"] for r in rows],
-            color=[RUNTIME_COLORS.get(r["runtime"], "grey") for r in rows])
-    ax.invert_yaxis()
-    ax.tick_params(axis="y", labelsize=7)
-    ax.set_xlabel("median latency, ms")
-    ax.set_title(f"batch {batch}: every kept model on every runtime")
-    return _png(plt, fig)
+    ms = [r["median_ms"] for r in rows]
+    title = f"batch {batch}: every kept model on every runtime"
+    fig, ax = _hbar_figure(labels, max(ms), 80 + 22 * len(rows))
+    ax.hbars(range(len(rows)), ms, colors=[RUNTIME_COLORS.get(r["runtime"], GREY)
+                                           for r in rows])
+    ax.frame(title, "median latency, ms", yticks=False)
+    ax.categories_y(labels)
+    return fig.bytes()
 
 
 def layer_times(view: dict, batch: str) -> bytes | None:
@@ -147,51 +158,47 @@ def layer_times(view: dict, batch: str) -> bytes | None:
     rows = view.get("rows", [])
     if not rows:
         return None
-    plt, fig, ax = _fig(6.4, 0.8 + 0.24 * len(rows))
-    ys = list(range(len(rows)))
     before = [r["before_ms"] for r in rows]
     after = [r["after_ms"] or 0.0 for r in rows]
-    ax.barh([y - 0.2 for y in ys], before, height=0.4, color="#4C72B0", label="original")
-    ax.barh([y + 0.2 for y in ys], after, height=0.4, color="#DD8452", label="final")
-    ax.set_yticks(ys, [r["layer"] for r in rows], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"ms per call ({view['runtime']} {view['precision']}, its profiler)")
-    ax.set_title(f"batch {batch}: where the time goes, per layer")
-    ax.legend(fontsize=7)
-    return _png(plt, fig)
+    labels = [r["layer"] for r in rows]
+    title = f"batch {batch}: where the time goes, per layer"
+    fig, ax = _hbar_figure(labels, max(before + after), 90 + 20 * len(rows))
+    ys = range(len(rows))
+    ax.hbars([y - 0.2 for y in ys], before, 0.4, [BLUE] * len(rows))
+    ax.hbars([y + 0.2 for y in ys], after, 0.4, [ORANGE] * len(rows))
+    ax.frame(title, f"ms per call ({view['runtime']} {view['precision']}, its profiler)",
+             yticks=False)
+    ax.categories_y(labels)
+    ax.legend([("original", BLUE, "box"), ("final", ORANGE, "box")])
+    return fig.bytes()
 
 
 def search_curve(curve: list, pareto: dict) -> bytes | None:
     """A search stage: the metric of each trial and the best so far; the Pareto front."""
     if not curve:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    two = len(pareto.get("axes", [])) >= 2
-    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(9 if two else 5, 3.2), dpi=96,
-                             squeeze=False)
-    ax = axes[0][0]
+    names = pareto.get("axes", ["metric"])
+    two = len(names) >= 2
     xs, ys = [c[0] for c in curve], [c[1] for c in curve]
     best = [max(ys[: i + 1]) for i in range(len(ys))]
-    ax.scatter(xs, ys, s=10, color="grey", label="trial")
-    ax.plot(xs, best, color="#4C72B0", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(pareto.get("axes", ["metric"])[0])
-    ax.legend(fontsize=7)
-    ax.set_title("search curve", fontsize=9)
+    fig = Figure(900 if two else 500, 320)
+    ax = fig.panel(LEFT, TOP, 450 - LEFT - RIGHT if two else 500 - LEFT - RIGHT,
+                   320 - TOP - BOTTOM, _span(xs), _span(ys))
+    for x, y in zip(xs, ys, strict=True):
+        ax.point(x, y, 2, GREY)
+    ax.line(xs, best, BLUE)
+    ax.frame("search curve", "trial", names[0])
+    ax.legend([("trial", GREY, "dot"), ("best so far", BLUE, "line")])
     if two:
-        ax = axes[0][1]
-        pts, front = pareto.get("all", []), pareto.get("front", [])
-        ax.scatter([p[1] for p in pts], [p[0] for p in pts], s=10, color="grey")
-        front = sorted(front, key=lambda p: p[1])
-        ax.plot([p[1] for p in front], [p[0] for p in front], "o-", color="#DD8452")
-        ax.set_xlabel(pareto["axes"][1])
-        ax.set_ylabel(pareto["axes"][0])
-        ax.set_title("Pareto front", fontsize=9)
-    return _png(plt, fig, _AXES)
+        pts = pareto.get("all", [])
+        front = sorted(pareto.get("front", []), key=lambda p: p[1])
+        ax2 = fig.panel(450 + LEFT, TOP, 450 - LEFT - RIGHT, 320 - TOP - BOTTOM,
+                        _span([p[1] for p in pts + front]), _span([p[0] for p in pts + front]))
+        for p in pts:
+            ax2.point(p[1], p[0], 2, GREY)
+        ax2.line([p[1] for p in front], [p[0] for p in front], ORANGE, marker=3)
+        ax2.frame("Pareto front", names[1], names[0])
+    return fig.bytes()
 
 
 def mixed_front(front: dict) -> bytes | None:
@@ -199,24 +206,48 @@ def mixed_front(front: dict) -> bytes | None:
     pts = front.get("front", [])
     if not pts:
         return None
-    plt, fig, ax = _fig(6.0, 3.0)
-    ax.plot([p["cost"] for p in pts], [p["sensitivity"] for p in pts], ".-", color="grey")
     ch = front["chosen"]
-    ax.scatter([ch["cost"]], [ch["sensitivity"]], s=60, color="#DD8452", zorder=3,
-               label="chosen")
-    ax.axvline(front["budget"], color="#C44E52", ls=":", lw=0.8, label="budget")
-    ax.set_xlabel("cost")
-    ax.set_ylabel(f"summed sensitivity ({front['measure']})")
-    ax.set_title("mixed precision: the whole Pareto front", fontsize=9)
-    ax.legend(fontsize=7)
-    return _png(plt, fig, _AXES)
+    fig, ax = _one(600, 300, _span([p["cost"] for p in pts], front["budget"]),
+                   _span([p["sensitivity"] for p in pts]))
+    ax.line([p["cost"] for p in pts], [p["sensitivity"] for p in pts], GREY, 1.2, marker=1.8)
+    ax.vline(front["budget"], RED, "dot")
+    ax.point(ch["cost"], ch["sensitivity"], 5, ORANGE)
+    ax.frame("mixed precision: the whole Pareto front", "cost",
+             f"summed sensitivity ({front['measure']})")
+    ax.legend([("chosen", ORANGE, "dot"), ("budget", RED, "dotted")])
+    return fig.bytes()
 
 
 def sensitivity(table: dict) -> bytes | None:
-    """A mixed-precision stage's per-layer sensitivity table (output SQNR with only that
-    layer quantized, per scheme), from its JSON form."""
-    from slimkit.quant.mixed_precision.plot import plot_sensitivity
+    """A mixed-precision stage's per-layer sensitivity table: output SQNR with only that
+    layer quantized, one bar per scheme, from its JSON form."""
     from slimkit.quant.mixed_precision.table import SensitivityTable
 
     t = SensitivityTable.from_dict(table)
-    return plot_sensitivity(t) if t.layers else None
+
+    def db(n, s):  # exact (inf) shows as the 99 dB cap, as in the SQNR plot; n/a as no bar
+        v = t.get(n, s).sqnr_db
+        return None if v is None or math.isnan(v) else min(v, 99.0)
+
+    schemes = [s for s in t.schemes if any(db(n, s) is not None for n in t.layers)]
+    if not t.layers or not schemes:
+        return None
+    vals = {s: [db(n, s) or 0.0 for n in t.layers] for s in schemes}
+    room = _rotated_room(t.layers, 8)
+    top = max(max(v) for v in vals.values()) * 1.05 or 1
+    fig, ax = _one(max(640, LEFT + RIGHT + 8 * len(t.layers) * len(schemes)), 230 + room,
+                   _cats(len(t.layers)), (0, top), bottom=room)
+    w = 0.8 / len(schemes)
+    for j, s in enumerate(schemes):
+        ax.bars([i - 0.4 + w * (j + 0.5) for i in range(len(t.layers))], vals[s], w,
+                PALETTE[j % len(PALETTE)])
+    ax.frame("per-layer sensitivity (only that layer quantized)", "", "output SQNR, dB",
+             xticks=False)
+    ax.categories_x(t.layers)
+    ax.legend([(s, PALETTE[j % len(PALETTE)], "box") for j, s in enumerate(schemes)])
+    return fig.bytes()
+
+
+__all__ = ["channels_kept", "latency_bars", "layer_sqnr", "layer_times", "metric_vs_latency",
+           "mixed_front", "search_curve", "sensitivity", "stage_metrics",
+           "weight_histograms"]
