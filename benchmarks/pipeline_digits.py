@@ -139,20 +139,32 @@ def _runtime(path, runtime: str = "ort"):
     return RuntimeModule(session(path, runtime))
 
 
-def overhead(d: Path, seed: int = 0, rounds: int = 3) -> None:
-    """By hand and through the pipeline, interleaved in rounds (the machine drifts)."""
+def overhead(d: Path, seed: int = 0, rounds: int = 5) -> None:
+    """By hand and through the pipeline, interleaved in rounds (the machine drifts up to 2×
+    within minutes): the order alternates from round to round, and each round's pair — run
+    back to back — gives one ratio; the median of those is the overhead."""
     hand, pipe = [], []
-    for i in range(rounds):
-        hand.append(by_hand(seed))
+
+    def through_pipeline(i: int) -> float:
         t = time.perf_counter()
         compress(recipe_for(seed, d, bench=False), d / f"wall{i}", progress=False)
-        pipe.append(time.perf_counter() - t)
-    h, p = statistics.median(hand), statistics.median(pipe)
-    print(f"\n## wall time, recipe without the benchmark stage ({rounds} interleaved rounds, "
-          f"median): by hand {h:.1f} s, slimkit compress {p:.1f} s → pipeline overhead "
-          f"{p / h - 1:+.1%} (best of each: {min(pipe) / min(hand) - 1:+.1%}); the pipeline "
-          "adds per-stage artifacts and checkpoints, MACs, per-attempt latency probes, the "
-          "report and its plots")
+        return time.perf_counter() - t
+
+    for i in range(rounds):
+        if i % 2:
+            pipe.append(through_pipeline(i))
+            hand.append(by_hand(seed))
+        else:
+            hand.append(by_hand(seed))
+            pipe.append(through_pipeline(i))
+    ratios = [p / h - 1 for p, h in zip(pipe, hand, strict=True)]
+    print(f"\n## wall time, recipe without the benchmark stage ({rounds} rounds, order "
+          f"alternating): by hand {statistics.median(hand):.1f} s, slimkit compress "
+          f"{statistics.median(pipe):.1f} s (medians) → pipeline overhead, median of the "
+          f"rounds' ratios: {statistics.median(ratios):+.1%} (rounds: "
+          f"{', '.join(f'{r:+.1%}' for r in ratios)}); the pipeline adds per-stage "
+          "artifacts and checkpoints, MACs, per-attempt latency probes, the report and its "
+          "plots")
 
 
 def resume(d: Path, kills: int) -> None:
@@ -184,7 +196,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved overhead rounds")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved overhead rounds")
     ap.add_argument("--skip", nargs="*", default=[], choices=["accuracy", "latency",
                                                               "overhead", "resume"])
     a = ap.parse_args()

@@ -26,7 +26,7 @@ def taylor_grads(model: nn.Module, data: Iterable | None,
     if data is None:
         raise ConfigError("importance='taylor' needs data=[(inputs, targets), …] and a loss")
     loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
-    params = dict(model.named_parameters())
+    params = dict(model.named_parameters(remove_duplicate=False))  # tied: all names
     acc = {k: torch.zeros_like(p) for k, p in params.items()}
     n = 0
     for x, y in data:
@@ -48,7 +48,7 @@ def group_scores(model: nn.Module, graph: DependencyGraph, group: Group, kind: s
     if kind == "random":
         g = torch.Generator().manual_seed(seed * 100_003 + group.leaf)
         return torch.rand(group.size, generator=g).to(next(model.parameters()).device)
-    tensors = dict(model.named_parameters())
+    tensors = dict(model.named_parameters(remove_duplicate=False))
     modules = dict(model.named_modules())
     device = next(model.parameters()).device
     score = torch.zeros(group.size, dtype=torch.float64, device=device)
@@ -94,7 +94,7 @@ def masking_scores(model: nn.Module, graph: DependencyGraph, group: Group, data,
     batches = list(data)
     was = model.training
     model.eval()
-    params = dict(model.named_parameters())
+    params = dict(model.named_parameters(remove_duplicate=False))  # tied: all names
     slices = []
     for m in group.members:
         if m.kind == "param":

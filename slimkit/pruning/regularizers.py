@@ -37,7 +37,7 @@ def group_lasso(strength: float, graph: DependencyGraph) -> Penalty:
                 plan.append((g.leaf, g.size, m.name, m.dim, owner))
 
     def penalty(model: nn.Module) -> torch.Tensor:
-        params = dict(model.named_parameters())
+        params = dict(model.named_parameters(remove_duplicate=False))  # tied: all names
         sq: dict[int, torch.Tensor] = {}
         for leaf, size, name, dim, owner in plan:
             w = params[name]

@@ -59,18 +59,15 @@ def apply_arch(model: nn.Module, arch: dict) -> nn.Module:
     """Resize a fresh, unpruned model in place to the recorded shapes and attributes (values
     are placeholders until weights are loaded)."""
     modules = dict(model.named_modules())
+    slots = _slots(model)  # a tied tensor is resized in every module that holds it
     for name, shape in arch["shapes"].items():
         owner, _, attr = name.rpartition(".")
         m = modules.get(owner)
-        if m is None or not hasattr(m, attr):
+        if m is None or not hasattr(m, attr) or name not in slots:
             raise SlimkitError(f"{type(model).__name__} has no tensor '{name}': rebuild the "
                                "pruned model from the class (and arguments) it was pruned from")
         old = getattr(m, attr)
-        new = torch.empty(shape, dtype=old.dtype, device=old.device)
-        if isinstance(old, nn.Parameter):
-            m._parameters[attr] = nn.Parameter(new, requires_grad=old.requires_grad)
-        else:
-            m._buffers[attr] = new
+        _assign(slots[name], old, torch.empty(shape, dtype=old.dtype, device=old.device))
     for owner, attrs in arch["attrs"].items():
         if owner not in modules:
             raise SlimkitError(f"{type(model).__name__} has no module '{owner}' to resize")
@@ -105,6 +102,14 @@ def _assign(slots, old: torch.Tensor, new: torch.Tensor) -> None:
             m._buffers[pname] = value
 
 
+def _is_transposed_linear(m: nn.Module) -> bool:
+    """transformers' `Conv1D` (GPT-2, GPT): a Linear whose weight is stored (in, out), sized by
+    `nx` / `nf` — matched by shape, not imported (transformers is optional)."""
+    w = getattr(m, "weight", None)
+    return (type(m).__name__ == "Conv1D" and isinstance(w, torch.Tensor) and w.dim() == 2
+            and isinstance(getattr(m, "nf", None), int) and isinstance(getattr(m, "nx", None), int))
+
+
 def _fix_attrs(m: nn.Module, conv_before) -> dict:
     """Make a module's size attributes match its (possibly cut) tensors."""
     new: dict = {}
@@ -129,6 +134,8 @@ def _fix_attrs(m: nn.Module, conv_before) -> dict:
         new = {"num_channels": m.weight.shape[0]}
     elif isinstance(m, nn.Embedding):
         new = {"embedding_dim": m.weight.shape[1]}
+    elif _is_transposed_linear(m):  # its forward reshapes to (…, nf)
+        new = {"nx": m.weight.shape[0], "nf": m.weight.shape[1]}
     elif isinstance(m, nn.RNNBase):
         new = {"hidden_size": m.weight_hh_l0.shape[1], "input_size": m.weight_ih_l0.shape[1]}
         m._init_flat_weights()  # the forward reads this list, not the attributes

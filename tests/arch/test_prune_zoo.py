@@ -16,7 +16,8 @@ from slimkit.pruning.surgery import cut
 from slimkit.record import copy_model
 from tests.arch.zoo import FAMILIES, build
 
-FAST = ["vit", "lstm", "bigru", "unet", "hand_attention", "se_concat_grouped_mha", "gpt_block"]
+FAST = ["vit", "lstm", "bigru", "unet", "hand_attention", "se_concat_grouped_mha", "gpt_block",
+        "gpt2_tiny", "vit_hf_tiny"]
 
 
 def _params(m):
@@ -146,3 +147,17 @@ def test_transposed_conv_channels_and_attributes():
     up = small.up
     assert (up.in_channels, up.out_channels) == (16, 8) and up.weight.shape[:2] == (16, 8)
     assert small.dec[0].in_channels == 8 + small.enc1[0].out_channels
+
+
+def test_tied_embeddings_are_cut_together_and_stay_tied_after_load(tmp_path):
+    """GPT-2 (transformers, config-built): the output layer shares the input embedding; both
+    lose the same residual channels, and a reloaded model shares one tensor again."""
+    model, x = build("gpt2_tiny")
+    small, rep = sk.prune(model, sk.PruneConfig(target_macs=0.5), x)
+    lm = small.lm
+    assert lm.lm_head.weight is lm.transformer.wte.weight
+    assert lm.transformer.wte.weight.shape[1] < 64 and rep.groups_pruned == rep.groups
+    assert lm.transformer.h[0].attn.c_attn.nf == lm.transformer.h[0].attn.c_attn.weight.shape[1]
+    sk.save(small, tmp_path / "a", template=build("gpt2_tiny")[0])
+    again = sk.load(tmp_path / "a", model=build("gpt2_tiny")[0]).lm
+    assert again.lm_head.weight is again.transformer.wte.weight

@@ -18,7 +18,8 @@ CONFIGS = {
 FAST = {("vit", "dynamic"), ("vit", "w8a8"), ("lstm", "dynamic"), ("bigru", "w8a8"),
         ("unet", "w8a8"), ("hand_attention", "dynamic-per-tensor"), ("mlp", "dynamic"),
         ("audio_conv1d", "w8a8"), ("convnext", "dynamic"), ("se_concat_grouped_mha", "w8a8"),
-        ("gpt_block", "dynamic"), ("bert_tiny", "dynamic-per-tensor")}
+        ("gpt_block", "dynamic"), ("bert_tiny", "dynamic-per-tensor"), ("gpt2_tiny", "w8a8"),
+        ("vit_hf_tiny", "dynamic")}
 
 
 def _cases():

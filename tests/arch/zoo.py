@@ -200,6 +200,46 @@ def bert_tiny():
     return BertEncoder(BertModel(cfg, add_pooling_layer=False))
 
 
+def gpt2_tiny():
+    """GPT-2 from a transformers config: `Conv1D` layers (weights stored in × out), fused
+    c_attn split into q / k / v, tied input and output embeddings, causal SDPA."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=64, n_embd=64, n_layer=2, n_head=8, n_positions=16,
+                     bos_token_id=0, eos_token_id=0, attn_implementation="sdpa")
+    return Logits(GPT2LMHeadModel(cfg))
+
+
+def vit_hf_tiny():
+    """ViT from a transformers config: conv patch embedding, CLS token, position table."""
+    from transformers import ViTConfig, ViTModel
+
+    cfg = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32,
+                    num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                    attn_implementation="sdpa")
+    return Hidden(ViTModel(cfg, add_pooling_layer=False), "pixel_values")
+
+
+class Logits(nn.Module):
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids):
+        return self.lm(input_ids=input_ids).logits
+
+
+class Hidden(nn.Module):
+    """A transformers encoder's mean last hidden state (a tensor, not a ModelOutput)."""
+
+    def __init__(self, model, arg="input_ids"):
+        super().__init__()
+        self.model, self.arg = model, arg
+
+    def forward(self, x):
+        return self.model(**{self.arg: x}).last_hidden_state.mean(1)
+
+
 class BertEncoder(nn.Module):
     def __init__(self, bert):
         super().__init__()
@@ -229,6 +269,8 @@ FAMILIES = {
     "se_concat_grouped_mha": (SEConcatGroupedMHA, lambda: _randn(2, 3, 16, 16)),
     "gpt_block": (GPTBlock, lambda: _tokens(64, (2, 12))),
     "bert_tiny": (bert_tiny, lambda: _tokens(100, (2, 12))),
+    "gpt2_tiny": (gpt2_tiny, lambda: _tokens(64, (2, 12))),
+    "vit_hf_tiny": (vit_hf_tiny, lambda: _randn(2, 3, 16, 16)),
 }
 
 
