@@ -43,18 +43,19 @@ sysdeps:
 	  else echo "note: $$pkg is not installed; the tests that need it will skip"; fi; \
 	done
 
-# The model zoo: every torchvision classifier pruned to 50% channels. torchvision needs its
-# matching torch (2.14.1, a large build), so it lives in its own venv; CI does not run it.
+# The model zoo: every torchvision classifier, and BERT / ViT / GPT-2 from transformers configs,
+# pruned to 50% channels. torchvision needs its matching torch (2.14.1, a large build), so it
+# lives in its own venv; CI does not run it.
 ZOO := .venv-zoo
 $(ZOO)/.installed: pyproject.toml
 	test -x $(ZOO)/bin/python || $(PY) -m venv $(ZOO)
 	$(ZOO)/bin/pip install -q --upgrade pip
 	$(ZOO)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(ZOO)/bin/pip install -q -e .
+	$(ZOO)/bin/pip install -q -e . transformers
 	touch $@
 
 test-zoo: $(ZOO)/.installed
-	$(ZOO)/bin/python zoo/prune_torchvision.py
+	$(ZOO)/bin/python zoo/prune_torchvision.py --tables
 
 lint: $(STAMP)
 	$(BIN)/ruff check slimkit tests benchmarks zoo
