@@ -140,6 +140,9 @@ class DependencyGraph:
         self.head_splits: list[tuple[str, list[int]]] = []
         self.cost_terms: list[tuple[str, str, list[int]]] = []  # (module, op, spaces)
         self.frozen_ops: list[str] = []
+        self.aliases: dict[str, str] = {}  # a tied tensor's other names → the first one
+        self._alias_of: dict[str, str] = {}  # each name of a tied tensor → one key
+        self._tied: dict[str, tuple[str, list[int]]] = {}  # key → (first name seen, dims)
         self.node_dims: dict[str, tuple[str, list[int]]] = {}  # op node → (module, dims)
         self.build_seconds = 0.0
 
@@ -155,6 +158,7 @@ class DependencyGraph:
         sig = ep.graph_signature
         owned = {**{k: ("param", v) for k, v in sig.inputs_to_parameters.items()},
                  **{k: ("buffer", v) for k, v in sig.inputs_to_buffers.items()}}
+        g._alias_of = _aliases(model)
         for node in ep.graph.nodes:
             if node.op == "placeholder":
                 g._placeholder(ctx, node, owned.get(node.name))
@@ -183,7 +187,14 @@ class DependencyGraph:
             ctx.env[node] = [ctx.fixed(n) for n in val.shape]
             return
         kind, name = owned
-        dims = [self.spaces.new(n, label=f"{name}[{d}]") for d, n in enumerate(val.shape)]
+        tie = self._alias_of.get(name)
+        if tie in self._tied:  # a tied tensor, lifted once per name: one set of spaces
+            first, dims = self._tied[tie]
+            self.aliases[name] = first
+        else:
+            dims = [self.spaces.new(n, label=f"{name}[{d}]") for d, n in enumerate(val.shape)]
+            if tie is not None:
+                self._tied[tie] = (name, dims)
         ctx.env[node] = dims
         self.param_dims[name], self.kinds[name] = dims, kind
         self.placeholder_names[node] = name
@@ -282,7 +293,17 @@ class DependencyGraph:
     def params(self, kept: dict[int, int] | None = None) -> int:
         kept = kept or {}
         return sum(rules.product(self.spaces.size_after(s, kept) for s in dims)
-                   for name, dims in self.param_dims.items() if self.kinds[name] == "param")
+                   for name, dims in self.param_dims.items()
+                   if self.kinds[name] == "param" and name not in self.aliases)
+
+
+def _aliases(model: nn.Module) -> dict[str, str]:
+    """Every name of a tensor held under several (tied weights) → the tensor's first name."""
+    names: dict[int, list[str]] = {}
+    for name, t in [*model.named_parameters(remove_duplicate=False),
+                    *model.named_buffers(remove_duplicate=False)]:
+        names.setdefault(id(t), []).append(name)
+    return {n: ns[0] for ns in names.values() if len(ns) > 1 for n in ns}
 
 
 def _packet(node) -> str:

@@ -161,3 +161,11 @@ def test_tied_embeddings_are_cut_together_and_stay_tied_after_load(tmp_path):
     sk.save(small, tmp_path / "a", template=build("gpt2_tiny")[0])
     again = sk.load(tmp_path / "a", model=build("gpt2_tiny")[0]).lm
     assert again.lm_head.weight is again.transformer.wte.weight
+
+
+def test_a_tied_tensor_is_one_set_of_spaces_counted_once():
+    model, x = build("gpt2_tiny")
+    g = DependencyGraph.build(model, x)
+    lm = "lm.lm_head.weight", "lm.transformer.wte.weight"
+    assert g.param_dims[lm[0]] == g.param_dims[lm[1]] and len(g.aliases) == 1
+    assert g.params() == _params(model)  # nn.Module.parameters() counts it once too
