@@ -6,8 +6,8 @@ on this machine's disk, + transformers). Random weights (no downloads); 1×3×22
 for inception_v3), 1×128 tokens for the language models. Each model: sk.prune(ratio=0.5) with
 unknown ops raising; on a DependencyError it is retried with unknown_ops='freeze' and counted as
 "frozen around <op>". Prints one line per model, with --tables a table per model of the layers
-cut and kept (layer indices folded: `encoder.layer.*.attention.self.query`) and the reasons
-for what was kept whole, then the pass rate; exits non-zero if any model fails outright.
+cut and kept (indices folded: `encoder.layer.*.attention.self.query`, `layer*.*.conv*`) and
+the reasons for what was kept whole, then the pass rate; exits non-zero if any model fails.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def table(rep: PruneReport) -> str:
     """The layers folded over their indices: how many, how many cut, channels, params."""
     rows: dict[str, list] = {}
     for la in rep.layers:
-        key = re.sub(r"\.\d+(?=\.|$)", ".*", la.module)
+        key = re.sub(r"(?<=[.a-z])\d+(?=\.|$)", "*", la.module)  # layer4.1.conv2 → layer4.*.conv*
         r = rows.setdefault(key, [0, 0, 0, 0, set()])
         r[0] += 1
         r[1] += la.params_after < la.params_before or la.macs_after < la.macs_before
@@ -127,7 +127,8 @@ def table(rep: PruneReport) -> str:
     for k, (n, c, pb, pa, ch) in rows.items():
         chans = ", ".join(sorted(ch)[:3]) + (" …" if len(ch) > 3 else "")
         lines.append(f"    {k:<{w}}  {n:>3}  {c:>3}  {pb:>11,} → {pa:>11,}  {chans}")
-    lines += [f"    kept whole: {n}" for n in rep.notes] or ["    kept whole: nothing"]
+    lines += [f"    kept whole: {n if len(n) < 300 else n[:300] + ' …'}" for n in rep.notes] or [
+        "    kept whole: nothing"]
     return "\n".join(lines)
 
 

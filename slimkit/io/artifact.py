@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -197,7 +198,12 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
         raise ArtifactError(f"cannot rebuild {path} from {rec.source}: {type(e).__name__}: {e}; "
                             "pass model= (an uncompressed instance it was saved from)") from e
     state = _read_state(flat, manifest, rec, path)
-    _check_state(skeleton.state_dict(), state, str(path))
+    own = skeleton.state_dict()
+    _check_state(own, state, str(path))
+    # the modules' state-dict versions (safetensors keeps none): a module that upgrades old
+    # layouts on load (torchvision's MNASNet) reads them and refuses a dict without
+    state = OrderedDict(state)
+    state._metadata = getattr(own, "_metadata", None)
     skeleton.load_state_dict(state, strict=True)
     set_record(skeleton, rec)
     return skeleton.eval()
