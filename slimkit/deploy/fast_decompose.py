@@ -52,6 +52,9 @@ def _needless(ep: torch.export.ExportedProgram, implemented: set) -> bool:
         if node.op != "call_function":
             continue
         t = node.target
+        schema = getattr(t, "_schema", None)
+        if schema is not None and schema.is_mutable:
+            return False  # an in-place op: only the re-trace functionalizes it
         if t is operator.getitem or t in implemented or t in _ASSERTS:
             continue
         if t is _BN and node.args[5] is False and len(node.args) == 9 and not node.kwargs:
