@@ -125,7 +125,7 @@ class MemoProxy:
         write_atomic(self.path, json.dumps(self.memo))
 
 
-def table_strategies(seeds: int = 5, trials: int = 60) -> None:
+def table_strategies(seeds: int = 5, trials: int = 60, only: list[str] | None = None) -> None:
     header(f"strategies: digits space, {trials} trials × {seeds} seeds, latency ≤ "
            f"{DIGITS_LATENCY_MS} ms (ORT, batch {DIGITS_BATCH}, Σ of the layer table's kernels, "
            "uncalibrated)")
@@ -138,6 +138,8 @@ def table_strategies(seeds: int = 5, trials: int = 60) -> None:
                 # tried after the first run, where REINFORCE lost to random on best accuracy
                 ("reinforce†", "reinforce", False))
     for label, strategy, penalize in variants:
+        if only and label not in only:
+            continue
         best, hv, secs = [], [], []
         for seed in range(seeds):
             cfg = SearchConfig(strategy=strategy, n_trials=trials, seed=seed, top_k=0,
@@ -313,13 +315,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--table", choices=TABLES)
     ap.add_argument("--all", action="store_true")
+    ap.add_argument("--only", nargs="*", help="strategies table: only these rows")
     args = ap.parse_args()
     torch.set_num_threads(THREADS)
     if args.all:
         for t in TABLES:
             subprocess.run([sys.executable, __file__, "--table", t], check=True)
         return
-    {"latency": table_latency, "strategies": table_strategies, "supernet": table_supernet,
+    if args.table == "strategies":
+        return table_strategies(only=args.only)
+    {"latency": table_latency, "supernet": table_supernet,
      "prune": table_prune}[args.table or "latency"]()
 
 

@@ -7,6 +7,8 @@ from collections import Counter
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
+from torch import nn
 
 import slimkit as sk
 import slimkit.deploy.fast_decompose as fd
@@ -40,8 +42,8 @@ CASES = {"digits float (batch norm)": lambda: _digits(False),
 def test_the_shortcut_applies_and_exports_the_same_model(name, monkeypatch):
     model, example = CASES[name]()
     taken = []
-    monkeypatch.setattr(fd, "_rewrite_eval_batch_norm",
-                        lambda gm, f=fd._rewrite_eval_batch_norm: (taken.append(1), f(gm)))
+    monkeypatch.setattr(fd, "_apply", lambda gm, inplace, f=fd._apply: (taken.append(1),
+                                                                         f(gm, inplace)))
     fast = to_onnx(model, example)
     assert taken, f"{name}: the decomposition re-trace ran"
     monkeypatch.setattr(oe, "skip_needless_decomposition", contextlib.nullcontext)
@@ -56,6 +58,52 @@ def test_the_shortcut_applies_and_exports_the_same_model(name, monkeypatch):
 def test_an_op_without_translation_takes_the_exporters_own_path(monkeypatch):
     model, example = zoo.build("unet")  # conv_transpose2d decomposes to convolution
     taken = []
-    monkeypatch.setattr(fd, "_rewrite_eval_batch_norm", lambda gm: taken.append(1))
+    monkeypatch.setattr(fd, "_apply", lambda gm, inplace: taken.append(1))
     proto = to_onnx(model, example)
     assert not taken and any(n.op_type == "ConvTranspose" for n in proto.graph.node)
+
+
+class _ResidualInplace(nn.Module):
+    """torchvision's habits: ReLU(inplace=True) and `out += identity` (in-place in the
+    exported program until the re-trace functionalizes them), adaptive average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        identity = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(identity))
+        out += identity
+        return self.pool(self.relu(out)).flatten(1)
+
+
+class _SharedInplace(nn.Module):
+    """An in-place op through a view changes its base, which is read later: only the re-trace
+    (functionalization) gets that right."""
+
+    def forward(self, x):
+        y = x * 2
+        y[:, 0].relu_()
+        return y + 1
+
+
+@pytest.mark.parametrize("cls", [_ResidualInplace, _SharedInplace])
+def test_in_place_ops_export_as_the_exporter_would(cls, monkeypatch):
+    torch.manual_seed(0)
+    model, x = cls().eval(), torch.randn(2, 3, 8, 8)
+    taken = []
+    monkeypatch.setattr(fd, "_apply", lambda gm, inplace, f=fd._apply: (taken.append(1),
+                                                                         f(gm, inplace)))
+    fast = to_onnx(model, x)
+    assert bool(taken) == (cls is _ResidualInplace)  # the shared one takes the full path
+    monkeypatch.setattr(oe, "skip_needless_decomposition", contextlib.nullcontext)
+    slow = to_onnx(model, x)
+    with torch.no_grad():
+        ref = model(x.clone()).numpy()
+    for a, b in zip(_run(fast, x), _run(slow, x), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, ref, rtol=1e-5, atol=1e-5)
