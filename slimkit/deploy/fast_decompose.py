@@ -20,8 +20,10 @@ import torch
 
 _BN = torch.ops.aten.batch_norm.default
 _BN_EVAL = torch.ops.aten._native_batch_norm_legit_no_training.default
-_AAP = torch.ops.aten.adaptive_avg_pool2d.default  # what its decomposition gives (ATen's own):
-_MEAN, _AAP_IMPL = torch.ops.aten.mean.dim, torch.ops.aten._adaptive_avg_pool2d.default  # 1×1: mean
+# adaptive_avg_pool2d has no translation; ATen decomposes it into a mean over H, W (1×1
+# output) or _adaptive_avg_pool2d
+_AAP = torch.ops.aten.adaptive_avg_pool2d.default
+_MEAN, _AAP_IMPL = torch.ops.aten.mean.dim, torch.ops.aten._adaptive_avg_pool2d.default
 # runtime shape checks: the exporter removes them after decomposing (remove_assertion_nodes)
 _ASSERTS = {torch.ops.aten.sym_constrain_range_for_size.default,
             torch.ops.aten._assert_async.default, torch.ops.aten._assert_async.msg,
