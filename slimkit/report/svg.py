@@ -170,12 +170,16 @@ class Panel:
             yy = self.y + (i - self.ylim[0]) / span * self.h
             self.parts.append(text(self.x - 4, yy + size / 3, s, size, "end"))
 
-    def legend(self, entries: list[tuple[str, str, str]], size: float = 9) -> None:
-        """entries: (label, colour, kind ∈ box|line|dash|dot|ring), top-right inside."""
+    def legend(self, entries: list[tuple[str, str, str]], size: float = 9,
+               bottom: bool = False) -> None:
+        """entries: (label, colour, kind: box, line, dash, dotted, dot or ring), inside at the
+        top right (or the bottom right: where bars sorted longest first leave room)."""
         wide = max(text_width(s, size) for s, _, _ in entries) + 22
-        x0, y0 = self.x + self.w - wide - 4, self.y + 4
+        tall = len(entries) * (size + 4) + 4
+        x0 = self.x + self.w - wide - 4
+        y0 = self.y + self.h - tall - 4 if bottom else self.y + 4
         self.parts.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{wide:.1f}" '
-                          f'height="{len(entries) * (size + 4) + 4:.1f}" fill="white" '
+                          f'height="{tall:.1f}" fill="white" '
                           f'fill-opacity="0.85" stroke="#ccc" stroke-width="0.6"/>')
         for i, (s, c, kind) in enumerate(entries):
             yy = y0 + 4 + i * (size + 4) + size / 2
