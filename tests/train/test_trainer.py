@@ -44,6 +44,7 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
         assert torch.allclose(v.float(), b["model"][k].float(), atol=1e-6, rtol=0), k
 
 
+@pytest.mark.slow  # two processes, ≈ 14 s: make test-slow (CI runs both)
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_two_process_ddp_matches_one_process(tmp_path):
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
@@ -63,6 +64,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert state["world"] == 2
 
 
+@pytest.mark.slow  # two processes, ≈ 8 s
 def test_ddp_qat_observers_and_kd_adapters_are_identical_across_ranks(tmp_path):
     """QAT + logit and feature distillation under 2-process DDP: observer statistics (buffers)
     and the Distiller's adapter (trained outside DDP's model) end equal on both ranks."""
