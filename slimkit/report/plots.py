@@ -224,9 +224,10 @@ def sensitivity(table: dict) -> bytes | None:
     from slimkit.quant.mixed_precision.table import SensitivityTable
 
     t = SensitivityTable.from_dict(table)
+    sqnr = {(r.layer, r.scheme): r.sqnr_db for r in t.rows}
 
     def db(n, s):  # exact (inf) shows as the 99 dB cap, as in the SQNR plot; n/a as no bar
-        v = t.get(n, s).sqnr_db
+        v = sqnr.get((n, s))
         return None if v is None or math.isnan(v) else min(v, 99.0)
 
     schemes = [s for s in t.schemes if any(db(n, s) is not None for n in t.layers)]

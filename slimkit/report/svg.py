@@ -81,33 +81,34 @@ class Panel:
             x0, x1 = self.px(x - width / 2), self.px(x + width / 2)
             self.parts.append(_rect(x0, min(top, base), x1 - x0, abs(base - top), color))
 
+    def row(self, v: float) -> float:
+        """Pixel y of category row v on a horizontal-bar panel: the first category on top."""
+        lo, hi = self.ylim
+        return self.y + (v - lo) / ((hi - lo) or 1.0) * self.h
+
     def hbars(self, ys, lengths, height: float = 0.8, colors=None) -> None:
-        """Horizontal bars; y grows downward here (the first category on top)."""
         base = self.px(max(self.xlim[0], 0.0))
         for i, (y, v) in enumerate(zip(ys, lengths, strict=True)):
-            y0 = self.y + (y - height / 2 - self.ylim[0]) / (self.ylim[1] - self.ylim[0]) * self.h
-            dh = height / (self.ylim[1] - self.ylim[0]) * self.h
+            y0 = self.row(y - height / 2)
             c = colors[i] if colors else PALETTE[0]
-            self.parts.append(_rect(base, y0, max(0.0, self.px(v) - base), dh, c))
+            self.parts.append(_rect(base, y0, max(0.0, self.px(v) - base),
+                                    self.row(y + height / 2) - y0, c))
 
     def stairs(self, values, edges, color: str, fill: bool = False, width: float = 1.2) -> None:
         pts = [(self.px(edges[0]), self.py(0.0))]
         for v, a, b in zip(values, edges[:-1], edges[1:], strict=True):
             pts += [(self.px(a), self.py(v)), (self.px(b), self.py(v))]
         pts.append((self.px(edges[-1]), self.py(0.0)))
-        d = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
         if fill:
-            self.parts.append(f'<polygon points="{d}" fill="{color}" fill-opacity="0.55"/>')
+            self.parts.append(f'<polygon points="{_points(pts)}" fill="{color}" '
+                              'fill-opacity="0.55"/>')
         else:
-            self.parts.append(f'<polyline points="{d}" fill="none" stroke="{color}" '
-                              f'stroke-width="{width}"/>')
+            self.parts.append(_polyline(pts, color, width))
 
     def line(self, xs, ys, color: str = PALETTE[0], width: float = 1.5, dash: str = "",
              marker: float = 0.0) -> None:
         pts = [(self.px(x), self.py(y)) for x, y in zip(xs, ys, strict=True)]
-        d = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-        self.parts.append(f'<polyline points="{d}" fill="none" stroke="{color}" '
-                          f'stroke-width="{width}"{_dash(dash)}/>')
+        self.parts.append(_polyline(pts, color, width, dash))
         for x, y in pts if marker else ():
             self.parts.append(_circle(x, y, marker, color, color))
 
@@ -117,16 +118,12 @@ class Panel:
     def hline(self, y: float, color: str, dash: str = "", width: float = 0.9) -> None:
         if self.ylim[0] <= y <= self.ylim[1]:
             yy = self.py(y)
-            self.parts.append(f'<line x1="{self.x:.1f}" x2="{self.x + self.w:.1f}" '
-                              f'y1="{yy:.1f}" y2="{yy:.1f}" stroke="{color}" '
-                              f'stroke-width="{width}"{_dash(dash)}/>')
+            self.parts.append(_line(self.x, yy, self.x + self.w, yy, color, width, dash))
 
     def vline(self, x: float, color: str, dash: str = "", width: float = 0.9) -> None:
         if self.xlim[0] <= x <= self.xlim[1]:
             xx = self.px(x)
-            self.parts.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{self.y:.1f}" '
-                              f'y2="{self.y + self.h:.1f}" stroke="{color}" '
-                              f'stroke-width="{width}"{_dash(dash)}/>')
+            self.parts.append(_line(xx, self.y, xx, self.y + self.h, color, width, dash))
 
     def label(self, x: float, y: float, s: str, dx: float = 3, dy: float = -3,
               size: float = 9) -> None:
@@ -165,10 +162,8 @@ class Panel:
 
     def categories_y(self, labels, size: float = 9) -> None:
         """Category names left of the y axis (category i at row i, top first)."""
-        span = self.ylim[1] - self.ylim[0]
         for i, s in enumerate(labels):
-            yy = self.y + (i - self.ylim[0]) / span * self.h
-            self.parts.append(text(self.x - 4, yy + size / 3, s, size, "end"))
+            self.parts.append(text(self.x - 4, self.row(i) + size / 3, s, size, "end"))
 
     def legend(self, entries: list[tuple[str, str, str]], size: float = 9,
                bottom: bool = False) -> None:
@@ -225,13 +220,25 @@ def _circle(x, y, r, fill: str, stroke: str) -> str:
             'stroke-width="0.9"/>')
 
 
+_DASHES = {"": "", "dash": ' stroke-dasharray="5 3"', "dot": ' stroke-dasharray="1.5 2"'}
+
+
+def _line(x1, y1, x2, y2, color: str, width: float, dash: str = "") -> str:
+    return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{color}" '
+            f'stroke-width="{width:g}"{_DASHES[dash]}/>')
+
+
+def _points(pts) -> str:
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+
+
+def _polyline(pts, color: str, width: float, dash: str = "") -> str:
+    return (f'<polyline points="{_points(pts)}" fill="none" stroke="{color}" '
+            f'stroke-width="{width:g}"{_DASHES[dash]}/>')
+
+
 def _tick(x1, y1, x2, y2) -> str:
-    return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#333" '
-            'stroke-width="0.8"/>')
-
-
-def _dash(dash: str) -> str:
-    return {"": "", "dash": ' stroke-dasharray="5 3"', "dot": ' stroke-dasharray="1.5 2"'}[dash]
+    return _line(x1, y1, x2, y2, "#333", 0.8)
 
 
 def _swatch(x: float, y: float, c: str, kind: str) -> str:
@@ -239,6 +246,4 @@ def _swatch(x: float, y: float, c: str, kind: str) -> str:
         return _rect(x, y - 4, 12, 8, c)
     if kind in ("dot", "ring"):
         return _circle(x + 6, y, 3.5, c if kind == "dot" else "none", c)
-    dash = {"line": "", "dash": "dash", "dotted": "dot"}[kind]
-    return (f'<line x1="{x:.1f}" x2="{x + 12:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="{c}" '
-            f'stroke-width="1.5"{_dash(dash)}/>')
+    return _line(x, y, x + 12, y, c, 1.5, {"line": "", "dash": "dash", "dotted": "dot"}[kind])
