@@ -21,6 +21,7 @@ from torch import nn
 
 from slimkit.errors import SlimkitError, check_choice
 from slimkit.graph import rules, rules_layers
+from slimkit.graph.modules import tensor_names
 from slimkit.graph.spaces import Spaces
 
 
@@ -299,11 +300,7 @@ class DependencyGraph:
 
 def _aliases(model: nn.Module) -> dict[str, str]:
     """Every name of a tensor held under several (tied weights) → the tensor's first name."""
-    names: dict[int, list[str]] = {}
-    for name, t in [*model.named_parameters(remove_duplicate=False),
-                    *model.named_buffers(remove_duplicate=False)]:
-        names.setdefault(id(t), []).append(name)
-    return {n: ns[0] for ns in names.values() if len(ns) > 1 for n in ns}
+    return {n: ns[0] for ns in tensor_names(model).values() if len(ns) > 1 for n in ns}
 
 
 def _packet(node) -> str:

@@ -27,3 +27,13 @@ def state_bytes(model: nn.Module) -> int:
             seen.add(key)
             total += t.numel() * t.element_size()
     return total
+
+
+def tensor_names(model: nn.Module) -> dict[int, list[str]]:
+    """id of each parameter and buffer → every qualified name it is held under (a tied
+    weight, e.g. GPT-2's wte / lm_head, has several), in module order."""
+    names: dict[int, list[str]] = {}
+    for name, t in [*model.named_parameters(remove_duplicate=False),
+                    *model.named_buffers(remove_duplicate=False)]:
+        names.setdefault(id(t), []).append(name)
+    return names

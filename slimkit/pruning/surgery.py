@@ -14,6 +14,7 @@ from torch import nn
 
 from slimkit.errors import SlimkitError
 from slimkit.graph.deps import DependencyGraph
+from slimkit.graph.modules import tensor_names
 from slimkit.record import record_of
 
 HEAD_ATTRS = ("num_heads", "n_heads", "n_head", "num_attention_heads", "heads")
@@ -81,15 +82,11 @@ def apply_arch(model: nn.Module, arch: dict) -> nn.Module:
 
 def _slots(model: nn.Module) -> dict[str, list[tuple[nn.Module, str]]]:
     """FQN → every (module, attribute) holding that tensor (tied weights are cut together)."""
-    by_id: dict[int, list[tuple[nn.Module, str]]] = {}
-    names: dict[int, list[str]] = {}
-    for mname, m in model.named_modules(remove_duplicate=False):
-        for pname, t in list(m._parameters.items()) + list(m._buffers.items()):
-            if t is None:
-                continue
-            by_id.setdefault(id(t), []).append((m, pname))
-            names.setdefault(id(t), []).append(f"{mname}.{pname}" if mname else pname)
-    return {n: by_id[i] for i, ns in names.items() for n in ns}
+    def slot(name: str) -> tuple[nn.Module, str]:
+        owner, _, attr = name.rpartition(".")
+        return model.get_submodule(owner), attr
+
+    return {n: [slot(x) for x in ns] for ns in tensor_names(model).values() for n in ns}
 
 
 def _assign(slots, old: torch.Tensor, new: torch.Tensor) -> None:
