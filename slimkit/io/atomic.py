@@ -1,12 +1,15 @@
 """The one way slimkit writes a file: temp file in the same directory → fsync → rename.
 
 A crash, a full disk or Ctrl-C mid-write never leaves half a file under the real name, and an
-earlier good file stays in place until the new one is complete.
+earlier good file stays in place until the new one is complete. A process killed outright
+(SIGKILL, power loss) cannot remove its temp file; the temp name carries the writer's pid, and
+the next write of the same path on this machine removes the temp files of writers that are gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -31,8 +34,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         raise WriteError(f"cannot write {path}: directory {path.parent} does not exist")
+    _remove_orphans(path, ".tmp")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=".tmp")
     except OSError as e:
         raise WriteError(f"cannot write {path}: {e.strerror}") from e
     os.close(fd)
@@ -49,6 +54,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _remove_orphans(path: Path, suffix: str) -> None:
+    """Remove `.NAME.PID.*SUFFIX` siblings of `path` whose writer process no longer runs."""
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
+        pid = p.name[len(path.name) + 2:].partition(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -75,8 +101,10 @@ def atomic_dir(path: str | os.PathLike, replace: Callable[[Path], bool]) -> Iter
         raise WriteError(f"cannot write {path}: directory {path.parent} does not exist")
     if path.exists() and not replace(path):
         raise WriteError(f"{path} exists and is not a slimkit artifact: refusing to overwrite it")
+    _remove_orphans(path, ".tmp")
     try:
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                    suffix=".tmp"))
         os.chmod(tmp, 0o777 & ~_umask())
     except OSError as e:
         raise WriteError(f"cannot write {path}: {e.strerror}") from e

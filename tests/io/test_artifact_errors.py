@@ -3,6 +3,8 @@ nothing is half-loaded, nothing half-written."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 import slimkit as sk
 from slimkit.io.artifact import MANIFEST, WEIGHTS, ArtifactError, _sha256
-from slimkit.io.atomic import WriteError
+from slimkit.io.atomic import WriteError, write_atomic
 from tests.io import nets
 
 
@@ -191,3 +193,16 @@ def test_an_archive_is_the_directory_zipped_and_refuses_damage(art, tmp_path):
         sk.load(other)
     sk.save(q, z, factory="tests.io.nets:digits")  # an earlier archive is replaced
     assert sorted(p.name for p in tmp_path.glob("q.zip*")) == ["q.zip"]
+
+
+def test_temp_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    orphan = tmp_path / f".cache.json.{dead}.abc123.tmp"  # SIGKILL mid-write leaves this
+    live = tmp_path / f".cache.json.{os.getpid()}.def456.tmp"  # a writer still running
+    other = tmp_path / f".other.json.{dead}.ghi789.tmp"  # another file's: not ours to touch
+    for p in (orphan, live, other):
+        p.write_text("{half")
+    write_atomic(tmp_path / "cache.json", "{}")
+    assert (tmp_path / "cache.json").read_text() == "{}"
+    assert not orphan.exists() and live.exists() and other.exists()
