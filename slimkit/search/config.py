@@ -97,6 +97,9 @@ class SearchConfig:
     study_name: str = "search"
     max_failures: int = 20  # trials failed by a builder / evaluator error before giving up
     max_rejections: int = 500  # consecutive constraint rejections before giving up
+    # random / evolution / REINFORCE redraw a candidate that breaks a constraint (its costs
+    # are computed without training) up to this many times per trial; 1: never redraw
+    feasible_draws: int = 32
     heartbeat_s: float = 5.0  # a running trial whose worker is silent 3× this long is lost
 
     def __post_init__(self) -> None:
@@ -114,7 +117,7 @@ class SearchConfig:
         if self.strategy == "nsga2" and len(self.objectives) < 2:
             raise ConfigError("SearchConfig.strategy='nsga2' needs ≥ 2 objectives, e.g. "
                               "('accuracy', 'latency_ms')")
-        for name in ("n_trials", "top_k", "max_failures", "max_rejections"):
+        for name in ("n_trials", "top_k", "max_failures", "max_rejections", "feasible_draws"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < (0 if name == "top_k" else 1):
                 raise ConfigError(f"SearchConfig.{name}={v!r} must be a positive int")

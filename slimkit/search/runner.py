@@ -59,7 +59,11 @@ class _Worker:
         self.cfg, self.space, self.evaluate, self.table = config, space, evaluator, table
         sampler = make_sampler(config.strategy, space, config.seed, config.evolution,
                                config.reinforce)
+        if hasattr(sampler, "constrain") and config.constraints:
+            sampler.constrain(self.feasible, config.feasible_draws)
         self.study = open_study(config, space, sampler)
+        self._costs: dict[tuple, object] = {}  # encoding → Costs (a redrawn one is built once)
+        self._last: tuple | None = None  # (encoding, model) of the last draw feasible() built
         self.lease = Lease(config.heartbeat_s)
         self.failures, self.in_a_row = 0, 0
         self.rejections: Counter = Counter()
@@ -98,9 +102,8 @@ class _Worker:
         trial.set_user_attr("encoding", list(enc))
         t0 = time.perf_counter()
         try:
-            torch.manual_seed(candidate_seed(cfg.seed, enc))  # the same init in any worker
-            model = self.space.build_model(enc)
-            costs = model_costs(model, self.space.example(), self.table)
+            model = self._build(enc)
+            costs = self._costs.get(enc) or self._cost(enc, model)
         except Exception as e:  # noqa: BLE001 — a candidate that cannot be built fails alone
             return self._fail(trial, "build", e)
         trial.set_user_attr("costs", costs.to_dict())
@@ -116,6 +119,29 @@ class _Worker:
         trial.set_user_attr("metrics", {k: float(v) for k, v in metrics.items()})
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         study.tell(trial, values)
+
+    def _build(self, enc: tuple) -> torch.nn.Module:
+        last = self._last
+        self._last = None  # a model is handed out once: the trial trains it
+        if last is not None and last[0] == enc:
+            return last[1]
+        torch.manual_seed(candidate_seed(self.cfg.seed, enc))  # the same init in any worker
+        return self.space.build_model(enc)
+
+    def _cost(self, enc: tuple, model: torch.nn.Module):
+        costs = model_costs(model, self.space.example(), self.table)
+        self._costs[enc] = costs
+        return costs
+
+    def feasible(self, enc: tuple) -> bool:
+        """The sampler's check: does the built candidate meet the constraints?"""
+        try:
+            model = self._build(enc)
+            costs = self._costs.get(enc) or self._cost(enc, model)
+        except Exception:  # noqa: BLE001 — let the trial itself fail with the builder's error
+            return True
+        self._last = (enc, model)  # the draw the trial will most likely take
+        return violation(costs, self.cfg.constraints) is None
 
     def _fail(self, trial, stage: str, e: Exception) -> None:
         msg = f"{stage}: {type(e).__name__}: {e}"

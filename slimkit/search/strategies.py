@@ -13,8 +13,16 @@ ask-and-tell on one storage and several workers can share a study.
 No strategy keeps state outside the storage: evolution reads its population from the finished
 trials and REINFORCE replays its updates over them in trial order, so a resumed search (another
 process, another machine) proposes exactly what an uninterrupted one would have; each trial's
-random draws come from (seed, trial number). Candidates rejected by a constraint (user attr
-'rejected') count as the worst reward for REINFORCE and are never parents.
+random draws come from (seed, trial number).
+
+Constraints are met where they are cheapest to meet: given the worker's `feasible` check
+(params / MACs / predicted latency of the built candidate, no training), a custom strategy
+draws again, up to `draws` times per trial, instead of spending a trial on a candidate the
+runner would reject. A policy is then shaped by trained candidates' metrics, not by how
+often it strayed past the constraint — with a factorised policy, a penalty per rejection
+pushes every gene towards its smallest option. Only when no draw is feasible is the trial
+tried and rejected (user attr 'rejected'); such a rejection counts as the worst reward for
+REINFORCE (so a policy that drifted past the constraint is pulled back) and is never a parent.
 """
 
 from __future__ import annotations
@@ -96,6 +104,13 @@ class SpaceSampler(BaseSampler):
 
     def __init__(self, space: Space, seed: int = 0) -> None:
         self.space, self.seed = space, seed
+        self.feasible: Callable[[tuple[int, ...]], bool] | None = None  # set by the worker
+        self.draws = 1
+
+    def constrain(self, feasible: Callable[[tuple[int, ...]], bool] | None,
+                  draws: int) -> None:
+        """Redraw a proposal that `feasible` refuses, up to `draws` draws per trial."""
+        self.feasible, self.draws = feasible, max(1, draws)
 
     def rng(self, number: int) -> random.Random:
         return random.Random(f"slimkit:{self.seed}:{number}")  # str seeds hash stably (sha512)
@@ -106,7 +121,13 @@ class SpaceSampler(BaseSampler):
     def sample_relative(self, study, trial, search_space):
         if not search_space:
             return {}
-        enc = self.propose(history(study, self.space), self.rng(trial.number))
+        draw = self.proposer(history(study, self.space))
+        rng = self.rng(trial.number)
+        enc = draw(rng)
+        for _ in range(self.draws - 1):
+            if self.feasible is None or self.feasible(enc):
+                break
+            enc = draw(rng)
         return {g.name: i for g, i in zip(self.space.genes, enc, strict=True)}
 
     def sample_independent(self, study, trial, param_name, param_distribution):
@@ -117,8 +138,12 @@ class SpaceSampler(BaseSampler):
                                                                       "choices")
             else rng.randint(param_distribution.low, param_distribution.high))
 
+    def proposer(self, hist) -> Callable[[random.Random], tuple[int, ...]]:
+        """Draws encodings given the history (read once per trial, however many draws)."""
+        return lambda rng: self.propose(hist, rng)
+
     def propose(self, hist, rng: random.Random) -> tuple[int, ...]:
-        raise NotImplementedError
+        return self.proposer(hist)(rng)
 
 
 class RandomStrategy(SpaceSampler):
@@ -221,8 +246,8 @@ class ReinforceStrategy(SpaceSampler):
         super().__init__(space, seed)
         self.cfg = config or ReinforceConfig()
 
-    def propose(self, hist, rng):
-        return replay(self.space, hist, self.cfg).sample(rng)
+    def proposer(self, hist):
+        return replay(self.space, hist, self.cfg).sample
 
 
 # ---- Optuna's samplers, seeded per trial ---------------------------------------------------------

@@ -75,6 +75,18 @@ def test_constraints_reject_before_training_and_impossible_ones_are_named():
         search_worker(never, tiny_space(), ScoreEvaluator())
 
 
+@pytest.mark.parametrize("strategy", ["random", "evolution", "reinforce"])
+def test_custom_strategies_redraw_infeasible_candidates_instead_of_spending_trials(strategy):
+    limit = (Constraint("params", 600),)
+    redraw = search_worker(SearchConfig(strategy=strategy, n_trials=12, constraints=limit),
+                           tiny_space(), ScoreEvaluator())
+    once = search_worker(SearchConfig(strategy=strategy, n_trials=12, constraints=limit,
+                                      feasible_draws=1), tiny_space(), ScoreEvaluator())
+    assert tally(redraw).complete == tally(once).complete == 12
+    assert tally(redraw).rejected == 0 < tally(once).rejected
+    assert all(t.user_attrs["costs"]["params"] <= 600 for t in redraw.get_trials())
+
+
 def test_multi_objective_nsga2_gives_a_front():
     cfg = SearchConfig(strategy="nsga2", n_trials=10, objectives=("accuracy", "params"))
     from slimkit.search.results import collect
