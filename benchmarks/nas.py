@@ -38,6 +38,7 @@ from slimkit.search import (  # noqa: E402
     EvolutionConfig,
     LatencyConfig,
     ProxyConfig,
+    ReinforceConfig,
     SearchConfig,
     SearchError,
     get_space,
@@ -51,6 +52,8 @@ TABLES = ("latency", "strategies", "supernet", "prune")
 CACHE = Path(".slimkit")
 THREADS = 2
 DIGITS_BATCH, DIGITS_LATENCY_MS = 64, 2.5  # the digits searches' latency constraint
+# tried after the first AMD run, where REINFORCE lost to random: rank-shaped advantage
+RL_VARIANTS = {"reinforce-rank": {"advantage": "rank", "lr": 1.0}}
 
 
 def header(title: str) -> None:
@@ -137,7 +140,7 @@ def table_strategies(seeds: int = 5, trials: int = 60, only: list[str] | None = 
     # earlier default: every rejection was a trial and counted as the worst reward
     variants = (("random", "random", 32), ("evolution", "evolution", 32),
                 ("reinforce", "reinforce", 32), ("tpe", "tpe", 32),
-                ("reinforce1", "reinforce", 1))
+                ("reinforce1", "reinforce", 1), ("reinforce-rank", "reinforce", 32))
     for label, strategy, draws in variants:
         if only and label not in only:
             continue
@@ -145,6 +148,7 @@ def table_strategies(seeds: int = 5, trials: int = 60, only: list[str] | None = 
         for seed in range(seeds):
             cfg = SearchConfig(strategy=strategy, n_trials=trials, seed=seed, top_k=0,
                                feasible_draws=draws,
+                               reinforce=ReinforceConfig(**RL_VARIANTS.get(label, {})),
                                constraints=(Constraint("latency_ms", DIGITS_LATENCY_MS),),
                                latency=LatencyConfig(batch=DIGITS_BATCH, threads=THREADS,
                                                      cache_dir=str(CACHE / "latency-search")),

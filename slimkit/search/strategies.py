@@ -60,8 +60,13 @@ class ReinforceConfig:
     # a candidate rejected by a constraint counts as the worst reward seen so far (True), or
     # is left out (False: the policy is then only shaped by trained candidates' metrics)
     penalize_rejected: bool = True
+    # 'baseline': (reward − moving average) / moving std; 'rank': the reward's centred rank
+    # among all rewards so far, in [−1, 1] (fitness shaping: a noisy outlier moves no more
+    # than any other better-than-most candidate)
+    advantage: str = "baseline"
 
     def __post_init__(self) -> None:
+        check_choice("ReinforceConfig.advantage", self.advantage, {"baseline", "rank"})
         if self.lr <= 0 or not 0 <= self.baseline_decay < 1 or self.entropy < 0:
             raise ConfigError(f"ReinforceConfig: need lr > 0, 0 ≤ baseline_decay < 1, "
                               f"entropy ≥ 0; got {self}")
@@ -199,6 +204,7 @@ class Controller:
         self.logits = [np.zeros(n) for n in sizes]
         self.baseline: float | None = None
         self.var = 0.0  # moving average of (reward − baseline)²: normalises the advantage
+        self.seen: list[float] = []  # every reward so far (rank advantage)
 
     def probs(self) -> list[np.ndarray]:
         return [_softmax(z) for z in self.logits]
@@ -214,6 +220,10 @@ class Controller:
         adv = reward - self.baseline
         adv_n = adv / math.sqrt(self.var) if self.var > 0 else float(np.sign(adv))
         adv_n = max(-3.0, min(3.0, adv_n))
+        self.seen.append(reward)
+        if self.cfg.advantage == "rank" and len(self.seen) > 1:
+            below = sum(r < reward for r in self.seen) + 0.5 * (self.seen.count(reward) - 1)
+            adv_n = 2.0 * below / (len(self.seen) - 1) - 1.0
         for z, a in zip(self.logits, enc, strict=True):
             p = _softmax(z)
             grad_logp = -p

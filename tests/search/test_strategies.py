@@ -52,6 +52,20 @@ def test_reinforce_update_raises_the_rewarded_gene():
     assert ctl.probs()[0][1] < after[0][1]
 
 
+def test_rank_advantage_is_the_centred_rank_so_an_outlier_counts_like_any_best():
+    ctl = Controller([2], ReinforceConfig(lr=1.0, entropy=0.0, advantage="rank"))
+    ctl.update((0,), 1.0)  # the first reward has no rank: no step
+    assert np.allclose(ctl.probs()[0], [0.5, 0.5])
+    ctl.update((1,), 2.0)  # the best so far: advantage +1
+    big = Controller([2], ReinforceConfig(lr=1.0, entropy=0.0, advantage="rank"))
+    big.update((0,), 1.0)
+    big.update((1,), 1e6)  # an outlier moves the policy exactly as much
+    assert np.allclose(ctl.probs()[0], big.probs()[0]) and ctl.probs()[0][1] > 0.5
+    up = ctl.probs()[0][1]
+    ctl.update((1,), 0.0)  # the worst so far: advantage −1
+    assert ctl.probs()[0][1] < up
+
+
 def test_reinforce_learns_a_toy_reward_and_entropy_slows_collapse():
     space = tiny_space()
     rng = random.Random(0)
