@@ -19,8 +19,8 @@ Constraints are met where they are cheapest to meet: given the worker's `feasibl
 (params / MACs / predicted latency of the built candidate, no training), a custom strategy
 draws again, up to `draws` times per trial, instead of spending a trial on a candidate the
 runner would reject. A policy is then shaped by trained candidates' metrics, not by how
-often it strayed past the constraint — with a factorised policy, a penalty per rejection
-pushes every gene towards its smallest option. Only when no draw is feasible is the trial
+often it strayed past the constraint (with a factorised policy, a penalty per rejection
+can push every gene towards its smallest option). Only when no draw is feasible is the trial
 tried and rejected (user attr 'rejected'); such a rejection counts as the worst reward for
 REINFORCE (so a policy that drifted past the constraint is pulled back) and is never a parent.
 """
