@@ -34,7 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         raise WriteError(f"cannot write {path}: directory {path.parent} does not exist")
-    _remove_orphans(path, ".tmp")
+    _remove_orphans(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
                                    suffix=".tmp")
@@ -56,9 +56,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def _remove_orphans(path: Path, suffix: str) -> None:
-    """Remove `.NAME.PID.*SUFFIX` siblings of `path` whose writer process no longer runs."""
-    for p in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
+def _remove_orphans(path: Path) -> None:
+    """Remove `.NAME.PID.*.tmp` siblings of `path` (files or directories) whose writer
+    process no longer runs."""
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = p.name[len(path.name) + 2:].partition(".")[0]
         if pid.isdigit() and not _alive(int(pid)):
             if p.is_dir():
@@ -101,7 +102,7 @@ def atomic_dir(path: str | os.PathLike, replace: Callable[[Path], bool]) -> Iter
         raise WriteError(f"cannot write {path}: directory {path.parent} does not exist")
     if path.exists() and not replace(path):
         raise WriteError(f"{path} exists and is not a slimkit artifact: refusing to overwrite it")
-    _remove_orphans(path, ".tmp")
+    _remove_orphans(path)
     try:
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
                                     suffix=".tmp"))

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from slimkit.search.config import SearchConfig
 from slimkit.search.evaluators import ProxyEvaluator, SearchData, candidate_seed, search_data
-from slimkit.search.space import SearchError, Space, model_costs, violation
+from slimkit.search.space import Costs, SearchError, Space, model_costs, violation
 from slimkit.search.storage import Lease, fail_lost_trials, in_budget, open_study
 from slimkit.search.strategies import make_sampler
 
@@ -62,7 +62,7 @@ class _Worker:
         if hasattr(sampler, "constrain") and config.constraints:
             sampler.constrain(self.feasible, config.feasible_draws)
         self.study = open_study(config, space, sampler)
-        self._costs: dict[tuple, object] = {}  # encoding → Costs (a redrawn one is built once)
+        self._costs: dict[tuple, Costs] = {}  # encoding → costs (a redrawn one is costed once)
         self._last: tuple | None = None  # (encoding, model) of the last draw feasible() built
         self.lease = Lease(config.heartbeat_s)
         self.failures, self.in_a_row = 0, 0
@@ -102,8 +102,7 @@ class _Worker:
         trial.set_user_attr("encoding", list(enc))
         t0 = time.perf_counter()
         try:
-            model = self._build(enc)
-            costs = self._costs.get(enc) or self._cost(enc, model)
+            model, costs = self._candidate(enc)
         except Exception as e:  # noqa: BLE001 — a candidate that cannot be built fails alone
             return self._fail(trial, "build", e)
         trial.set_user_attr("costs", costs.to_dict())
@@ -128,16 +127,16 @@ class _Worker:
         torch.manual_seed(candidate_seed(self.cfg.seed, enc))  # the same init in any worker
         return self.space.build_model(enc)
 
-    def _cost(self, enc: tuple, model: torch.nn.Module):
-        costs = model_costs(model, self.space.example(), self.table)
-        self._costs[enc] = costs
-        return costs
+    def _candidate(self, enc: tuple) -> tuple[torch.nn.Module, Costs]:
+        model = self._build(enc)
+        if enc not in self._costs:
+            self._costs[enc] = model_costs(model, self.space.example(), self.table)
+        return model, self._costs[enc]
 
     def feasible(self, enc: tuple) -> bool:
         """The sampler's check: does the built candidate meet the constraints?"""
         try:
-            model = self._build(enc)
-            costs = self._costs.get(enc) or self._cost(enc, model)
+            model, costs = self._candidate(enc)
         except Exception:  # noqa: BLE001 — let the trial itself fail with the builder's error
             return True
         self._last = (enc, model)  # the draw the trial will most likely take

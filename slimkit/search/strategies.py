@@ -218,12 +218,12 @@ class Controller:
         if self.baseline is None:
             self.baseline = reward
         adv = reward - self.baseline
-        adv_n = adv / math.sqrt(self.var) if self.var > 0 else float(np.sign(adv))
-        adv_n = max(-3.0, min(3.0, adv_n))
         self.seen.append(reward)
-        if self.cfg.advantage == "rank" and len(self.seen) > 1:
-            below = sum(r < reward for r in self.seen) + 0.5 * (self.seen.count(reward) - 1)
-            adv_n = 2.0 * below / (len(self.seen) - 1) - 1.0
+        if self.cfg.advantage == "rank":
+            adv_n = self._rank(reward)
+        else:
+            adv_n = adv / math.sqrt(self.var) if self.var > 0 else float(np.sign(adv))
+            adv_n = max(-3.0, min(3.0, adv_n))
         for z, a in zip(self.logits, enc, strict=True):
             p = _softmax(z)
             grad_logp = -p
@@ -234,6 +234,15 @@ class Controller:
         d = self.cfg.baseline_decay
         self.var = d * self.var + (1 - d) * adv * adv
         self.baseline = d * self.baseline + (1 - d) * reward
+
+
+    def _rank(self, reward: float) -> float:
+        """Centred rank of `reward` among the rewards so far, in [−1, 1] (0 for the first)."""
+        n = len(self.seen)
+        if n < 2:
+            return 0.0
+        below = sum(r < reward for r in self.seen) + 0.5 * (self.seen.count(reward) - 1)
+        return 2.0 * below / (n - 1) - 1.0
 
 
 def replay(space: Space, hist, config: ReinforceConfig | None = None) -> Controller:
