@@ -28,6 +28,18 @@ def digits_tensors(split_seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     return TensorDataset(x[idx_train], y[idx_train]), TensorDataset(x[idx_test], y[idx_test])
 
 
+def resized(ds: TensorDataset, size: int = 8, channels: int = 1) -> TensorDataset:
+    """The 8×8 images resized to size×size (bilinear) with the grey plane repeated `channels`
+    times: real data for networks that need an RGB input larger than 8×8 (ResNet- and
+    MobileNetV2-like families at 32×32). size 8 and one channel: `ds` as it is."""
+    if size == 8 and channels == 1:
+        return ds
+    x, y = ds.tensors  # (N, 1, 8, 8)
+    if size != 8:
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return TensorDataset(x.expand(-1, channels, -1, -1).contiguous(), y)  # (N, C, size, size)
+
+
 def load_digits(batch_size: int = 64, seed: int = 0) -> tuple[DataLoader, DataLoader]:
     """(train, test) loaders. The split is fixed; `seed` orders the training shuffle."""
     train, test = digits_tensors()

@@ -67,6 +67,8 @@ class ModelSpec(Strict):
 # ---- data -----------------------------------------------------------------------------------
 class DigitsData(Strict):
     split_seed: int = 0
+    size: int = Field(8, ge=8)  # resized (bilinear) for networks that need a larger input
+    channels: Literal[1, 3] = 1  # 3: the grey plane repeated, for RGB networks
 
 
 class ImageFolderData(Strict):

@@ -91,9 +91,10 @@ class Data:
 
 def build_data(spec: DataSpec, model_spec: ModelSpec, seed: int) -> Data:
     if spec.digits is not None:
-        from slimkit.data.digits import digits_tensors
+        from slimkit.data.digits import digits_tensors, resized
 
-        train, val = digits_tensors(spec.digits.split_seed)
+        d = spec.digits
+        train, val = (resized(ds, d.size, d.channels) for ds in digits_tensors(d.split_seed))
     elif spec.image_folder is not None:
         from slimkit.data.images import image_folder
 

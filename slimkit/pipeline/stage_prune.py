@@ -40,8 +40,10 @@ class Rule(Strict):
 
 
 class PruneStage(Strict):
-    granularity: Literal["channel", "filter", "neuron", "head", "unstructured", "block",
-                         "nm"] = "channel"
+    # depth: whole residual blocks dropped (importance l1 / l2: how much a block moves its
+    # input; mask: the loss increase when it is skipped, on the calibration batches)
+    granularity: Literal["channel", "filter", "neuron", "head", "depth", "unstructured",
+                         "block", "nm"] = "channel"
     ratio: float | None = Field(None, ge=0, lt=1)
     target_macs: float | None = Field(None, ge=0, lt=1)
     target_params: float | None = Field(None, ge=0, lt=1)

@@ -21,6 +21,7 @@ from slimkit.graph.deps import DependencyGraph, Group
 from slimkit.graph.modules import name_matches
 from slimkit.pruning import unstructured as unst
 from slimkit.pruning.config import PruneConfig, PruneRule
+from slimkit.pruning.depth import prune_depth
 from slimkit.pruning.importance import group_scores, masking_scores, taylor_grads
 from slimkit.pruning.report import LayerReport, PruneReport
 from slimkit.pruning.rounding import LatencyRounding, Multiple, measured
@@ -50,7 +51,13 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
         raise ConfigError(f"config must be a PruneConfig, got {type(config).__name__}")
     _check_rules(model, config)
     reference = _output_shapes(model, example_inputs)
-    if config.structured:
+    step: tuple = ("prune", {"config": dataclasses.asdict(config),
+                             "structured": config.structured})
+    if config.granularity == "depth":
+        pruned = copy_model(model)
+        blocks, report = prune_depth(model, pruned, config, example_inputs, data, loss_fn)
+        step = ("drop_blocks", {"config": dataclasses.asdict(config), "blocks": blocks})
+    elif config.structured:
         pruned, report = _structured(model, config, example_inputs, data, loss_fn)
     else:
         pruned = copy_model(model)
@@ -61,9 +68,8 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
     note_source(rec, model)
     if rec.original is None:
         rec.original = model  # a reference: distillation's default teacher
-    rec.add("prune", {"config": dataclasses.asdict(config), "structured": config.structured},
-            f"{config.granularity}: params {report.params_before:,} → {report.params_after:,}"
-            + (f", MACs {report.macs_before:,} → {report.macs_after:,}"
+    rec.add(*step, f"{config.granularity}: params {report.params_before:,} → "
+            f"{report.params_after:,}" + (f", MACs {report.macs_before:,} → {report.macs_after:,}"
                if report.macs_before else ""))
     return PruneResult(pruned, report)
 

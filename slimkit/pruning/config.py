@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from slimkit.errors import ConfigError, check_choice
 from slimkit.pruning.rounding import LatencyRounding
 
-GRANULARITIES = {"channel", "filter", "neuron", "head", "unstructured", "block", "nm"}
+GRANULARITIES = {"channel", "filter", "neuron", "head", "depth", "unstructured", "block", "nm"}
 ELEMENTWISE = ("unstructured", "block", "nm")  # masks in place: the shapes stay
 IMPORTANCES = {"l1", "l2", "taylor", "bn_gamma", "mask", "random"}
+DEPTH_IMPORTANCES = ("l1", "l2", "mask", "random")  # pruning/depth.py says what each means
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class PruneRule:
 class PruneConfig:
     """
     granularity: channel (conv filters, linear neurons, hidden dims), filter (conv only),
-        neuron (linear only), head (attention heads), unstructured (single weights),
+        neuron (linear only), head (attention heads), depth (whole residual blocks, x + f(x),
+        replaced by the identity: pruning/depth.py), unstructured (single weights),
         block (zeros in whole `block`-shaped tiles of each weight's (out, in·k·k) matrix — what
         block-sparse kernels, BSR, skip), nm (N:M, e.g. 2:4, along the input dim).
     ratio: fraction of each group's channels to remove — or give target_macs / target_params,
@@ -78,6 +80,9 @@ class PruneConfig:
                               f"target_params (got {targets or 'none'})")
         for t in targets:
             _check_ratio(f"PruneConfig.{t}", getattr(self, t))
+        if self.granularity == "depth" and self.importance not in DEPTH_IMPORTANCES:
+            raise ConfigError(f"PruneConfig.importance='{self.importance}': granularity='depth' "
+                              f"ranks whole blocks by one of {DEPTH_IMPORTANCES}")
         if not self.structured and self.importance == "mask":
             raise ConfigError("importance='mask' (loss change of masking a channel) is for "
                               "structured granularities, e.g. 'head'")

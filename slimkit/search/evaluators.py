@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from slimkit.errors import check_choice
 from slimkit.search.config import DATASETS, ProxyConfig
@@ -34,24 +34,17 @@ class SearchData:
     test: Dataset
 
 
-def _digits32(ds: TensorDataset) -> TensorDataset:
-    """8×8 digits resized to 3×32×32 (bilinear, grey repeated): real data for the
-    MobileNetV2- and ResNet-like spaces, which need more than an 8×8 input."""
-    x, y = ds.tensors  # (N, 1, 8, 8)
-    x = nn.functional.interpolate(x, size=32, mode="bilinear", align_corners=False)
-    return TensorDataset(x.expand(-1, 3, -1, -1).contiguous(), y)  # (N, 3, 32, 32)
-
-
 def search_data(name: str = "digits") -> SearchData:
     """A registered data set split for search (fixed split: the same in every process)."""
     from sklearn.model_selection import train_test_split
 
-    from slimkit.data.digits import digits_tensors
+    from slimkit.data.digits import digits_tensors, resized
 
     check_choice("SearchConfig.data", name, DATASETS)
     full, test = digits_tensors()
     if name == "digits32":
-        full, test = _digits32(full), _digits32(test)
+        # 3×32×32: the MobileNetV2- and ResNet-like spaces need more than an 8×8 input
+        full, test = resized(full, 32, 3), resized(test, 32, 3)
     y = full.tensors[1]
     tr, va = train_test_split(range(len(y)), test_size=VAL_FRACTION, random_state=0,
                               stratify=y.numpy())
