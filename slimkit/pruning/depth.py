@@ -11,7 +11,7 @@ model's torch.export graph: an `add` inside the module that reads a tensor from 
 and whose output has its input's shape, so nn.Identity takes its place with every shape kept.
 Only the innermost such modules are blocks (a stage of blocks is not one block).
 
-Importance of a block (lower goes first):
+Importance of a block (lower goes first; with a MACs / params target, per MAC / param):
   l1 / l2   1 − cosine between the block's input and output on the example inputs (and data,
             when given): how much the block moves its input ("block influence")
   mask      the loss increase on `data` when the block is skipped (with `loss_fn`)
@@ -40,19 +40,20 @@ def _args(example) -> tuple:
     return (example,) if isinstance(example, torch.Tensor) else tuple(example)
 
 
-def _same_shape_modules(model: nn.Module, example) -> dict[str, nn.Module]:
-    """Modules with children whose one tensor input has the shape of their tensor output."""
-    found: dict[str, nn.Module] = {}
+def _same_shape_modules(model: nn.Module, example) -> dict[str, torch.Size]:
+    """Modules with children called with one tensor (no keyword arguments: nn.Identity takes
+    none) that return one tensor of its shape → that shape."""
+    found: dict[str, torch.Size] = {}
     hooks = []
     for name, m in model.named_modules():
         if not name or not any(True for _ in m.children()):
             continue
 
-        def hook(mod, args, out, n=name):
-            if (len(args) == 1 and isinstance(args[0], torch.Tensor)
+        def hook(mod, args, kwargs, out, n=name):
+            if (len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
                     and isinstance(out, torch.Tensor) and out.shape == args[0].shape):
-                found[n] = mod
-        hooks.append(m.register_forward_hook(hook))
+                found[n] = out.shape
+        hooks.append(m.register_forward_hook(hook, with_kwargs=True))
     was = model.training
     model.eval()
     try:
@@ -81,12 +82,18 @@ def residual_blocks(model: nn.Module, example) -> list[str]:
             continue
         inside = _stacks(node) & shaped.keys()
         for block in inside:
-            for a in node.args:  # an operand computed outside the block: its input
+            for a in node.args:  # an activation of the block's shape from outside: its input
                 if isinstance(a, torch.fx.Node) and a.op != "get_attr" and \
-                        block not in _stacks(a) and _is_activation(a, ep):
+                        block not in _stacks(a) and _is_activation(a, ep) and \
+                        _shape(a)[1:] == tuple(shaped[block])[1:]:
                     residual.add(block)
     return sorted(b for b in residual
                   if not any(o != b and o.startswith(f"{b}.") for o in residual))
+
+
+def _shape(node) -> tuple:
+    val = node.meta.get("val")
+    return tuple(val.shape) if isinstance(val, torch.Tensor) else ()
 
 
 def _is_activation(node, ep) -> bool:
@@ -171,7 +178,7 @@ def block_scores(model: nn.Module, blocks: list[str], importance: str, example, 
 
 # ---- choose and cut ---------------------------------------------------------------------------
 def _choose(order: list[int], costs: list[int], total: int, cfg) -> list[int]:
-    """Blocks to drop, least important first: a share of them (ratio), or as many as it
+    """Blocks to drop, in `order`: a share of them (ratio), or as many as it
     takes to remove the MACs / params target."""
     if cfg.ratio is not None:
         return order[:int(round(cfg.ratio * len(order)))]
@@ -222,8 +229,11 @@ def prune_depth(model: nn.Module, pruned: nn.Module, cfg, example, data, loss_fn
         rep.macs_after, rep.params_after = macs0, params0
         return [], rep
     scores = block_scores(model, blocks, cfg.importance, example, data, loss_fn, cfg.seed)
-    order = sorted(range(len(blocks)), key=lambda i: (float(scores[i]), blocks[i]))
     costs = macs if cfg.target_params is None else params
+    # a ratio counts blocks: least important first; a target counts MACs / params: least
+    # importance per MAC / param first (a greedy knapsack), so cheap blocks do not fill it
+    per = [1.0] * len(blocks) if cfg.ratio is not None else [max(c, 1) for c in costs]
+    order = sorted(range(len(blocks)), key=lambda i: (float(scores[i]) / per[i], blocks[i]))
     chosen = sorted(_choose(order, costs, macs0 if cfg.target_params is None else params0, cfg))
     names = [blocks[i] for i in chosen]
     drop_blocks(pruned, names)
@@ -232,7 +242,7 @@ def prune_depth(model: nn.Module, pruned: nn.Module, cfg, example, data, loss_fn
     rep.groups_pruned = len(chosen)
     rep.macs_after = macs0 - sum(macs[i] for i in chosen)
     rep.params_after = params0 - sum(params[i] for i in chosen)
-    rep.notes.append("residual blocks, least important first (" + cfg.importance + "): " +
+    rep.notes.append(f"residual blocks in the order they go ({cfg.importance}): " +
                      ", ".join(f"{blocks[i]} {float(scores[i]):.3g}" for i in order))
     return names, rep
 
