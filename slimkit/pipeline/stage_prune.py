@@ -31,6 +31,11 @@ class Finetune(Strict):
     epochs: int = Field(3, ge=0)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
+    # distil from the original while recovering (labelled data: Hinton KL at `temperature`,
+    # mixed with the labels' loss by 1 − alpha); unlabelled data always distils (MSE)
+    kd: bool = False
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1)
 
 
 class Rule(Strict):
@@ -131,7 +136,7 @@ def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: 
             ctx.known_macs(model, report.macs_before)
         ctx.known_macs(current, report.macs_after)  # fine-tuning keeps the structure
         if cfg.finetune.epochs:
-            ctx.train(current, cfg.finetune, f"{tag}-round{r}", _recovery_loss(ctx))
+            ctx.train(current, cfg.finetune, f"{tag}-round{r}", _recovery_loss(ctx, cfg.finetune))
     return current, report
 
 
@@ -168,13 +173,16 @@ def _tensor_out(ctx: Context, out):
     return out
 
 
-def _recovery_loss(ctx: Context):
-    """Fine-tuning loss: the task loss with labels; without them, distil from the original
-    (MSE on its outputs, as the distill stage does for unlabelled data)."""
-    if ctx.data.labeled:
+def _recovery_loss(ctx: Context, ft: Finetune):
+    """Fine-tuning loss: the task loss with labels (or, with kd, distillation from the original
+    mixed with it); without labels, distil from the original (MSE on its outputs, as the
+    distill stage does for unlabelled data)."""
+    if ctx.data.labeled and not ft.kd:
         return None
     from slimkit.distill import Distiller
 
+    if ctx.data.labeled:
+        return Distiller(ctx.original, ft.temperature, ft.alpha)
     return Distiller(ctx.original, output_loss="mse")
 
 

@@ -119,7 +119,7 @@ eval: {metric: top1}
 budget: {max_drop: 100}
 seed: 0
 stages:
-  - prune: {granularity: depth, ratio: 0.5, importance: mask, finetune: {epochs: 1}}
+  - prune: {granularity: depth, ratio: 0.5, importance: mask, finetune: {epochs: 1, kd: true}}
   - quantize: {preset: w8a8}
   - export: {runtimes: [ort]}
 """
