@@ -37,6 +37,7 @@ import torch  # noqa: E402
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, anchors, benchmark, machine_line  # noqa: E402
 from slimkit.bench.choose import installed  # noqa: E402
+from slimkit.bench.tables import print_vs_fastest_anchor  # noqa: E402
 
 FAMILIES = ("resnet18", "mobilenet_v2")
 RECIPES = Path(str(files("slimkit.examples") / "recipes"))
@@ -99,17 +100,12 @@ def speed(family: str, batch: int, run: Path, rounds: int) -> None:
         cands.append(Candidate(f"slimkit composed → {rt}",
                                sk.export(final, x, d / f"composed-{rt}.onnx", runtime=rt), rt))
     res = benchmark(cands, x, rounds=rounds, runs_per_round=3)
-    rows = {r.name: r for r in res.rows}
-    best = min(res.rows[:n_anchors], key=lambda r: r.median_ms)
-    print(f"\n## {family}, batch {batch}, 3×224×224 (seed 0's trained networks)\n{machine_line()}")
-    print(f"{'candidate':<32}{'median ms':>10}{'vs ' + best.name[:24]:>30}")
-    for c in cands:
-        r = rows[c.name]
-        print(f"{c.name:<32}{r.median_ms:>10.2f}{best.median_ms / r.median_ms:>29.2f}×")
-    top = max((rows[c.name] for c in cands[n_anchors:] if "composed" in c.name),
-              key=lambda r: best.median_ms / r.median_ms)
-    ratio = best.median_ms / top.median_ms
-    print(f"composed vs the fastest anchor: {ratio:.2f}× ({top.name}); goal ≥ 2×: "
+    ratios = print_vs_fastest_anchor(res, [c.name for c in cands], n_anchors,
+                                     f"{family}, batch {batch}, 3×224×224 (seed 0's trained "
+                                     "networks)")
+    top = max((n for n in ratios if "composed" in n), key=ratios.get)
+    ratio = ratios[top]
+    print(f"composed vs the fastest anchor: {ratio:.2f}× ({top}); goal ≥ 2×: "
           f"{'met' if ratio >= 2 else 'NOT met'}")
 
 

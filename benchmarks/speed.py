@@ -27,8 +27,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
-from slimkit.bench import Candidate, anchors, benchmark, machine_line  # noqa: E402
-from slimkit.bench.tables import table_main  # noqa: E402
+from slimkit.bench import Candidate, anchors, benchmark  # noqa: E402
+from slimkit.bench.tables import print_vs_fastest_anchor, table_main  # noqa: E402
 from slimkit.models import mobilenet_v2, resnet18, resnet50  # noqa: E402
 
 MODELS = {"resnet18": (resnet18, "fc"), "mobilenet_v2": (mobilenet_v2, "classifier.1"),
@@ -101,13 +101,7 @@ def table(name: str, batch: int, rounds: int) -> None:
                  for a, rt in (("ORT quantize_static int8", "ORT"),
                                ("OpenVINO + NNCF int8", "OpenVINO"))
                  if a in by and f"slimkit int8 → {rt}" in by]
-    rows = {r.name: r for r in res.rows}
-    best = min(res.rows[:n_anchors], key=lambda r: r.median_ms)
-    print(f"\n## {name}, batch {batch}\n{machine_line()}")
-    print(f"{'candidate':<34}{'median ms':>10}{'vs ' + best.name[:22]:>28}")
-    for c in cands:
-        r = rows[c.name]
-        print(f"{c.name:<34}{r.median_ms:>10.2f}{best.median_ms / r.median_ms:>27.2f}×")
+    print_vs_fastest_anchor(res, [c.name for c in cands], n_anchors, f"{name}, batch {batch}")
     for duel in duels:
         a, c = duel.rows
         print(f"head to head, {duel.runs} runs each: {c.name} {c.median_ms:.2f} ms vs {a.name} "

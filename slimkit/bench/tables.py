@@ -1,4 +1,4 @@
-"""Running a benchmark script's tables one process each."""
+"""Benchmark tables: each in its own process, and the candidates against the fastest anchor."""
 
 from __future__ import annotations
 
@@ -15,6 +15,22 @@ def each_table_in_own_process(script: str, tables: Iterable[tuple[str, int]],
     for name, batch in tables:
         subprocess.run([sys.executable, script, "--model", name, "--batch", str(batch),
                         *forward], check=True)
+
+
+def print_vs_fastest_anchor(res, names: Sequence[str], n_anchors: int, title: str) -> dict:
+    """Print `title`, then each candidate's median and its speed relative to the fastest of the
+    first `n_anchors` rows of `res` (higher is faster); → {name: ratio}."""
+    from slimkit.bench.machine import machine_line
+
+    rows = {r.name: r for r in res.rows}
+    best = min(res.rows[:n_anchors], key=lambda r: r.median_ms)
+    print(f"\n## {title}\n{machine_line()}")
+    print(f"{'candidate':<34}{'median ms':>10}{'vs ' + best.name[:24]:>30}")
+    ratios = {}
+    for n in names:
+        ratios[n] = best.median_ms / rows[n].median_ms
+        print(f"{n:<34}{rows[n].median_ms:>10.2f}{ratios[n]:>29.2f}×")
+    return ratios
 
 
 def table_main(doc: str, script: str, models: Iterable[str], tables: Iterable[tuple[str, int]],

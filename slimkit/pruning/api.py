@@ -68,9 +68,10 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
     note_source(rec, model)
     if rec.original is None:
         rec.original = model  # a reference: distillation's default teacher
-    rec.add(*step, f"{config.granularity}: params {report.params_before:,} → "
-            f"{report.params_after:,}" + (f", MACs {report.macs_before:,} → {report.macs_after:,}"
-               if report.macs_before else ""))
+    note = f"{config.granularity}: params {report.params_before:,} → {report.params_after:,}"
+    if report.macs_before:
+        note += f", MACs {report.macs_before:,} → {report.macs_after:,}"
+    rec.add(*step, note)
     return PruneResult(pruned, report)
 
 
