@@ -6,9 +6,12 @@ pruning never removes. Measured (issue 16, OpenVINO int8, MobileNetV2 224×224, 
 EPYC): 78% of the MACs cut by channels ran 1.93× NNCF's int8; 5 of the 10 residual blocks
 dropped and half the rest's MACs cut by channels ran 2.15×.
 
-A block is a module that adds its own input to what it computes — `x + f(x)`, found in the
-model's torch.export graph: an `add` inside the module that reads a tensor from outside it —
-and whose output has its input's shape, so nn.Identity takes its place with every shape kept.
+A block is a module that adds its first argument to what it computes — `x + f(x)` — and
+returns one tensor of x's shape, so nn.Identity — or `Skip`, which gives back x and ignores
+further arguments such as an attention mask — takes its place with every shape kept. The add
+is found in the model's torch.export graph, exported once with the candidates' call
+signatures kept so the graph names each one's first input: ResNet / MobileNetV2 blocks,
+Hugging Face encoder layers.
 Only the innermost such modules are blocks (a stage of blocks is not one block).
 
 Importance of a block (lower goes first; with a MACs / params target, per MAC / param):
@@ -20,12 +23,14 @@ Importance of a block (lower goes first; with a MACs / params target, per MAC / 
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.export.graph_signature import TensorArgument
 
 from slimkit.errors import ConfigError
 from slimkit.graph.deps import DependencyGraph, export_program
@@ -40,19 +45,27 @@ def _args(example) -> tuple:
     return (example,) if isinstance(example, torch.Tensor) else tuple(example)
 
 
-def _same_shape_modules(model: nn.Module, example) -> dict[str, torch.Size]:
-    """Modules with children called with one tensor (no keyword arguments: nn.Identity takes
-    none) that return one tensor of its shape → that shape."""
-    found: dict[str, torch.Size] = {}
+class Skip(nn.Module):
+    """A dropped block: gives back its first input (the block computed x + f(x); f is gone).
+    Further arguments (an attention mask, a cache) are accepted and ignored."""
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return x
+
+
+def _same_shape_modules(model: nn.Module, example) -> dict[str, tuple[torch.Size, bool]]:
+    """Modules with children whose first argument is a tensor and whose output is one tensor
+    of its shape → (that shape, whether the tensor was the only argument)."""
+    found: dict[str, tuple[torch.Size, bool]] = {}
     hooks = []
     for name, m in model.named_modules():
         if not name or not any(True for _ in m.children()):
             continue
 
         def hook(mod, args, kwargs, out, n=name):
-            if (len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
-                    and isinstance(out, torch.Tensor) and out.shape == args[0].shape):
-                found[n] = out.shape
+            if (args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor)
+                    and out.shape == args[0].shape):
+                found[n] = (out.shape, len(args) == 1 and not kwargs)
         hooks.append(m.register_forward_hook(hook, with_kwargs=True))
     was = model.training
     model.eval()
@@ -70,25 +83,56 @@ def _stacks(node) -> set[str]:
     return {path for path, _ in (node.meta.get("nn_module_stack") or {}).values()}
 
 
+def _first_inputs(model: nn.Module, example, names) -> tuple | None:
+    """(program, {module: graph name of its first input}) from one export that keeps the
+    candidates' call signatures; None when the exporter cannot keep them."""
+    was = model.training
+    model.eval()
+    try:
+        ep = torch.export.export(model, _args(example), strict=False,
+                                 preserve_module_call_signature=tuple(sorted(names)))
+    except Exception:  # noqa: BLE001 — any exporter failure: fall back to shapes
+        return None
+    finally:
+        model.train(was)
+    first = {e.fqn: e.signature.inputs[0].name for e in ep.module_call_graph
+             if e.signature is not None and e.signature.inputs
+             and isinstance(e.signature.inputs[0], TensorArgument)}
+    return ep, first
+
+
 def residual_blocks(model: nn.Module, example) -> list[str]:
-    """Names of the innermost modules whose forward is x + f(x) with f(x) of x's shape."""
+    """Names of the innermost modules whose forward is x + f(x) with f(x) of x's shape, x
+    their first argument. The exporter names each candidate's first input; where it cannot,
+    single-argument modules are judged by shape (an activation of the block's shape from
+    outside it, added inside it)."""
     shaped = _same_shape_modules(model, example)
     if not shaped:
         return []
-    ep = export_program(model, example)
+    kept = _first_inputs(model, example, shaped)
+    if kept is None:
+        shaped = {n: v for n, v in shaped.items() if v[1]}
+        ep, first = export_program(model, example), {}
+    else:
+        ep, first = kept
     residual = set()
     for node in ep.graph.nodes:
         if node.op != "call_function" or node.target not in _ADDS:
             continue
-        inside = _stacks(node) & shaped.keys()
-        for block in inside:
-            for a in node.args:  # an activation of the block's shape from outside: its input
-                if isinstance(a, torch.fx.Node) and a.op != "get_attr" and \
-                        block not in _stacks(a) and _is_activation(a, ep) and \
-                        _shape(a)[1:] == tuple(shaped[block])[1:]:
-                    residual.add(block)
+        for block in _stacks(node) & shaped.keys():
+            if any(_is_input(a, block, first, shaped[block][0], ep) for a in node.args):
+                residual.add(block)
     return sorted(b for b in residual
                   if not any(o != b and o.startswith(f"{b}.") for o in residual))
+
+
+def _is_input(a, block: str, first: dict, shape, ep) -> bool:
+    if not isinstance(a, torch.fx.Node):
+        return False
+    if block in first:
+        return a.name == first[block]
+    return (a.op != "get_attr" and block not in _stacks(a) and _is_activation(a, ep)
+            and _shape(a)[1:] == tuple(shape)[1:])
 
 
 def _shape(node) -> tuple:
@@ -197,14 +241,23 @@ def _choose(order: list[int], costs: list[int], total: int, cfg) -> list[int]:
     return chosen
 
 
+def _stand_in(block: nn.Module) -> nn.Module:
+    """nn.Identity for a block whose forward takes one argument (torch.fx keeps torch.nn's own
+    modules as leaves, so the quantization flows still see it by name); Skip otherwise."""
+    params = list(inspect.signature(block.forward).parameters.values())
+    if len(params) == 1 and params[0].kind == params[0].POSITIONAL_OR_KEYWORD:
+        return nn.Identity()
+    return Skip()
+
+
 def drop_blocks(model: nn.Module, names: list[str]) -> nn.Module:
-    """Replace the named modules of `model` (in place) by nn.Identity."""
+    """Replace the named modules of `model` (in place) by their stand-ins (_stand_in)."""
     modules = dict(model.named_modules())
     for n in names:
         if n not in modules:
             raise ConfigError(f"depth pruning: module '{n}' is not in {type(model).__name__}")
         parent, _, child = n.rpartition(".")
-        modules[parent]._modules[child] = nn.Identity()
+        modules[parent]._modules[child] = _stand_in(modules[n])
     return model
 
 
@@ -260,4 +313,4 @@ def _rebuild(model: nn.Module, step: Step, rec: ModelRecord) -> nn.Module:
 
 
 __all__ = ["block_scores", "drop_blocks", "influence", "prune_depth", "residual_blocks",
-           "skip_losses"]
+           "skip_losses", "Skip"]

@@ -10,7 +10,7 @@ import torch
 import slimkit as sk
 from slimkit.graph.deps import DependencyGraph
 from slimkit.models import mobilenet_v2, resnet18
-from slimkit.pruning.depth import residual_blocks, skip_losses
+from slimkit.pruning.depth import Skip, residual_blocks, skip_losses
 from tests.pipeline.conftest import _compress
 from tests.pipeline.recipes import write
 from tests.pruning.nets import Chain, MobileNetish, Residual
@@ -135,3 +135,20 @@ def test_a_recipe_drops_blocks_on_resized_digits(tmp_path):
     model = sk.load(tmp_path / "run" / "model")
     assert isinstance(model.get_submodule(dropped[0]["module"]), torch.nn.Identity)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_encoder_layers_are_blocks_and_drop_with_their_mask_argument(tmp_path):
+    from tests.arch.zoo import bert_tiny
+
+    torch.manual_seed(0)
+    m, ids = bert_tiny().eval(), torch.randint(0, 100, (2, 16))
+    # the layer adds its first argument; its attention output adds one too, but not its first
+    assert residual_blocks(m, ids) == ["bert.encoder.layer.0", "bert.encoder.layer.1"]
+    small, rep = sk.prune(m, sk.PruneConfig(granularity="depth", ratio=0.5), ids)
+    assert rep.groups_pruned == 1 and isinstance(small.get_submodule(rep.layers[0].module), Skip)
+    back = sk.load(sk.save(small, tmp_path / "enc", factory="tests.arch.zoo:bert_tiny"))
+    with torch.no_grad():
+        assert torch.equal(back(ids), small(ids))
+    path = sk.export(small, ids, tmp_path / "enc.onnx")
+    out = sk.session(path, "ort").run((ids,))
+    torch.testing.assert_close(torch.as_tensor(out), small(ids).detach(), rtol=1e-4, atol=1e-4)
