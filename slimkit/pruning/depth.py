@@ -147,7 +147,7 @@ def _is_activation(node, ep) -> bool:
 
 
 # ---- importance -------------------------------------------------------------------------------
-class _Skip:
+class _Skipping:
     """Forward hooks that make the named modules return their input (nothing is changed)."""
 
     def __init__(self, model: nn.Module, names) -> None:
@@ -199,7 +199,7 @@ def skip_losses(model: nn.Module, blocks: list[str], data, loss_fn: Callable | N
     base = loss()
     out = torch.zeros(len(blocks), dtype=torch.float64)
     for i, b in enumerate(blocks):
-        with _Skip(model, [b]):
+        with _Skipping(model, [b]):
             out[i] = loss() - base
     return out
 
