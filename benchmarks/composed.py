@@ -33,9 +33,10 @@ from importlib.resources import files  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from speed import anchor_files, slimkit_files  # noqa: E402  (benchmarks/speed.py)
 
 import slimkit as sk  # noqa: E402
-from slimkit.bench import Candidate, anchors, benchmark, machine_line  # noqa: E402
+from slimkit.bench import Candidate, benchmark, machine_line  # noqa: E402
 from slimkit.bench.choose import installed  # noqa: E402
 from slimkit.bench.tables import print_vs_fastest_anchor  # noqa: E402
 
@@ -85,17 +86,10 @@ def speed(family: str, batch: int, run: Path, rounds: int) -> None:
     x = torch.randn(batch, 3, 224, 224, generator=g)
     d = run / f"speed-b{batch}"
     d.mkdir(exist_ok=True)
-    cands = [Candidate("ORT quantize_static int8",
-                       anchors.ort_quantize_static(source, x, calib, d / "ort"), "ort")]
-    if installed("openvino") and _has("nncf"):
-        cands.append(Candidate("OpenVINO + NNCF int8",
-                               anchors.openvino_nncf(source, x, calib, d / "nncf"), "openvino"))
+    cands, _ = anchor_files(source, x, calib, d)
     n_anchors = len(cands)
-    q = sk.quantize(source, sk.QuantConfig.w8a8(), calib=calib, progress=False)
+    cands += slimkit_files(source, x, calib, d, "int8")
     runtimes = ["ort"] + (["openvino"] if installed("openvino") else [])
-    for rt in runtimes:
-        cands.append(Candidate(f"slimkit int8 → {rt}", sk.export(q, x, d / f"int8-{rt}.onnx",
-                                                                 runtime=rt), rt))
     for rt in runtimes:
         cands.append(Candidate(f"slimkit composed → {rt}",
                                sk.export(final, x, d / f"composed-{rt}.onnx", runtime=rt), rt))
@@ -107,14 +101,6 @@ def speed(family: str, batch: int, run: Path, rounds: int) -> None:
     ratio = ratios[top]
     print(f"composed vs the fastest anchor: {ratio:.2f}× ({top}); goal ≥ 2×: "
           f"{'met' if ratio >= 2 else 'NOT met'}")
-
-
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from transformer_int8 import batch, load_encoder, sentences  # noqa: E402
 
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, benchmark, machine_line  # noqa: E402
-from slimkit.bench.choose import SPARSE_RATE, sparse_variant  # noqa: E402
+from slimkit.bench.choose import SPARSE_RATE, has_property, sparse_variant  # noqa: E402
 from slimkit.deploy.runtimes import session  # noqa: E402
 
 SPARSE = {"CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE": SPARSE_RATE}
@@ -69,7 +69,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(2)
     print(f"# benchmarks/sparse_int8.py\n{machine_line()}\nsparse property supported here: "
-          f"{_supported()}")
+          f"{has_property(next(iter(SPARSE)))}")
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         model, tok, name = load_encoder()
@@ -100,13 +100,6 @@ def main() -> None:
                     "unstructured 80%": ("unstructured", 0.8, ())}
         table("ResNet-18, batch 1, 224×224", cnn, torch.randn(1, 3, 224, 224, generator=g),
               calib, variants, sk.QuantConfig.w8a8(), d, a.rounds)
-
-
-def _supported() -> bool:
-    import openvino as ov
-
-    return "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE" in ov.Core().get_property(
-        "CPU", "SUPPORTED_PROPERTIES")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,18 @@ def has(module: str) -> bool:
     return True
 
 
+def anchor_files(model, x, calib, d: Path) -> tuple[list[Candidate], list[str]]:
+    """The int8 anchors at their best settings: ORT quantize_static (QDQ, u8s8, per-channel)
+    and OpenVINO + NNCF where installed; (candidates, notes on what was skipped)."""
+    cands = [Candidate("ORT quantize_static int8",
+                       anchors.ort_quantize_static(model, x, calib, d / "ort"), "ort")]
+    if has("nncf") and has("openvino"):
+        cands.append(Candidate("OpenVINO + NNCF int8",
+                               anchors.openvino_nncf(model, x, calib, d / "nncf"), "openvino"))
+        return cands, []
+    return cands, ["OpenVINO + NNCF anchor skipped: nncf not installed"]
+
+
 def slimkit_files(model, x, calib, d: Path, tag: str) -> list[Candidate]:
     """int8 of `model`, exported once per runtime with that runtime's QDQ placement."""
     q = sk.quantize(model, sk.QuantConfig.w8a8(), calib=calib, progress=False)
@@ -74,14 +86,8 @@ def table(name: str, batch: int, rounds: int) -> None:
     notes = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        cands = [Candidate("ORT quantize_static int8",
-                           anchors.ort_quantize_static(model, x, calib, d / "ort"), "ort")]
-        if has("nncf") and has("openvino"):
-            cands.append(Candidate("OpenVINO + NNCF int8",
-                                   anchors.openvino_nncf(model, x, calib, d / "nncf"),
-                                   "openvino"))
-        else:
-            notes.append("OpenVINO + NNCF anchor skipped: nncf not installed")
+        cands, skipped = anchor_files(model, x, calib, d)
+        notes += skipped
         n_anchors = len(cands)
         cands += slimkit_files(model, x, calib, d, "int8")
         keep = (sk.PruneRule(MODELS[name][1], skip=True),)

@@ -76,7 +76,7 @@ def sparse_variant(path: Path) -> dict | None:
     """OpenVINO's sparse-weight decompression for int8 fully-connected layers (AMX CPUs):
     the plugin property at the file's sparsest FC weights' level, or None when no int8
     MatMul / Gemm weight reaches SPARSE_RATE zeros (or the property does not exist here)."""
-    if path.suffix != ".onnx" or not _has_property("CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"):
+    if path.suffix != ".onnx" or not has_property("CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"):
         return None
     import onnx
 
@@ -89,7 +89,7 @@ def sparse_variant(path: Path) -> dict | None:
     return {"CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE": SPARSE_RATE}
 
 
-def _has_property(name: str) -> bool:
+def has_property(name: str) -> bool:
     try:
         import openvino as ov
     except ImportError:
@@ -158,4 +158,4 @@ def _sparse(row) -> str:
 
 
 __all__ = ["COSINE_FLOOR", "TOP1_FLOOR", "acceptable", "agreement", "expand", "has_bf16",
-           "installed", "pick", "sparse_variant"]
+           "has_property", "installed", "pick", "sparse_variant"]

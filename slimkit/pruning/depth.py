@@ -33,6 +33,7 @@ from torch import nn
 from torch.export.graph_signature import TensorArgument
 
 from slimkit.errors import ConfigError
+from slimkit.graph import rules
 from slimkit.graph.deps import DependencyGraph, export_program
 from slimkit.graph.modules import name_matches
 from slimkit.pruning.report import LayerReport, PruneReport
@@ -264,16 +265,16 @@ def drop_blocks(model: nn.Module, names: list[str]) -> nn.Module:
 def prune_depth(model: nn.Module, pruned: nn.Module, cfg, example, data, loss_fn
                 ) -> tuple[list[str], PruneReport]:
     """Choose the blocks of `model` to drop, drop them from `pruned` (its copy)."""
-    rules = [r for r in cfg.rules if r.ratio is not None]
-    if rules:
+    with_ratio = [r for r in cfg.rules if r.ratio is not None]
+    if with_ratio:
         raise ConfigError(f"granularity='depth' drops whole blocks: PruneRule('"
-                          f"{rules[0].pattern}') takes skip=True (keep), not a ratio")
+                          f"{with_ratio[0].pattern}') takes skip=True (keep), not a ratio")
     blocks = [b for b in residual_blocks(model, example)
               if not any(name_matches(r.pattern, b) for r in cfg.rules)]
     graph = DependencyGraph.build(model, example, "freeze")
     macs0, params0 = graph.macs(), graph.params()
     modules = dict(model.named_modules())
-    macs = [sum(_term_macs(graph, t) for m, _, t in graph.cost_terms
+    macs = [sum(rules.product(graph.spaces[s].size for s in t) for m, _, t in graph.cost_terms
                 if m == b or m.startswith(f"{b}.")) for b in blocks]
     params = [sum(p.numel() for p in modules[b].parameters()) for b in blocks]
     rep = PruneReport("depth", groups=len(blocks), macs_before=macs0, params_before=params0)
@@ -298,13 +299,6 @@ def prune_depth(model: nn.Module, pruned: nn.Module, cfg, example, data, loss_fn
     rep.notes.append(f"residual blocks in the order they go ({cfg.importance}): " +
                      ", ".join(f"{blocks[i]} {float(scores[i]):.3g}" for i in order))
     return names, rep
-
-
-def _term_macs(graph: DependencyGraph, term: list[int]) -> int:
-    out = 1
-    for s in term:
-        out *= graph.spaces[s].size
-    return out
 
 
 @rebuilds("drop_blocks")
