@@ -30,6 +30,7 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
     `runtime` fuses best: deploy/qdq_place.py)."""
     import onnx
 
+    from slimkit.deploy.attention_graph import drop_nan_guards
     from slimkit.deploy.onnx_qdq import insert_qdq
     from slimkit.deploy.qdq_place import place
 
@@ -50,6 +51,7 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
             raise ExportError(f"torch.onnx.export failed on {type(model).__name__}: "
                               f"{str(e).splitlines()[0]}") from e
     proto = insert_qdq(prog.model_proto, layers)
+    drop_nan_guards(proto)
     if layers:
         place(proto, runtime)
     _strip_debug_info(proto)
