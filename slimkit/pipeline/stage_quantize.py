@@ -49,6 +49,10 @@ class QuantizeStage(Strict):
     kind: Literal["pow2", "kmeans", "binary", "ternary"] = "kmeans"
     observer: Literal["minmax", "ema", "percentile", "mse", "entropy"] = "minmax"
     signed_acts: bool = False
+    # dynamic: per_token (int8 per row) or per_tensor (uint8, ORT's fused kernel); with
+    # per_tensor, per_token_layers > 0 makes the most sensitive Linear layers per-token
+    activations: Literal["per_token", "per_tensor"] = "per_token"
+    per_token_layers: int = Field(0, ge=0)
     target: str = "auto"  # which CPU the int8 numerics must be exact on (slimkit.target)
     skip: list[str] = []  # layer name patterns kept float
     qat: QATSpec | None = None
@@ -68,18 +72,31 @@ class QuantizeStage(Strict):
                 raise ValueError(f"algorithms[{j}]: {e}") from None
         if self.algorithms and self.qat is not None:
             raise ValueError("algorithms are post-training methods: drop qat, or algorithms")
+        if self.per_token_layers and (self.preset, self.activations) != ("dynamic",
+                                                                           "per_tensor"):
+            raise ValueError("per_token_layers chooses layers of preset: dynamic with "
+                             "activations: per_tensor")
         return self
 
 
-def to_config(cfg: QuantizeStage) -> sk.QuantConfig:
+def _preset(cfg: QuantizeStage) -> sk.QuantConfig:
     obs = OBSERVERS[cfg.observer]()
+    return {"w8a8": lambda: sk.QuantConfig.w8a8(obs, cfg.signed_acts),
+            "w4a8": lambda: sk.QuantConfig.w4a8(obs, cfg.signed_acts),
+            "w4a4": lambda: sk.QuantConfig.w4a4(obs),
+            "dynamic": lambda: sk.QuantConfig.dynamic(cfg.bits, cfg.activations),
+            "weight_only": lambda: sk.QuantConfig.weight_only(cfg.bits, cfg.group_size, obs),
+            "nonuniform": lambda: sk.QuantConfig.nonuniform(cfg.kind, cfg.bits)}[cfg.preset]()
+
+
+def to_config(cfg: QuantizeStage, choose=None) -> sk.QuantConfig:
+    """The stage's QuantConfig. `choose(bits, layers)` → the config with per_token_layers
+    picked (that needs the model and data); without it (the plan) all stay per-tensor."""
     try:
-        qc = {"w8a8": lambda: sk.QuantConfig.w8a8(obs, cfg.signed_acts),
-              "w4a8": lambda: sk.QuantConfig.w4a8(obs, cfg.signed_acts),
-              "w4a4": lambda: sk.QuantConfig.w4a4(obs),
-              "dynamic": lambda: sk.QuantConfig.dynamic(cfg.bits),
-              "weight_only": lambda: sk.QuantConfig.weight_only(cfg.bits, cfg.group_size, obs),
-              "nonuniform": lambda: sk.QuantConfig.nonuniform(cfg.kind, cfg.bits)}[cfg.preset]()
+        if cfg.per_token_layers and choose is not None:
+            qc = choose(cfg.bits, cfg.per_token_layers)
+        else:
+            qc = _preset(cfg)
     except sk.ConfigError as e:
         raise RecipeError(f"quantize: {e}") from e
     for pattern in cfg.skip:
@@ -109,14 +126,22 @@ def _ptq(ctx: Context, model: nn.Module, qc: sk.QuantConfig, cfg) -> nn.Module:
 def run_quantize(ctx: Context, model: nn.Module, cfg: QuantizeStage) -> StageResult:
     if cfg.qat is not None:
         return _run_qat(ctx, model, cfg)
-    qc = to_config(cfg)
     t0 = time.perf_counter()
+    qc = to_config(cfg, lambda bits, n: _per_token_choice(ctx, model, bits, n))
     q = _ptq(ctx, model, qc, cfg)
     first = ctx.measure(q, f"{qc.name} PTQ", cfg, t0)
     info = _info(model, q)
     if first.fits or not cfg.fallback:
         return StageResult(q, [first], _kept(first), False, info, first)
     return _float_fallback(ctx, model, cfg, qc, q, first, info)
+
+
+def _per_token_choice(ctx: Context, model: nn.Module, bits: int, layers: int):
+    from slimkit.quant.mixed_precision.dynamic import per_token_where_needed
+
+    qc, choice = per_token_where_needed(model, ctx.data.calib, layers, bits)
+    ctx.notes.append(choice.summary())
+    return qc
 
 
 def _float_fallback(ctx, model, cfg, qc, q, first: Attempt, info) -> StageResult:
@@ -219,4 +244,7 @@ def plan_quantize(ctx: Context, model: nn.Module, cfg: QuantizeStage):
     fuse_conv_bn(m)
     plan = sk.resolve_plan(m, to_config(cfg), cfg.target)
     how = "QAT" if cfg.qat else "PTQ"
+    if cfg.per_token_layers:
+        how += (f"; the {cfg.per_token_layers} Linear layer(s) most sensitive to per-tensor "
+                "activations become per-token (ranked on the calibration data at run time)")
     return f"{how}\n{plan}", model

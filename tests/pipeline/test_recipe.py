@@ -34,6 +34,9 @@ def _with(**changes) -> dict:
      r"stages\[0\].prune.ratio: Input should be less than 1"),
     (_with(stages=[{"prune": {"ratio": 0.5, "target_macs": 0.5}}]),
      r"stages\[0\].prune: .*exactly one of ratio, target_macs, target_params"),
+    (_with(stages=[{"quantize": {"preset": "w8a8", "per_token_layers": 2}}]),
+     r"stages\[0\].quantize: .*per_token_layers chooses layers of preset: dynamic with "
+     r"activations: per_tensor"),
     (_with(stages=[{"shrink": {}}]),
      r"stages\[0\]: unknown stage type 'shrink'; allowed: \[.*'prune'.*'quantize'"),
     (_with(stages=[{"quantize": {}}, {"prune": {"ratio": 0.5}}]),

@@ -18,7 +18,7 @@ budget: {max_drop: 1.0}
 seed: 0
 stages:
   - prune: {granularity: head, ratio: 0.5, importance: mask, finetune: {epochs: 1}}
-  - quantize: {preset: dynamic}
+  - quantize: {preset: dynamic, activations: per_tensor, per_token_layers: 2}
   - export: {runtimes: [ort]}
 """
 
@@ -36,3 +36,7 @@ def test_heads_pruned_by_masking_on_unlabelled_data_then_int8(tmp_path):
     assert all(a.all_head_size == 2 * a.attention_head_size for a in attn)
     assert 0.0 < report["final"]["metric"] <= 1.0
     assert list((tmp_path / "run").rglob("*.onnx"))
+    layers = report["stages"][1]["info"]["plan"]["layers"]
+    linear = [e for e in layers if e["type"] == "Linear"]
+    per_token = [e["name"] for e in linear if "per-token" in e["scheme"]]
+    assert len(per_token) == 2 < len(linear)  # the two most sensitive; the rest per-tensor
