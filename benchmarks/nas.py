@@ -77,7 +77,7 @@ def _random_models(space, n: int, seed: int):
 
 
 def table_latency() -> None:
-    header("latency table: Σ per-layer kernels + overhead vs end-to-end ORT")
+    header("latency table: per-layer kernels, calibrated in-network, vs end-to-end ORT")
     for name, batch, calib_n, check_n in (("digits", 64, 5, 10), ("mobilenetv2", 1, 5, 8),
                                           ("resnet", 1, 5, 8)):
         space = get_space(name)
@@ -86,8 +86,9 @@ def table_latency() -> None:
         t0 = time.perf_counter()
         c = table.calibrate(_random_models(space, calib_n, seed=100))
         rows = table.check(_random_models(space, check_n, seed=200))
-        print(f"\n{name}: batch {batch}; fitted on {calib_n} other networks: total = Σ kernels "
-              f"+ {c['per_layer'] * 1e3:.1f} µs × layers + {c['base'] * 1e3:.1f} µs "
+        print(f"\n{name}: batch {batch}; fitted on {calib_n} other networks: total = "
+              f"{c['scale']:.3f} × Σ kernels + {c['per_mb'] * 1e3:.1f} µs × weight MB + "
+              f"{c['per_layer'] * 1e3:.1f} µs × layers + {c['base'] * 1e3:.1f} µs "
               f"({time.perf_counter() - t0:.0f} s incl. sweep)")
         print(f"{'network':<22}{'measured ms':>12}{'predicted':>11}{'error':>8}"
               f"{'cached-table':>14}{'error':>8}")

@@ -101,7 +101,8 @@ class LatencyCost:
         int8: + this model's rest (interpolated by the share of int8 layers) once fitted,
         else the table's generic calibration."""
         if self.rest_ms is None:
-            return self.tables["int8"].total(kernels_ms, len(self.specs))
+            t = self.tables["int8"]
+            return t.total(kernels_ms, len(self.specs), t.weight_mb(self.specs.values()))
         f, i = self.rest_ms
         return kernels_ms + f + (i - f) * n_int8 / max(1, len(self.specs))
 

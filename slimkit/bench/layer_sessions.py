@@ -25,6 +25,13 @@ _EDGE_OPS = ("Reorder", "QuantizeLinear", "DequantizeLinear", "Transpose", "Fake
              "Parameter", "Result", "Input", "Output", "Convert", "Identity", "Subgraph")
 
 
+# the ops a table layer becomes inside a network (ORT fuses BN, activations and residual
+# adds into Conv / Gemm; int8 QDQ groups become QLinear* / *Integer)
+LAYER_OPS = frozenset({"Conv", "FusedConv", "NhwcConv", "Gemm", "FusedGemm", "MatMul",
+                       "FusedMatMul", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                       "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"})
+
+
 def _edge(op: str) -> bool:
     return op.startswith(_EDGE_OPS)
 
@@ -56,26 +63,45 @@ class OrtLayerSession:
     def run(self) -> None:
         self.sess.run_with_iobinding(self.binding)
 
+    def _runs(self) -> tuple[list[float], list[dict]]:
+        """(start of each model_run, node events): the profile, read once."""
+        if not hasattr(self, "_profile"):
+            path = self.sess.end_profiling()
+            try:
+                events = json.loads(Path(path).read_text())
+            finally:
+                Path(path).unlink(missing_ok=True)
+            starts = sorted(e["ts"] for e in events
+                            if e.get("cat") == "Session" and e.get("name") == "model_run")
+            nodes = [e for e in events
+                     if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+            self._profile = (starts, nodes)
+        return self._profile
+
     def kernel_ms(self, skip: int, quantile: float = 0.5) -> float:
         """Kernel time of the layer's own node(s) per run after the first `skip` runs: the
         median, or another quantile (a low one resists a shared machine's interruptions)."""
-        path = self.sess.end_profiling()
-        try:
-            events = json.loads(Path(path).read_text())
-        finally:
-            Path(path).unlink(missing_ok=True)
+        starts, nodes = self._runs()
         # each node event lies inside one model_run event: sum the layer's nodes per run
-        runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
-                      if e.get("cat") == "Session" and e.get("name") == "model_run")
-        starts = [r[0] for r in runs]
-        per_run = [0.0] * len(runs)
-        for e in events:
-            if (e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
-                    and not _edge(e.get("args", {}).get("op_name", ""))):
+        per_run = [0.0] * len(starts)
+        for e in nodes:
+            if not _edge(e.get("args", {}).get("op_name", "")):
                 i = bisect.bisect_right(starts, e["ts"]) - 1
-                if 0 <= i < len(runs):
+                if 0 <= i < len(starts):
                     per_run[i] += e["dur"]
         return _quantile(per_run[skip:] or per_run, quantile) / 1e3  # µs → ms
+
+    def layer_node_ms(self, skip: int) -> list[float]:
+        """A whole network's session: the median kernel time of each conv / gemm node (the
+        layers a table holds), in execution order — which is the graph's, the exporter's
+        call order."""
+        starts, nodes = self._runs()
+        per: dict[str, list[float]] = {}
+        for e in nodes:
+            if e.get("args", {}).get("op_name", "") in LAYER_OPS and \
+                    bisect.bisect_right(starts, e["ts"]) - 1 >= skip:
+                per.setdefault(e["name"], []).append(e["dur"] / 1e3)
+        return [statistics.median(v) for v in per.values()]
 
 
 class OvLayerSession:

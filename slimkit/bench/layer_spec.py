@@ -40,6 +40,9 @@ class LayerSpec:
         return ((self.h + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1,
                 (self.w + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1)
 
+    def weight_count(self) -> int:
+        return self.c_in // self.groups * self.c_out * self.kernel[0] * self.kernel[1]
+
     def macs(self) -> int:
         """Multiply-accumulates for one sample."""
         if self.kind == "linear":

@@ -89,3 +89,31 @@ def test_bad_table_settings_are_named():
         LatencyTable(precision="int4")
     with pytest.raises(Exception, match="LayerSpec.kind='pool' is not allowed"):
         LayerSpec("pool", 1, 1)
+
+
+def _small_net(width: int) -> nn.Module:
+    torch.manual_seed(width)
+    return nn.Sequential(nn.Conv2d(4, width, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(width, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 6 * 6, 10)).eval()
+
+
+def test_calibration_reads_each_layer_inside_its_network(tmp_path):
+    """Every table layer is paired with its node in the network's ORT profile (call order),
+    the in-network fit is saved and read back, and total() is the documented formula."""
+    t = LatencyTable(batch=2, cache_dir=tmp_path)
+    nets = {f"w{w}": (_small_net(w), torch.randn(1, 4, 6, 6)) for w in (4, 8, 16)}
+    joint = t.measure_jointly(nets)
+    for j in joint.values():
+        assert j.count == 3 and j.inside is not None and len(j.inside) == 3
+        assert all(v > 0 for v in (*j.alone, *j.inside)) and j.net_ms > 0
+        assert j.weight_mb == pytest.approx(sum(j.layer_mb))
+    assert joint["w8"].weight_mb == pytest.approx((4 * 8 * 9 + 8 * 8 * 9 + 288 * 10) * 4 / 1e6)
+    c = t.calibrate(nets)
+    assert set(c) == {"scale", "per_mb", "per_layer", "base"}
+    assert all(np.isfinite(v) for v in c.values()) and c["scale"] > 0
+    assert LatencyTable(batch=2, cache_dir=tmp_path).calibration == c  # saved with the table
+    want = c["scale"] * 1.0 + c["per_mb"] * 0.5 + c["per_layer"] * 3 + c["base"]
+    assert t.total(1.0, 3, 0.5) == pytest.approx(max(want, 0.5))
+    rows = t.check({"w8": nets["w8"]})
+    assert rows[0]["measured_ms"] > 0 and np.isfinite(rows[0]["error"])
