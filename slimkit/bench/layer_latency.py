@@ -93,11 +93,12 @@ class LatencyTable:
                            the rest (the call, ops outside the table): the median over
                            the networks.
 
-    Measured on ResNet-like nets (AMD EPYC, batch 1) the in-network kernels were 1.02× the
-    lone ones plus 26 µs per MB of weights — what reading them from memory costs — and a
-    prediction from lone kernels alone missed the largest network by 20%. Until calibrated,
-    total = Σ kernels; check() reports the error on other networks. OpenVINO's counters do
-    not name layers in call order: there only the network terms are fitted."""
+    Measured on ResNet-like nets (AMD EPYC, batch 1) the in-network kernels were ≈ 1.0× the
+    lone ones plus 16–29 µs per MB of weights — what reading them from memory costs — and the
+    earlier fit on lone kernels (per-layer and base terms on 5 networks) missed by 28% on
+    average (this one: 5–6%). Until calibrated, total = Σ kernels; check() reports the error
+    on other networks. OpenVINO's counters do not name layers in call order: there only base
+    is fitted."""
 
     ROUNDS, RUNS_PER_ROUND, WARMUP, CHUNK = 5, 4, 3, 16  # 20 timed runs per layer
 

@@ -72,6 +72,9 @@ class QuantizeStage(Strict):
                 raise ValueError(f"algorithms[{j}]: {e}") from None
         if self.algorithms and self.qat is not None:
             raise ValueError("algorithms are post-training methods: drop qat, or algorithms")
+        if self.activations != "per_token" and self.preset != "dynamic":
+            raise ValueError("activations chooses the granularity of preset: dynamic; "
+                             f"{self.preset} calibrates its activations")
         if self.per_token_layers and (self.preset, self.activations) != ("dynamic",
                                                                            "per_tensor"):
             raise ValueError("per_token_layers chooses layers of preset: dynamic with "

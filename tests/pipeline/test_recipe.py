@@ -37,6 +37,8 @@ def _with(**changes) -> dict:
     (_with(stages=[{"quantize": {"preset": "w8a8", "per_token_layers": 2}}]),
      r"stages\[0\].quantize: .*per_token_layers chooses layers of preset: dynamic with "
      r"activations: per_tensor"),
+    (_with(stages=[{"quantize": {"preset": "w8a8", "activations": "per_tensor"}}]),
+     r"stages\[0\].quantize: .*activations chooses the granularity of preset: dynamic"),
     (_with(stages=[{"shrink": {}}]),
      r"stages\[0\]: unknown stage type 'shrink'; allowed: \[.*'prune'.*'quantize'"),
     (_with(stages=[{"quantize": {}}, {"prune": {"ratio": 0.5}}]),
