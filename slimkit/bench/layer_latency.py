@@ -315,7 +315,9 @@ def _in_network(sess, n_layers: int, skip: int) -> list[float] | None:
 
 def _fit_layers(joint: list[Joint]) -> tuple[float, float, float]:
     """(scale, per_mb, c) of  inside = scale · alone + per_mb · MB + c, least squares over
-    every layer read inside its network; (1, 0, 0) when fewer than 8 were."""
+    every layer read inside its network; (1, 0, 0) when fewer than 8 were. Few or tiny layers
+    cannot separate the three terms (noise can make the scale negative): a fit with its scale
+    outside [0.5, 2] or a negative per_mb falls back to the plain ratio Σ inside / Σ alone."""
     rows = [(a, mb, t) for j in joint if j.inside is not None
             for a, mb, t in zip(j.alone, j.layer_mb, j.inside, strict=True)]
     if len(rows) < 8:
@@ -323,6 +325,8 @@ def _fit_layers(joint: list[Joint]) -> tuple[float, float, float]:
     a = np.array(rows)
     x = np.stack([a[:, 0], a[:, 1], np.ones(len(a))], 1)
     scale, per_mb, c = np.linalg.lstsq(x, a[:, 2], rcond=None)[0]
+    if not (0.5 <= scale <= 2.0 and per_mb >= 0):
+        return float(a[:, 2].sum() / a[:, 0].sum()), 0.0, 0.0
     return float(scale), float(per_mb), float(c)
 
 
