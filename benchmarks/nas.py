@@ -152,16 +152,22 @@ def table_strategies(seeds: int = 5, trials: int = 60, only: list[str] | None = 
     # label, strategy, draws: a custom strategy redraws a candidate that breaks the constraint
     # (costed without training) up to `draws` times per trial; "reinforce, 1 draw" is the
     # earlier default: every rejection was a trial and counted as the worst reward
+    # "-mo" rows (and nsga2) search (accuracy, latency) as two objectives: fitness is the
+    # Pareto rank, so they spread along the front that hypervolume measures
     variants = (("random", "random", 32), ("evolution", "evolution", 32),
                 ("reinforce", "reinforce", 32), ("tpe", "tpe", 32),
-                ("reinforce1", "reinforce", 1), ("reinforce-rank", "reinforce", 32))
+                ("reinforce1", "reinforce", 1), ("reinforce-rank", "reinforce", 32),
+                ("evolution-mo", "evolution", 32), ("reinforce-mo", "reinforce", 32),
+                ("nsga2", "nsga2", 32))
     for label, strategy, draws in variants:
         if only and label not in only:
             continue
         best, hv, secs = [], [], []
         for seed in range(seeds):
+            two = label.endswith("-mo") or strategy == "nsga2"
             cfg = SearchConfig(strategy=strategy, n_trials=trials, seed=seed, top_k=0,
                                feasible_draws=draws,
+                               objectives=("accuracy", "latency_ms") if two else ("accuracy",),
                                reinforce=ReinforceConfig(**RL_VARIANTS.get(label, {})),
                                constraints=(Constraint("latency_ms", latency_ms),),
                                latency=LatencyConfig(batch=DIGITS_BATCH, threads=THREADS,
