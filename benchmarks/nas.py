@@ -54,6 +54,10 @@ THREADS = 2
 DIGITS_BATCH, DIGITS_LATENCY_MS = 64, 2.5  # the digits searches' latency constraint
 # tried after the first AMD run, where REINFORCE lost to random: rank-shaped advantage
 RL_VARIANTS = {"reinforce-rank": {"advantage": "rank", "lr": 1.0}}
+# aging evolution's population / tournament; smaller populations leave more of 60 trials
+# to evolve (the first `population` trials are random)
+EVO_VARIANTS = {"evolution-p6": {"population": 6, "sample": 2},
+                "evolution-p6-mo": {"population": 6, "sample": 2}}
 
 
 def header(title: str) -> None:
@@ -158,13 +162,15 @@ def table_strategies(seeds: int = 5, trials: int = 60, only: list[str] | None = 
                 ("reinforce", "reinforce", 32), ("tpe", "tpe", 32),
                 ("reinforce1", "reinforce", 1), ("reinforce-rank", "reinforce", 32),
                 ("evolution-mo", "evolution", 32), ("reinforce-mo", "reinforce", 32),
-                ("nsga2", "nsga2", 32))
+                ("nsga2", "nsga2", 32), ("evolution-p6", "evolution", 32),
+                ("evolution-p6-mo", "evolution", 32))
     for label, strategy, draws in variants:
         if only and label not in only:
             continue
         best, hv, secs = [], [], []
         for seed in range(seeds):
             two = label.endswith("-mo") or strategy == "nsga2"
+            evo = {"population": 12, "sample": 3, **EVO_VARIANTS.get(label, {})}
             cfg = SearchConfig(strategy=strategy, n_trials=trials, seed=seed, top_k=0,
                                feasible_draws=draws,
                                objectives=("accuracy", "latency_ms") if two else ("accuracy",),
@@ -172,7 +178,7 @@ def table_strategies(seeds: int = 5, trials: int = 60, only: list[str] | None = 
                                constraints=(Constraint("latency_ms", latency_ms),),
                                latency=LatencyConfig(batch=DIGITS_BATCH, threads=THREADS,
                                                      cache_dir=str(CACHE / "latency-search")),
-                               evolution=EvolutionConfig(population=12, sample=3),
+                               evolution=EvolutionConfig(**evo),
                                max_rejections=2000)
             t = time.perf_counter()
             try:
