@@ -38,6 +38,9 @@ _FINITE_ALWAYS = frozenset({
 })
 _FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
                           onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE})
+# A mask fill (finfo.min ≈ -3.4e38) is finite, but two of them summed — or one scaled up —
+# overflow to -inf: values that may be this large are tracked through the walk.
+_HUGE = 1e30
 
 
 def drop_nan_guards(model: onnx.ModelProto) -> int:
@@ -100,6 +103,7 @@ class _Facts:
         self.float_inputs = {i.name for i in g.input
                              if i.type.tensor_type.elem_type in _FLOAT_TYPES}
         self.memo: dict[str, bool] = {}
+        self.huge_memo: dict[str, bool] = {}
 
     def constant(self, name: str) -> np.ndarray | None:
         if name in self.consts:
@@ -135,5 +139,38 @@ class _Facts:
             return all(np.isfinite(numpy_helper.to_array(a.t)).all()
                        for a in node.attribute if a.name == "value")
         if node.op_type in _FINITE_IF_INPUTS:
-            return all(self.finite(t) for t in node.input)
+            return all(self.finite(t) for t in node.input) and not self._may_overflow(node)
         return False
+
+    def _may_overflow(self, node) -> bool:
+        """Finite inputs, infinite output: two mask fills summed, or one scaled above 1."""
+        huge = [self.huge(t) for t in node.input]
+        if node.op_type in ("Add", "Sub"):
+            return sum(huge) > 1
+        if node.op_type == "Mul" and any(huge):
+            others = [self.constant(t) for t, h in zip(node.input, huge, strict=True) if not h]
+            return len(others) + 1 != len(huge) or any(
+                c is None or np.abs(c).max() > 1 for c in others)
+        return False
+
+    def huge(self, name: str) -> bool:
+        """May `name` hold a magnitude above _HUGE (a mask fill)?"""
+        if name not in self.huge_memo:
+            self.huge_memo[name] = True  # a cycle would not be trusted
+            self.huge_memo[name] = self._huge(name)
+        return self.huge_memo[name]
+
+    def _huge(self, name: str) -> bool:
+        value = self.constant(name)
+        if value is not None:
+            return np.issubdtype(value.dtype, np.floating) and value.size > 0 and bool(
+                np.abs(value).max() > _HUGE)
+        node = self.producer.get(name)
+        if node is None or node.op_type in _FINITE_ALWAYS:
+            return False
+        if node.op_type == "Where":
+            return self.huge(node.input[1]) or self.huge(node.input[2])
+        if node.op_type == "ConstantOfShape":
+            return any(np.abs(numpy_helper.to_array(a.t)).max() > _HUGE
+                       for a in node.attribute if a.name == "value")
+        return any(self.huge(t) for t in node.input if t)

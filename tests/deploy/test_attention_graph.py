@@ -67,7 +67,8 @@ def test_guard_dropped_and_outputs_bit_identical():
 
 def _guarded_softmax(mask_from: str) -> onnx.ModelProto:
     """Where(IsNaN(Softmax(x·xᵀ + m)), 0, ·) with m from a -inf constant, a float graph
-    input, or a Log: each can put -inf in a whole row, so the guard must stay."""
+    input, a Log, or two finite finfo.min masks summed (-inf by overflow): each can put -inf
+    in a whole row, so the guard must stay."""
     f = onnx.TensorProto.FLOAT
     nodes = [helper.make_node("MatMul", ["x", "xt"], ["s"]),
              helper.make_node("Add", ["s", "m"], ["z"]),
@@ -80,15 +81,21 @@ def _guarded_softmax(mask_from: str) -> onnx.ModelProto:
         inits.append(numpy_helper.from_array(np.array([0.0, -np.inf], np.float32), "m"))
     elif mask_from == "float_input":
         inputs.append(helper.make_tensor_value_info("m", f, [2, 2]))
-    else:
+    elif mask_from == "log":
         inputs.append(helper.make_tensor_value_info("w", f, [2, 2]))
         nodes.insert(0, helper.make_node("Log", ["w"], ["m"]))
+    else:  # two padding masks, each Where(keep, 0, finfo.min), added
+        inputs.append(helper.make_tensor_value_info("keep", onnx.TensorProto.BOOL, [2, 2]))
+        low = np.array(np.finfo(np.float32).min, np.float32)
+        inits.append(numpy_helper.from_array(low, "low"))
+        nodes[:0] = [helper.make_node("Where", ["keep", "zero", "low"], ["m1"]),
+                     helper.make_node("Add", ["m1", "m1"], ["m"])]
     out = [helper.make_tensor_value_info("out", f, [2, 2])]
     nodes.append(helper.make_node("Identity", ["y"], ["out"]))
     return helper.make_model(helper.make_graph(nodes, "g", inputs, out, inits))
 
 
-@pytest.mark.parametrize("mask_from", ["inf_constant", "float_input", "log"])
+@pytest.mark.parametrize("mask_from", ["inf_constant", "float_input", "log", "two_masks"])
 def test_guard_kept_where_a_row_can_be_all_minus_inf(mask_from):
     proto = _guarded_softmax(mask_from)
     assert drop_nan_guards(proto) == 0 and "IsNaN" in _ops(proto)
