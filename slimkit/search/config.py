@@ -12,9 +12,10 @@ from slimkit.errors import ConfigError, check_choice
 from slimkit.search.space import COSTS, Constraint
 from slimkit.search.strategies import STRATEGIES, EvolutionConfig, ReinforceConfig
 
-# objective → direction; the metric comes first
-OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "macs": "minimize",
-              "latency_ms": "minimize"}
+# objective → direction; the metric (accuracy, or the validation cross-entropy 'loss') comes
+# first
+METRICS = {"accuracy": "maximize", "loss": "minimize"}
+OBJECTIVES = {**METRICS, "params": "minimize", "macs": "minimize", "latency_ms": "minimize"}
 EVALUATORS = ("proxy", "supernet")
 DATASETS = ("digits", "digits32")
 
@@ -114,6 +115,11 @@ class SearchConfig:
             check_choice("SearchConfig.objectives[]", o, OBJECTIVES)
         if len(set(self.objectives)) != len(self.objectives):
             raise ConfigError(f"SearchConfig.objectives={self.objectives} repeats an objective")
+        metrics = [o for o in self.objectives if o in METRICS]
+        if len(metrics) != 1 or self.objectives[0] not in METRICS:
+            raise ConfigError(f"SearchConfig.objectives={list(self.objectives)}: the first "
+                              f"objective is the one metric ({' or '.join(METRICS)}); costs "
+                              f"follow")
         if self.strategy == "nsga2" and len(self.objectives) < 2:
             raise ConfigError("SearchConfig.strategy='nsga2' needs ≥ 2 objectives, e.g. "
                               "('accuracy', 'latency_ms')")

@@ -38,6 +38,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from slimkit.errors import ConfigError, check_choice
+from slimkit.search.objectives import hypervolume
 from slimkit.search.space import Space
 
 
@@ -75,17 +76,26 @@ class ReinforceConfig:
 # ---- history: what every custom strategy reads from storage ------------------------------------
 def fitness(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[float]:
     """One number per COMPLETE trial, higher is better. One objective: its value (negated when
-    minimised). Several: minus the number of trials that dominate it (0 on the Pareto front),
-    the first objective breaking ties at the 1e-6 level."""
+    minimised). Several (SMS-EMOA's selection, Beume et al. 2007): a trial on the Pareto front
+    scores its exclusive hypervolume contribution (> 0; objectives scaled to [0, 1] over the
+    trials, reference just beyond the worst), a dominated one minus the number of trials that
+    dominate it. So parents come from the front, and among them from where it is sparse — a
+    tie-break on the first objective instead pulled every parent to the accurate end, whose
+    points add the least hypervolume (measured: random search's level)."""
     sign = [1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in directions]
     vals = np.array([[s * v for s, v in zip(sign, t.values, strict=True)] for t in trials])
     if len(directions) == 1 or len(trials) == 0:
         return [float(v[0]) for v in vals]
-    out = []
-    for v in vals:
-        dominated_by = int(np.sum(np.all(vals >= v, axis=1) & np.any(vals > v, axis=1)))
-        out.append(-dominated_by + 1e-6 * math.tanh(float(v[0])))
-    return out
+    dominated_by = [int(np.sum(np.all(vals >= v, axis=1) & np.any(vals > v, axis=1)))
+                    for v in vals]
+    front = [i for i, d in enumerate(dominated_by) if d == 0]
+    lo, hi = vals.min(axis=0), vals.max(axis=0)
+    scaled = (vals - lo) / np.where(hi > lo, hi - lo, 1.0)  # maximise each, in [0, 1]
+    pts = [scaled[i].tolist() for i in front]  # only the front bounds the volume
+    up, ref = ["maximize"] * len(directions), [-0.1] * len(directions)
+    total = hypervolume(pts, up, ref)
+    gain = {i: total - hypervolume(pts[:k] + pts[k + 1:], up, ref) for k, i in enumerate(front)}
+    return [gain[i] if i in gain else -float(d) for i, d in enumerate(dominated_by)]
 
 
 def history(study: Study, space: Space) -> list[tuple[tuple[int, ...], float | None]]:

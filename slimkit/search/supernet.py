@@ -24,7 +24,7 @@ from torch import nn
 
 from slimkit.io.atomic import atomic_path
 from slimkit.search.config import SearchConfig, SupernetConfig
-from slimkit.search.evaluators import SearchData, accuracy, recalibrate_bn
+from slimkit.search.evaluators import SearchData, recalibrate_bn, val_scores
 from slimkit.search.space import SearchError, Space
 from slimkit.search.spaces import DEPTHS, DIGITS_WIDTHS, KERNELS, digits_arch
 
@@ -158,4 +158,4 @@ class SupernetEvaluator:
         sub = _Active(self.net, digits_arch(space.decode(encoding)))
         recalibrate_bn(sub, self.data.train, self.cfg.calib_batches, self.cfg.batch_size,
                        self.seed)
-        return {"accuracy": accuracy(sub, self.data.val)}
+        return val_scores(sub, self.data.val)

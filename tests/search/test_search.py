@@ -122,9 +122,10 @@ def test_prune_space_searches_per_layer_ratios(small_data):
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in
                                                             model.parameters())
     cfg = SearchConfig(space="prune", strategy="evolution", n_trials=2, top_k=0,
-                       proxy=ProxyConfig(epochs=0), objectives=("accuracy", "params"))
+                       proxy=ProxyConfig(epochs=0), objectives=("loss", "params"))
     res = run_search(cfg, space=space, data=small_data)
     assert len(res.completed) == 2
+    assert all(t.values[0] == t.metrics["loss"] > 0 for t in res.completed)
     assert all(t.costs["params"] <= sum(p.numel() for p in model.parameters())
                for t in res.completed)
 
@@ -139,9 +140,20 @@ def test_supernet_scores_subnets_with_shared_weights(small_data):
     ev = SupernetEvaluator(net, SupernetConfig(calib_batches=1), small_data)
     enc = space.random(__import__("random").Random(0))
     before = net.stages[0][0].bn.running_mean.clone()
-    score = ev(space, enc)["accuracy"]
-    assert 0 <= score <= 100
+    scores = ev(space, enc)
+    assert 0 <= scores["accuracy"] <= 100
     assert not torch.equal(before, net.stages[0][0].bn.running_mean)  # recalibrated
+    # the loss is the validation cross-entropy of that sub-network (recalibrated as above)
+    from slimkit.search.spaces import digits_arch
+    from slimkit.search.supernet import _Active
+
+    xs, ys = zip(*small_data.val, strict=True)
+    with torch.no_grad():
+        out = _Active(net, digits_arch(space.decode(enc))).eval()(torch.stack(xs))
+    y = torch.stack(ys)
+    assert scores["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)),
+                                           rel=1e-5)
+    assert scores["accuracy"] == pytest.approx(100.0 * float((out.argmax(1) == y).float().mean()))
     with pytest.raises(SearchError, match="evaluator='supernet' covers the 'digits' space"):
         SupernetEvaluator.for_space(tiny_space(), SearchConfig(evaluator="supernet"),
                                     small_data)

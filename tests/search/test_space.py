@@ -93,6 +93,10 @@ def test_config_from_dict_and_errors():
         SearchConfig.from_dict({"proxy": {"data_fraction": 2}})
     with pytest.raises(ConfigError, match="nsga2' needs ≥ 2 objectives"):
         SearchConfig(strategy="nsga2")
+    assert SearchConfig(objectives=("loss", "latency_ms")).directions == ["minimize", "minimize"]
+    for bad in (("latency_ms", "accuracy"), ("accuracy", "loss"), ("params",)):
+        with pytest.raises(ConfigError, match="first objective is the one metric"):
+            SearchConfig(objectives=bad)
     with pytest.raises(ConfigError, match="constraints\\[0\\]"):
         SearchConfig.from_dict({"constraints": ["latency < 3"]})
     with pytest.raises(ConfigError, match="space='nope' is not allowed"):

@@ -113,3 +113,30 @@ def _run_seed(strategy, seed, run_dir):
     study = search_worker(cfg, tiny_space(), ScoreEvaluator())
     return [tuple(t.user_attrs["encoding"]) for t in study.get_trials()
             if t.state.name == "COMPLETE"]
+
+
+def test_two_objective_fitness_is_the_hypervolume_contribution_on_the_front():
+    from optuna.study import StudyDirection
+    from optuna.trial import create_trial
+
+    from slimkit.search.strategies import fitness
+
+    # (accuracy ↑, latency ↓): a, b, c on the front — b alone in a wide gap, a and c close to
+    # extremes; d dominated by b only, e dominated by a, b and d
+    pts = {"a": (99.0, 2.0), "b": (95.0, 1.0), "c": (90.0, 0.1), "d": (94.0, 1.5),
+           "e": (93.0, 2.5)}
+    trials = [create_trial(values=list(v)) for v in pts.values()]
+    fit = dict(zip(pts, fitness(trials, [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]),
+                   strict=True))
+    assert fit["d"] == -1.0 and fit["e"] == -3.0
+    assert all(fit[k] > 0 for k in "abc")
+    # exclusive contributions, objectives scaled to [0, 1], reference −0.1 beyond the worst:
+    # b's box is the product of its gaps to its neighbours
+    lo_a, lo_l = 90.0, -2.5  # minima of accuracy and −latency
+    sa = lambda v: (v - lo_a) / 9.0  # noqa: E731
+    sl = lambda v: (-v - lo_l) / 2.4  # noqa: E731
+    assert fit["b"] == pytest.approx((sa(95) - sa(90)) * (sl(1.0) - sl(2.0)))
+    assert fit["a"] == pytest.approx((sa(99) - sa(95)) * (sl(2.0) + 0.1))
+    # one objective: the value itself, negated when minimised
+    one = [create_trial(value=v) for v in (0.3, 0.1)]
+    assert fitness(one, [StudyDirection.MINIMIZE]) == [-0.3, -0.1]
