@@ -117,3 +117,22 @@ def test_calibration_reads_each_layer_inside_its_network(tmp_path):
     assert t.total(1.0, 3, 0.5) == pytest.approx(max(want, 0.5))
     rows = t.check({"w8": nets["w8"]})
     assert rows[0]["measured_ms"] > 0 and np.isfinite(rows[0]["error"])
+
+
+def test_the_rest_of_a_run_is_fitted_on_unprofiled_networks():
+    """With ≥ 8 networks of spread layer counts, per_layer and base are the least-squares fit
+    of what whole runs cost beyond the fitted layers (exact on exact data); with fewer, the
+    in-network intercept stays and base is the median residual."""
+    from slimkit.bench.layer_latency import MIN_NETS_FOR_PER_LAYER, Joint, _fit_rest
+
+    def net(n, alone_ms, mb):  # a run = 1.1 · Σ alone + 0.02 · MB + 0.004 / layer + 0.05
+        alone = [alone_ms] * n
+        return Joint(1.1 * sum(alone) + 0.02 * mb + 0.004 * n + 0.05, alone, None, mb,
+                     [mb / n] * n)
+
+    joint = [net(n, 0.01 * (1 + n % 3), 0.1 * n) for n in range(3, 3 + MIN_NETS_FOR_PER_LAYER)]
+    per_layer, base = _fit_rest(joint, 1.1, 0.02, c=0.5)
+    assert per_layer == pytest.approx(0.004) and base == pytest.approx(0.05)
+    few = joint[:3]
+    per_layer, base = _fit_rest(few, 1.1, 0.02, c=0.001)
+    assert per_layer == 0.001 and base == pytest.approx(0.003 * 4 + 0.05)  # median: 4 layers
