@@ -59,8 +59,9 @@ class _Worker:
         self.cfg, self.space, self.evaluate, self.table = config, space, evaluator, table
         sampler = make_sampler(config.strategy, space, config.seed, config.evolution,
                                config.reinforce)
-        if hasattr(sampler, "constrain") and config.constraints:
-            sampler.constrain(self.feasible, config.feasible_draws)
+        if hasattr(sampler, "constrain"):  # redraws: infeasible or already finished ones
+            sampler.constrain(self.feasible if config.constraints else None,
+                              config.feasible_draws)
         self.study = open_study(config, space, sampler)
         self._costs: dict[tuple, Costs] = {}  # encoding → costs (a redrawn one is costed once)
         self._last: tuple | None = None  # (encoding, model) of the last draw feasible() built

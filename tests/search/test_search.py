@@ -87,6 +87,16 @@ def test_custom_strategies_redraw_infeasible_candidates_instead_of_spending_tria
     assert all(t.user_attrs["costs"]["params"] <= 600 for t in redraw.get_trials())
 
 
+@pytest.mark.parametrize("strategy", ["evolution", "reinforce"])
+def test_custom_strategies_do_not_spend_trials_on_finished_candidates(strategy):
+    """24 distinct candidates in the tiny space, 12 trials: every completed one is new."""
+    study = search_worker(SearchConfig(strategy=strategy, n_trials=12), tiny_space(),
+                          ScoreEvaluator())
+    encs = [tuple(t.user_attrs["encoding"]) for t in study.get_trials()
+            if t.state.name == "COMPLETE"]
+    assert len(encs) == 12 and len(set(encs)) == 12
+
+
 def test_multi_objective_nsga2_gives_a_front():
     cfg = SearchConfig(strategy="nsga2", n_trials=10, objectives=("accuracy", "params"))
     from slimkit.search.results import collect

@@ -99,18 +99,20 @@ def test_resume_proposes_what_an_uninterrupted_search_would(tmp_path, strategy):
 
 
 def test_evolution_and_reinforce_beat_random_on_the_toy_landscape(tmp_path):
+    # 36 candidates, 12 trials: no strategy repeats a finished candidate, so in a smaller
+    # space random search covers too much of it to be beaten
     best = {}
     for s in ("random", "evolution", "reinforce"):
         runs = [max(score(e) for e in _run_seed(s, seed, tmp_path / f"{s}{seed}"))
-                for seed in range(4)]
+                for seed in range(8)]
         best[s] = sum(runs) / len(runs)
-    assert best["evolution"] >= best["random"] and best["reinforce"] >= best["random"]
+    assert best["evolution"] > best["random"] and best["reinforce"] > best["random"]
 
 
 def _run_seed(strategy, seed, run_dir):
     cfg = SearchConfig(strategy=strategy, n_trials=12, seed=seed, top_k=0,
                        evolution=EvolutionConfig(population=4, sample=2))
-    study = search_worker(cfg, tiny_space(), ScoreEvaluator())
+    study = search_worker(cfg, tiny_space((4, 8, 16, 32, 48, 64)), ScoreEvaluator())
     return [tuple(t.user_attrs["encoding"]) for t in study.get_trials()
             if t.state.name == "COMPLETE"]
 
