@@ -96,10 +96,12 @@ def table_latency() -> None:
         t0 = time.perf_counter()
         c = table.calibrate(_random_models(space, calib_n, seed=100))
         rows = table.check(_random_models(space, check_n, seed=200))
+        loo = table.calibration_info["loo_error"]
         print(f"\n{name}: batch {batch}; fitted on {calib_n} other networks: total = "
               f"{c['scale']:.3f} × Σ kernels + {c['per_mb'] * 1e3:.1f} µs × weight MB + "
               f"{c['per_layer'] * 1e3:.1f} µs × layers + {c['base'] * 1e3:.1f} µs "
-              f"({time.perf_counter() - t0:.0f} s incl. sweep)")
+              f"(leave-one-out error on them {loo:.1%}; {table.REPEATS} joint runs pooled by "
+              f"median, each side; {time.perf_counter() - t0:.0f} s incl. sweep)")
         print(f"{'network':<22}{'measured ms':>12}{'predicted':>11}{'error':>8}"
               f"{'cached-table':>14}{'error':>8}")
         for r in rows:

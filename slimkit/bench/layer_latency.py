@@ -42,8 +42,8 @@ from slimkit.io.atomic import write_atomic
 
 log = logging.getLogger("slimkit.bench")
 RUNTIMES = tuple(SESSIONS)  # ort, openvino
-CACHE_VERSION = 6  # 2: kernel times from ORT profiling; 5: in-network layer calibration; 6: base
-# fitted on unprofiled network runs
+CACHE_VERSION = 7  # 2: kernel times from ORT profiling; 5: in-network layer calibration; 6: base
+# fitted on unprofiled network runs; 7: calibrations per scope, with networks and LOO error
 
 
 def default_cache_dir() -> Path:
@@ -99,13 +99,20 @@ class LatencyTable:
     Measured on ResNet-like nets (AMD EPYC, batch 1) the in-network kernels were ≈ 1.0× the
     lone ones plus 16–29 µs per MB of weights — what reading them from memory costs. Until
     calibrated, total = Σ kernels; check() reports the error on other networks. OpenVINO's
-    counters do not name layers in call order: there only per_layer and base are fitted."""
+    counters do not name layers in call order: there only per_layer and base are fitted.
+
+    The fit belongs to a family of networks (`scope`: the search calibrates one per space),
+    the layer entries to the machine: tables of several scopes share one file."""
 
     ROUNDS, RUNS_PER_ROUND, WARMUP, CHUNK = 5, 4, 3, 16  # 20 timed runs per layer
+    # calibrate() / check() pool this many joint runs by median: a slow spell of the machine
+    # slowed whole runs 45 % and lone kernels 15 % for one ~10 s run here, and a fit on it
+    # predicted every other run 25 % high (MobileNetV2-like nets, batch 1)
+    REPEATS = 3
 
     def __init__(self, batch: int = 1, threads: int = 2, runtime: str = "ort",
                  precision: str = "fp32", cache_dir: str | os.PathLike | None = None,
-                 quantile: float = 0.5) -> None:
+                 quantile: float = 0.5, scope: str = "") -> None:
         check_choice("LatencyTable.runtime", runtime, RUNTIMES)
         check_choice("LatencyTable.precision", precision, PRECISIONS)
         if not isinstance(batch, int) or batch < 1:
@@ -113,6 +120,9 @@ class LatencyTable:
         if not 0.0 <= quantile <= 1.0:
             raise ConfigError(f"LatencyTable.quantile={quantile!r} must be in [0, 1]")
         self.quantile = quantile  # of each layer's kernel times (0.5: the median)
+        # what the calibration is for (a search space, say): whole-network overheads differ
+        # between families of networks, the layer entries do not — they are shared
+        self.scope = scope
         from slimkit.target import resolve_target
 
         self.batch, self.threads, self.runtime, self.precision = batch, threads, runtime, precision
@@ -159,25 +169,35 @@ class LatencyTable:
         return f"{spec.key()}|b{self.batch}|t{self.threads}|{self.precision}{q}"
 
     def _calib_key(self) -> str:
-        return f"b{self.batch}|t{self.threads}|{self.precision}"
+        key = f"b{self.batch}|t{self.threads}|{self.precision}"
+        return f"{key}|{self.scope}" if self.scope else key
+
+    @property
+    def calibrated(self) -> bool:
+        return isinstance(self.overheads.get(self._calib_key()), dict)
 
     @property
     def calibration(self) -> dict:
-        """{'scale', 'per_mb', 'per_layer', 'base'} for this batch / threads / precision."""
+        """{'scale', 'per_mb', 'per_layer', 'base'} for this batch / threads / precision
+        (and scope); until calibrated, (1, 0, 0, 0): total = Σ kernels."""
         c = self.overheads.get(self._calib_key())
-        base = {"scale": 1.0, "per_mb": 0.0, "per_layer": 0.0, "base": 0.0}
-        return {**base, **c} if isinstance(c, dict) else base
+        c = c if isinstance(c, dict) else {}
+        return {k: float(c.get(k, v)) for k, v in FIT_IDENTITY.items()}
+
+    @property
+    def calibration_info(self) -> dict | None:
+        """The stored calibration with how it was made: the terms, `networks` (how many were
+        measured) and `loo_error` (mean |relative error| of each network predicted by a fit
+        on the others; None below 3 networks); None until calibrated."""
+        c = self.overheads.get(self._calib_key())
+        return dict(c) if isinstance(c, dict) else None
 
     def weight_mb(self, specs) -> float:
         per = 1 if self.precision == "int8" else 4  # bytes per weight as the runtime holds it
         return sum(s.weight_count() for s in specs) * per / 1e6
 
     def total(self, layers_ms: float, n_layers: int, weight_mb: float = 0.0) -> float:
-        c = self.calibration
-        # a fitted negative base can undercut a tiny network: never predict below half its
-        # kernels (a run cannot be cheaper than the work it does)
-        return max(c["scale"] * layers_ms + c["per_mb"] * weight_mb + c["per_layer"] * n_layers
-                   + c["base"], 0.5 * layers_ms)
+        return _apply(self.calibration, layers_ms, n_layers, weight_mb)
 
     # ---- measuring ---------------------------------------------------------------------------
     def missing(self, specs) -> list[LayerSpec]:
@@ -239,12 +259,20 @@ class LatencyTable:
                 if self.runtime == "ort" else None)
         return plain, prof
 
-    def measure_jointly(self, models: dict[str, tuple[nn.Module, torch.Tensor]]) -> dict:
+    def measure_jointly(self, models: dict[str, tuple[nn.Module, torch.Tensor]],
+                        repeats: int = 1) -> dict:
         """End-to-end median ms of each (model, example at batch 1) at this table's batch, a
         fresh lone kernel time for each of their layers, and (ORT) each layer's kernel time
         inside its network (a profiled twin of the network session), all interleaved in one
         run: on a machine that drifts (or is shared) the sides of a comparison see the same
-        load. Returns {name: Joint}; the cache is left as it is."""
+        load. repeats > 1: that many runs (ROUNDS rounds each), every time pooled by median.
+        Returns {name: Joint}; the cache is left as it is."""
+        if repeats == 1:
+            return self._joint_run(models, self.ROUNDS * 2)
+        runs = [self._joint_run(models, self.ROUNDS) for _ in range(repeats)]
+        return {n: _pooled([r[n] for r in runs]) for n in models}
+
+    def _joint_run(self, models: dict, rounds: int) -> dict:
         import tempfile
 
         specs = {n: [s for _, s in layer_specs(m, x)] for n, (m, x) in models.items()}
@@ -255,7 +283,7 @@ class LatencyTable:
             layers = [self._session(s, prof) for s in uniq]
             meds = interleaved_medians([s.run for s in [*(p for p, _ in nets.values()),
                                                         *twins, *layers]],
-                                       self.ROUNDS * 2, self.RUNS_PER_ROUND, self.WARMUP)
+                                       rounds, self.RUNS_PER_ROUND, self.WARMUP)
             fresh = {s: sess.kernel_ms(skip=self.WARMUP) for s, sess in zip(uniq, layers,
                                                                                strict=True)}
             inside = {n: _in_network(p, len(specs[n]), self.WARMUP) if p is not None else None
@@ -264,24 +292,25 @@ class LatencyTable:
                          self.weight_mb(specs[n]), [self.weight_mb([s]) for s in specs[n]])
                 for i, n in enumerate(nets)}
 
-    def calibrate(self, models: dict[str, tuple[nn.Module, torch.Tensor]]) -> dict:
+    def calibrate(self, models: dict[str, tuple[nn.Module, torch.Tensor]],
+                  repeats: int | None = None) -> dict:
         """Fit the layer terms (scale, per_mb) by least squares on every layer of `models` whose
         in-network time was read, then per_layer and base on the networks' unprofiled runs
         (`_fit_rest`; give ≥ 8 networks for the per-layer term); each network and its layers
-        measured in one interleaved run; saved with the table."""
-        joint = list(self.measure_jointly(models).values())
-        scale, per_mb, c = _fit_layers(joint)
-        per_layer, base = _fit_rest(joint, scale, per_mb, c)
-        fit = {"scale": scale, "per_mb": per_mb, "per_layer": per_layer, "base": base}
-        self.overheads[self._calib_key()] = {k: float(v) for k, v in fit.items()}
+        measured together, `repeats` (default REPEATS) interleaved runs pooled by median;
+        saved with the table (with `networks` and the leave-one-out error: calibration_info)."""
+        joint = list(self.measure_jointly(models, repeats or self.REPEATS).values())
+        self.overheads[self._calib_key()] = {**fit_calibration(joint), "networks": len(joint),
+                                             "loo_error": _loo_error(joint)}
         self.save()
         return self.calibration
 
-    def check(self, models: dict[str, tuple[nn.Module, torch.Tensor]]) -> list[dict]:
+    def check(self, models: dict[str, tuple[nn.Module, torch.Tensor]],
+              repeats: int | None = None) -> list[dict]:
         """Predicted vs measured end-to-end for each model. `error` compares the network with
         its layers timed in the same run (+ calibration); `error_cached` uses the table's
         stored entries, measured earlier (it also carries the machine's drift since then)."""
-        joint = self.measure_jointly(models)
+        joint = self.measure_jointly(models, repeats or self.REPEATS)
         rows = []
         for n, (m, x) in models.items():
             j = joint[n]
@@ -322,6 +351,43 @@ def _in_network(sess, n_layers: int, skip: int) -> list[float] | None:
     return ms if len(ms) == n_layers else None
 
 
+def _pooled(runs: list[Joint]) -> Joint:
+    """One network's joint runs pooled: the median of each time across runs."""
+    med = lambda rows: [float(v) for v in np.median(np.array(rows), 0)]  # noqa: E731
+    inside = None if any(j.inside is None for j in runs) else med([j.inside for j in runs])
+    return Joint(float(np.median([j.net_ms for j in runs])), med([j.alone for j in runs]),
+                 inside, runs[0].weight_mb, runs[0].layer_mb)
+
+
+FIT_IDENTITY = {"scale": 1.0, "per_mb": 0.0, "per_layer": 0.0, "base": 0.0}  # total = Σ kernels
+
+
+def _apply(c: dict, layers_ms: float, n_layers: int, weight_mb: float) -> float:
+    """The calibrated total. A fitted negative base can undercut a tiny network: never below
+    half its kernels (a run cannot be cheaper than the work it does)."""
+    return max(c["scale"] * layers_ms + c["per_mb"] * weight_mb + c["per_layer"] * n_layers
+               + c["base"], 0.5 * layers_ms)
+
+
+def fit_calibration(joint: list[Joint]) -> dict:
+    """{'scale', 'per_mb', 'per_layer', 'base'} fitted on jointly measured networks."""
+    scale, per_mb, c = _fit_layers(joint)
+    per_layer, base = _fit_rest(joint, scale, per_mb, c)
+    return {"scale": scale, "per_mb": per_mb, "per_layer": per_layer, "base": base}
+
+
+def _loo_error(joint: list[Joint]) -> float | None:
+    """Mean |relative error| of each network predicted by the fit on the others: what the
+    calibration is worth on a network it has not seen, at no extra measurement."""
+    if len(joint) < 3:
+        return None
+    errs = []
+    for i, j in enumerate(joint):
+        c = fit_calibration(joint[:i] + joint[i + 1:])
+        errs.append(abs(_apply(c, j.layers_ms, j.count, j.weight_mb) - j.net_ms) / j.net_ms)
+    return float(np.mean(errs))
+
+
 MIN_NETS_FOR_PER_LAYER = 8  # networks needed to fit the per-layer term on whole runs
 
 
@@ -360,4 +426,4 @@ def _fit_layers(joint: list[Joint]) -> tuple[float, float, float]:
 
 
 __all__ = ["KINDS", "PRECISIONS", "RUNTIMES", "LatencyTable", "LayerSpec", "Prediction",
-           "interleaved_medians", "layer_onnx", "layer_specs"]
+           "fit_calibration", "interleaved_medians", "layer_onnx", "layer_specs"]

@@ -45,6 +45,8 @@ def run_search_stage(ctx: Context, model: nn.Module, cfg: SearchStage) -> StageR
     t0 = time.perf_counter()
     result = run_search(sc, model=model if sc.space == "prune" else None,
                         workers=getattr(ctx, "workers", 1))
+    if result.latency:
+        ctx.notes.append(result.latency)
     attempts, models = [], []
     for c in result.candidates:
         if sc.space != "prune":

@@ -62,17 +62,25 @@ class SupernetConfig:
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """How latency is costed: the per-layer table on `runtime` (fp32) at `batch`, `threads`."""
+    """How latency is costed: the per-layer table on `runtime` (fp32) at `batch`, `threads`,
+    calibrated on `calibrate` random networks of the space measured end to end (once per
+    machine, space, batch and threads: cached with the table; 0: Σ of the layers' kernels,
+    which misses what a whole run adds — up to 1.8× high for MobileNetV2-like nets at
+    batch 1)."""
 
     batch: int = 1
     threads: int = 2
     runtime: str = "ort"
     cache_dir: str | None = None  # None: $SLIMKIT_CACHE or ~/.cache/slimkit
+    calibrate: int = 10
 
     def __post_init__(self) -> None:
         check_choice("LatencyConfig.runtime", self.runtime, {"ort"})
         if self.batch < 1 or self.threads < 1:
             raise ConfigError(f"LatencyConfig: batch and threads must be ≥ 1, got {self}")
+        if self.calibrate != 0 and self.calibrate < 3:
+            raise ConfigError(f"LatencyConfig.calibrate={self.calibrate!r}: give 0 (no "
+                              "calibration) or ≥ 3 networks (≥ 8 fit a per-layer term)")
 
 
 @dataclass(frozen=True)

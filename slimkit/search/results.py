@@ -85,6 +85,7 @@ class SearchResult:
     seconds: float
     candidates: list[Candidate] = field(default_factory=list)
     bench: str | None = None  # the benchmark table of the candidates, as printed
+    latency: str | None = None  # how latency was predicted (the table's calibration), one line
 
     @property
     def completed(self) -> list[TrialRecord]:
@@ -152,6 +153,7 @@ class SearchResult:
                 "constraints": [list(c) for c in self.constraints], "space": self.space,
                 "seconds": self.seconds, "trials": [asdict(t) for t in self.trials],
                 "candidates": [c.to_dict() for c in self.candidates], "bench": self.bench,
+                "latency": self.latency,
                 "hypervolume": self.hypervolume(), "search_curve": self.search_curve(),
                 "pareto": self.pareto_points()}
 

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from slimkit.search.config import SearchConfig
 from slimkit.search.evaluators import ProxyEvaluator, SearchData, candidate_seed, search_data
+from slimkit.search.latency import calibration_note, latency_table
 from slimkit.search.space import Costs, SearchError, Space, model_costs, violation
 from slimkit.search.storage import Lease, fail_lost_trials, in_budget, open_study
 from slimkit.search.strategies import make_sampler
@@ -42,16 +43,6 @@ def make_evaluator(config: SearchConfig, space: Space, data: SearchData) -> Eval
 
         return SupernetEvaluator.for_space(space, config, data)
     return ProxyEvaluator(config.proxy, data, config.seed)
-
-
-def latency_table(config: SearchConfig):
-    if not config.needs_latency:
-        return None
-    from slimkit.bench.layer_latency import LatencyTable
-
-    lc = config.latency
-    return LatencyTable(batch=lc.batch, threads=lc.threads, runtime=lc.runtime,
-                        cache_dir=lc.cache_dir)
 
 
 class _Worker:
@@ -176,7 +167,7 @@ def search_worker(config: SearchConfig, space: Space, evaluator: Evaluator | Non
                   data: SearchData | None = None):
     """Run trials until the study holds config.n_trials completed ones; returns the study."""
     evaluator = evaluator or make_evaluator(config, space, data or search_data(config.data))
-    return _Worker(config, space, evaluator, latency_table(config)).run()
+    return _Worker(config, space, evaluator, latency_table(config, space)).run()
 
 
 def _worker_main(config_dict: dict) -> None:  # a spawned worker process
@@ -198,10 +189,12 @@ def run_search(config: SearchConfig, *, space: Space | None = None,
     if space is None:
         space = _resolve_space(config, model)
     data = data or search_data(config.data)
+    t0 = time.perf_counter()
+    table = latency_table(config, space)  # calibrated (and cached) before any worker starts
     procs = _spawn_workers(config, evaluator, workers - 1) if workers > 1 else []
     try:
-        t0 = time.perf_counter()
-        study = search_worker(config, space, evaluator, data)
+        evaluator = evaluator or make_evaluator(config, space, data)
+        study = _Worker(config, space, evaluator, table).run()
         seconds = time.perf_counter() - t0
     finally:
         for p in procs:
@@ -211,7 +204,8 @@ def run_search(config: SearchConfig, *, space: Space | None = None,
         raise SearchError(f"{len(bad)} of the {len(procs)} extra worker processes failed "
                           f"(exit codes {bad}); their errors are on stderr")
     result = collect(config, space, study, seconds)
-    return finish(result, config, space, data, latency_table(config))
+    result.latency = calibration_note(table)
+    return finish(result, config, space, data, table)
 
 
 def _spawn_workers(config, evaluator, n: int) -> list:

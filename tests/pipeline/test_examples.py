@@ -54,7 +54,8 @@ data: {digits: {}}
 budget: {max_drop: 60}
 stages:
   - search: {space: digits, strategy: evolution, n_trials: 3, proxy: {epochs: 1,
-             data_fraction: 0.3}, retrain: {epochs: 1}, top_k: 1}
+             data_fraction: 0.3}, retrain: {epochs: 1}, top_k: 1,
+             constraints: ["latency_ms <= 100"], latency: {batch: 8, cache_dir: CACHE}}
   - quantize: {preset: w8a8}
 """
 
@@ -66,17 +67,20 @@ def test_a_search_stage_hands_a_searched_model_to_the_next_stage(tmp_path):
     from slimkit.cli import main
 
     recipe = tmp_path / "s.yaml"
-    recipe.write_text(SEARCH)
+    recipe.write_text(SEARCH.replace("CACHE", str(tmp_path / "cache")))
     res = CliRunner().invoke(main, ["search", str(recipe), "--out", str(tmp_path / "run"),
                                     "--quiet", "--workers", "1"])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     search = report["stages"][0]
     assert search["kind"] == "search" and len(search["info"]["curve"]) == 3
+    # latency was predicted by the layer table calibrated on this space first, and says so
+    assert any("calibrated on 10 networks of the space" in n for n in search["notes"])
     model = sk.load(tmp_path / "run" / "model")  # rebuilt from the space and architecture
     src = sk.record_of(model).source
     assert src["factory"] == "slimkit.search.spaces:build_candidate"
-    assert "search curve" in (tmp_path / "run" / "report.html").read_text()
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "search curve" in html and "leave-one-out error" in html
 
 
 PTQ = """

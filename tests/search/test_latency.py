@@ -109,8 +109,10 @@ def test_calibration_reads_each_layer_inside_its_network(tmp_path):
         assert all(v > 0 for v in (*j.alone, *j.inside)) and j.net_ms > 0
         assert j.weight_mb == pytest.approx(sum(j.layer_mb))
     assert joint["w8"].weight_mb == pytest.approx((4 * 8 * 9 + 8 * 8 * 9 + 288 * 10) * 4 / 1e6)
-    c = t.calibrate(nets)
+    c = t.calibrate(nets, repeats=2)
     assert set(c) == {"scale", "per_mb", "per_layer", "base"}
+    info = t.calibration_info
+    assert info["networks"] == 3 and np.isfinite(info["loo_error"])
     assert all(np.isfinite(v) for v in c.values()) and c["scale"] > 0
     assert LatencyTable(batch=2, cache_dir=tmp_path).calibration == c  # saved with the table
     want = c["scale"] * 1.0 + c["per_mb"] * 0.5 + c["per_layer"] * 3 + c["base"]
@@ -136,3 +138,55 @@ def test_the_rest_of_a_run_is_fitted_on_unprofiled_networks():
     few = joint[:3]
     per_layer, base = _fit_rest(few, 1.1, 0.02, c=0.001)
     assert per_layer == 0.001 and base == pytest.approx(0.003 * 4 + 0.05)  # median: 4 layers
+
+
+def _exact_net(n, alone_ms):
+    """A network whose layers run inside it at 1.1 · alone + 0.02 · MB + 0.001 and whose whole
+    run adds 0.003 / layer + 0.05 on top of them — exactly."""
+    from slimkit.bench.layer_latency import Joint
+
+    alone = [alone_ms * (1 + i % 2) for i in range(n)]
+    mbs = [0.01 * (i + 1) for i in range(n)]
+    inside = [1.1 * a + 0.02 * mb + 0.001 for a, mb in zip(alone, mbs, strict=True)]
+    return Joint(sum(inside) + 0.003 * n + 0.05, alone, inside, sum(mbs), mbs)
+
+
+def test_calibration_on_exact_networks_predicts_an_unseen_one_exactly():
+    """fit_calibration recovers the terms of exact data, and the leave-one-out error (each
+    network predicted by the fit on the others) is then zero; fewer than 3 networks: none."""
+    from slimkit.bench.layer_latency import _loo_error, fit_calibration
+
+    joint = [_exact_net(n, 0.01 * (1 + n % 3)) for n in range(3, 13)]
+    c = fit_calibration(joint)
+    assert c == pytest.approx({"scale": 1.1, "per_mb": 0.02, "per_layer": 0.004, "base": 0.05})
+    assert _loo_error(joint) == pytest.approx(0.0, abs=1e-9)
+    assert _loo_error(joint[:2]) is None
+
+
+def test_repeated_joint_runs_are_pooled_by_median():
+    """One slow run among three cannot move the pooled times: each is the median across runs."""
+    from slimkit.bench.layer_latency import Joint, _pooled
+
+    runs = [Joint(1.0, [0.2, 0.3], [0.25, 0.35], 0.5, [0.2, 0.3]),
+            Joint(1.5, [0.3, 0.4], [0.3, 0.5], 0.5, [0.2, 0.3]),  # a slow spell
+            Joint(1.1, [0.21, 0.29], [0.24, 0.36], 0.5, [0.2, 0.3])]
+    p = _pooled(runs)
+    assert p.net_ms == 1.1 and p.alone == [0.21, 0.3] and p.inside == [0.25, 0.36]
+    assert p.weight_mb == 0.5 and _pooled([*runs[:2], Joint(1.0, [0.2, 0.3], None, 0.5,
+                                                            [0.2, 0.3])]).inside is None
+
+
+def test_a_scoped_calibration_is_its_own(tmp_path):
+    """Calibrations are kept per scope (a search space): another scope, or none, still
+    predicts Σ kernels; the scoped one is read back with how it was made."""
+    t = LatencyTable(batch=2, cache_dir=tmp_path, scope="space:a")
+    t.overheads[t._calib_key()] = {"scale": 0.5, "per_mb": 0.0, "per_layer": 0.0, "base": 0.1,
+                                   "networks": 10, "loo_error": 0.04}
+    t.save()
+    again = LatencyTable(batch=2, cache_dir=tmp_path, scope="space:a")
+    assert again.calibrated and again.total(1.0, 3) == pytest.approx(0.6)
+    assert again.calibration_info["networks"] == 10
+    for other in ("space:b", ""):
+        o = LatencyTable(batch=2, cache_dir=tmp_path, scope=other)
+        assert not o.calibrated and o.total(1.0, 3) == 1.0 and o.calibration_info is None
+

@@ -118,6 +118,26 @@ def test_latency_constraint_uses_the_layer_table(tmp_path):
     lat = [t.user_attrs["costs"]["latency_ms"] for t in study.get_trials()]
     assert all(v is not None and v > 0 for v in lat)
     assert list(tmp_path.glob("layer-latency-*.json"))
+    # the table was calibrated on this space first (10 networks, kept per space in the cache)
+    from slimkit.bench.layer_latency import LatencyTable
+    from slimkit.search.latency import calibration_note, calibration_scope
+
+    table = LatencyTable(batch=2, cache_dir=tmp_path, scope=calibration_scope(tiny_space()))
+    assert table.calibration_info["networks"] == 10
+    t = study.get_trials()[0]
+    model = tiny_space().build_model(tuple(t.user_attrs["encoding"]))
+    assert lat[0] == pytest.approx(table.predict(model, tiny_space().example()).total_ms)
+    assert "calibrated on 10 networks" in calibration_note(table)
+    assert not LatencyTable(batch=2, cache_dir=tmp_path).calibrated  # the unscoped key: not
+
+
+def test_latency_calibration_skips_encodings_that_do_not_build(tmp_path):
+    from slimkit.search.latency import _random_networks
+
+    nets = _random_networks(failing_space(), 6, seed=0)
+    widths = {x.out_features for m, _ in nets.values() for x in m.modules()
+              if isinstance(x, torch.nn.Linear)}
+    assert len(nets) == 6 and 4 not in widths
 
 
 def test_prune_space_searches_per_layer_ratios(small_data):
