@@ -174,14 +174,13 @@ class LatencyTable:
 
     @property
     def calibrated(self) -> bool:
-        return isinstance(self.overheads.get(self._calib_key()), dict)
+        return self.calibration_info is not None
 
     @property
     def calibration(self) -> dict:
         """{'scale', 'per_mb', 'per_layer', 'base'} for this batch / threads / precision
         (and scope); until calibrated, (1, 0, 0, 0): total = Σ kernels."""
-        c = self.overheads.get(self._calib_key())
-        c = c if isinstance(c, dict) else {}
+        c = self.calibration_info or {}
         return {k: float(c.get(k, v)) for k, v in FIT_IDENTITY.items()}
 
     @property

@@ -131,7 +131,7 @@ def test_latency_constraint_uses_the_layer_table(tmp_path):
     assert not LatencyTable(batch=2, cache_dir=tmp_path).calibrated  # the unscoped key: not
 
 
-def test_latency_calibration_skips_encodings_that_do_not_build(tmp_path):
+def test_latency_calibration_skips_encodings_that_do_not_build():
     from slimkit.search.latency import _random_networks
 
     nets = _random_networks(failing_space(), 6, seed=0)
