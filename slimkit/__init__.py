@@ -40,6 +40,9 @@ _LAZY = {
     "ArtifactError": "slimkit.io.artifact",
     "prune": "slimkit.pruning", "PruneConfig": "slimkit.pruning",
     "PruneRule": "slimkit.pruning", "PruneError": "slimkit.pruning",
+    # architecture search loads Optuna: `sk.run_search(sk.SearchConfig(...))`
+    "run_search": "slimkit.search", "SearchConfig": "slimkit.search",
+    "SearchError": "slimkit.search",
 }
 
 
@@ -48,7 +51,8 @@ def __getattr__(name: str):
 
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in ("distill", "deploy", "train", "pruning", "sparse"):  # sk.sparse.… sans import
+    # subpackages as attributes (sk.sparse.…) without importing them first
+    if name in ("distill", "deploy", "train", "pruning", "sparse", "search"):
         return importlib.import_module(f"slimkit.{name}")
     raise AttributeError(f"module 'slimkit' has no attribute {name!r}")
 
@@ -60,4 +64,5 @@ __all__ = [
     "export", "check_parity", "session", "ExportError", "benchmark", "save", "load",
     "ArtifactError", "describe", "record_of",
     "prune", "PruneConfig", "PruneRule", "PruneError",
+    "run_search", "SearchConfig", "SearchError",
 ]

@@ -164,10 +164,13 @@ class _Worker:
 
 
 def search_worker(config: SearchConfig, space: Space, evaluator: Evaluator | None = None,
-                  data: SearchData | None = None):
-    """Run trials until the study holds config.n_trials completed ones; returns the study."""
+                  data: SearchData | None = None, table=None):
+    """Run trials until the study holds config.n_trials completed ones; returns the study.
+    table: the LatencyTable that costs latency (default: latency_table(config, space), the
+    cached calibration of this space, or a new one)."""
     evaluator = evaluator or make_evaluator(config, space, data or search_data(config.data))
-    return _Worker(config, space, evaluator, latency_table(config, space)).run()
+    table = table if table is not None else latency_table(config, space)
+    return _Worker(config, space, evaluator, table).run()
 
 
 def _worker_main(config_dict: dict) -> None:  # a spawned worker process
@@ -193,8 +196,7 @@ def run_search(config: SearchConfig, *, space: Space | None = None,
     table = latency_table(config, space)  # calibrated (and cached) before any worker starts
     procs = _spawn_workers(config, evaluator, workers - 1) if workers > 1 else []
     try:
-        evaluator = evaluator or make_evaluator(config, space, data)
-        study = _Worker(config, space, evaluator, table).run()
+        study = search_worker(config, space, evaluator, data, table)
         seconds = time.perf_counter() - t0
     finally:
         for p in procs:

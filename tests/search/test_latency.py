@@ -84,6 +84,19 @@ def test_an_interrupted_sweep_resumes_and_the_file_is_never_half_written(tmp_pat
     assert not list(tmp_path.glob(".*tmp"))  # … and no partial file is left
 
 
+def test_tables_sharing_a_file_keep_each_others_entries(tmp_path):
+    """Search workers on one machine share the cache file: a save merges what the file holds
+    (the saving table's own entries win where both have one)."""
+    a, b = LatencyTable(batch=2, cache_dir=tmp_path), LatencyTable(batch=2, cache_dir=tmp_path)
+    a.entries.update(x=1.0, y=2.0)
+    a.overheads["k"] = {"scale": 2.0}
+    a.save()
+    b.entries.update(y=3.0, z=4.0)
+    b.save()
+    assert LatencyTable(batch=2, cache_dir=tmp_path).entries == {"x": 1.0, "y": 3.0, "z": 4.0}
+    assert b.entries["x"] == 1.0 and b.overheads == {"k": {"scale": 2.0}}
+
+
 def test_bad_table_settings_are_named():
     with pytest.raises(Exception, match="LatencyTable.precision='int4' is not allowed"):
         LatencyTable(precision="int4")
@@ -103,6 +116,8 @@ def test_calibration_reads_each_layer_inside_its_network(tmp_path):
     the in-network fit is saved and read back, and total() is the documented formula."""
     t = LatencyTable(batch=2, cache_dir=tmp_path)
     nets = {f"w{w}": (_small_net(w), torch.randn(1, 4, 6, 6)) for w in (4, 8, 16)}
+    stale = t._key(layer_specs(*nets["w8"])[0][1])
+    t.entries[stale] = 1e3  # swept once, in a (very) slow spell
     joint = t.measure_jointly(nets)
     for j in joint.values():
         assert j.count == 3 and j.inside is not None and len(j.inside) == 3
@@ -115,6 +130,9 @@ def test_calibration_reads_each_layer_inside_its_network(tmp_path):
     assert info["networks"] == 3 and np.isfinite(info["loo_error"])
     assert all(np.isfinite(v) for v in c.values()) and c["scale"] > 0
     assert LatencyTable(batch=2, cache_dir=tmp_path).calibration == c  # saved with the table
+    # the calibration's pooled lone times replace the entries of its layers
+    assert 0 < t.entries[stale] < 1e3
+    assert t.missing([s for m, x in nets.values() for _, s in layer_specs(m, x)]) == []
     want = c["scale"] * 1.0 + c["per_mb"] * 0.5 + c["per_layer"] * 3 + c["base"]
     assert t.total(1.0, 3, 0.5) == pytest.approx(max(want, 0.5))
     rows = t.check({"w8": nets["w8"]})

@@ -197,3 +197,16 @@ def test_plots_are_png():
     res = collect(cfg, tiny_space(), search_worker(cfg, tiny_space(), ScoreEvaluator()), 0.0)
     for png in (pareto_png(res), curve_png(res)):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+
+def test_search_is_a_public_verb_that_loads_optuna_only_when_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, slimkit as sk\n"
+            "assert 'optuna' not in sys.modules\n"
+            "from slimkit.search import run_search, SearchConfig, SearchError\n"
+            "assert sk.run_search is run_search and sk.SearchConfig is SearchConfig\n"
+            "assert sk.SearchError is SearchError and sk.search.get_space('digits')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
