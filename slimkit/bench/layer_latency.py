@@ -165,8 +165,8 @@ class LatencyTable:
         machine share the file, and each keeps what the others measured meanwhile (its own
         entries win where both have one)."""
         entries, overheads = self._read()
-        self.entries, self.overheads = {**entries, **self.entries}, {**overheads,
-                                                                      **self.overheads}
+        self.entries = {**entries, **self.entries}
+        self.overheads = {**overheads, **self.overheads}
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         data = {**self._stamp(), "entries": dict(sorted(self.entries.items())),
                 "overheads": self.overheads}
