@@ -96,8 +96,8 @@ def by_hand(seed: int) -> float:
     the OpenVINO IR written, parity with the simulation — each step's metric measured."""
     from slimkit.data.digits import digits_tensors
     from slimkit.distill import Distiller
+    from slimkit.metrics import top1
     from slimkit.models import DigitsCNN
-    from slimkit.pipeline.sources import top1
     from slimkit.train import TrainConfig, Trainer
 
     t = time.perf_counter()

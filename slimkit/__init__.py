@@ -29,6 +29,7 @@ from slimkit.quant import (
     sqnr,
 )
 from slimkit.record import describe, record_of
+from slimkit.task import Task
 
 __version__ = "0.1.0"
 
@@ -62,7 +63,7 @@ __all__ = [
     "Percentile", "QATOptions", "QScheme", "QuantConfig", "Rule", "SlimkitError", "WeightQuant",
     "convert", "prepare_qat", "quantize", "resolve_plan", "sqnr",
     "export", "check_parity", "session", "ExportError", "benchmark", "save", "load",
-    "ArtifactError", "describe", "record_of",
+    "ArtifactError", "describe", "record_of", "Task",
     "prune", "PruneConfig", "PruneRule", "PruneError",
     "run_search", "SearchConfig", "SearchError",
 ]

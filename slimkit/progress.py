@@ -78,3 +78,11 @@ def track(items: Iterable, desc: str, total: int | None = None,
         for x in items:
             yield x
             bar.update()
+
+
+def note(message: str) -> None:
+    """A loud note on stderr (beside any bars): something a user must not miss."""
+    if _live["progress"] is not None:
+        _live["progress"].console.print(f"note: {message}")
+    else:
+        print(f"note: {message}", file=sys.stderr)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from torch import nn
 
+from slimkit.batch import as_args, inputs_of
+
 
 def ort_quantize_static(model: nn.Module, example, calib: list, out_dir: Path) -> Path:
     """ONNX Runtime's own int8: dynamo export → quant_pre_process → quantize_static in QDQ
@@ -25,7 +27,7 @@ def ort_quantize_static(model: nn.Module, example, calib: list, out_dir: Path) -
         out_dir / "ort_quantize_static.onnx"
     export(model, example, fp32, target=None)
     quant_pre_process(str(fp32), str(pre))
-    batches = [b[0] if isinstance(b, tuple | list) else b for b in calib]
+    batches = [inputs_of(b) for b in calib]  # the data contract (slimkit.batch)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -44,10 +46,8 @@ def ort_quantize_static(model: nn.Module, example, calib: list, out_dir: Path) -
     return out
 
 
-def _arrays(batch) -> tuple:
-    if isinstance(batch, dict):
-        return tuple(v.numpy() for v in batch.values())
-    return (batch.numpy(),)
+def _arrays(inputs) -> tuple:
+    return tuple(t.numpy() for t in as_args(inputs))
 
 
 def openvino_nncf(model: nn.Module, example, calib: list, out_dir: Path,
@@ -66,8 +66,7 @@ def openvino_nncf(model: nn.Module, example, calib: list, out_dir: Path,
     with torch.no_grad():
         ov_model = ov.convert_model(model.eval(), example_input=args if len(args) > 1
                                     else args[0])
-    batches = [b[0] if isinstance(b, tuple | list) and not isinstance(b, dict) else b
-               for b in calib]
+    batches = [inputs_of(b) for b in calib]
     data = nncf.Dataset([_feed(b) for b in batches])
     kw = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
     q = nncf.quantize(ov_model, data, subset_size=len(batches), **kw)

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimkit.batch import as_args, call, inputs_of
 from slimkit.deploy.runtimes import session
 from slimkit.target import Target, resolve_target
+from slimkit.task import Task
 
 PARITY_FLOOR = 0.99  # fraction of outputs within one quantization step below which we warn
 
@@ -25,40 +27,62 @@ class Parity:
     max_diff_steps: float  # in units of the output quantization step (or of `step`)
     within_one_step: float  # fraction of outputs within one step
     cosine: float  # mean per-sample cosine similarity
-    top1_agreement: float  # fraction of samples with the same argmax
+    top1_agreement: float  # fraction of samples (tokens) with the same argmax
+    cosine_min: float = 1.0  # the least similar sample
+    rel_error: float = 0.0  # ‖out − ref‖ / ‖ref‖
+    label_agreement: float = 1.0  # multi-label: fraction of (sample, label) signs alike
+    task: str = "classification"  # which of these the summary shows (slimkit.task)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
-        return (f"top-1 agreement {100 * self.top1_agreement:.2f}%, cosine {self.cosine:.6f}, "
-                f"max |diff| {self.max_abs_diff:.4g} ({self.max_diff_steps:.2f} steps), "
-                f"{100 * self.within_one_step:.2f}% within one step")
+        shown = {"top1_agreement": f"top-1 agreement {100 * self.top1_agreement:.2f}%",
+                 "cosine": f"cosine {self.cosine:.6f}",
+                 "cosine_min": f"cosine min {self.cosine_min:.6f}",
+                 "rel_error": f"relative error {self.rel_error:.3g}",
+                 "max_abs_diff": f"max |diff| {self.max_abs_diff:.4g}",
+                 "label_agreement": f"label agreement {100 * self.label_agreement:.2f}%"}
+        keys = Task.of(self.task).parity_keys() if self.task != "custom" else ("rel_error",
+                                                                                "cosine")
+        return ", ".join(shown[k] for k in keys) + (
+            f", max {self.max_diff_steps:.2f} steps, {100 * self.within_one_step:.2f}% "
+            "within one step")
 
 
-def compare(ref: np.ndarray, out: np.ndarray, step: float) -> Parity:
+def compare(ref: np.ndarray, out: np.ndarray, step: float,
+            task: str = "classification") -> Parity:
+    """Agreement of `out` with `ref`; top-1 over the last axis (classes, per token)."""
+    classes = ref.shape[-1] if ref.ndim > 1 else 1
+    top1 = float((ref.argmax(-1) == out.argmax(-1)).mean()) if classes > 1 else 1.0
     ref, out = ref.reshape(ref.shape[0], -1), out.reshape(out.shape[0], -1)
     diff = np.abs(ref - out)
     cos = (ref * out).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1) + 1e-30)
     within = float((diff <= step * 1.0001).mean())
+    rel = float(np.linalg.norm(ref - out) / max(float(np.linalg.norm(ref)), 1e-30))
+    labels = float(((ref > 0) == (out > 0)).mean())
     return Parity(float(diff.max()), float(diff.max() / step), within, float(cos.mean()),
-                  float((ref.argmax(1) == out.argmax(1)).mean()))
+                  top1, float(cos.min()), rel, labels, task)
 
 
 @torch.no_grad()
 def check_parity(model: nn.Module, onnx_path, inputs, runtime: str = "ort",
-                 step: float | None = None, target: str | Target | None = "auto") -> Parity:
-    """Run `inputs` (a tensor, or an iterable of batches) through the simulated model and
-    the runtime. `step` is the quantization step of the output; by default the output
-    quantizer's scale if the last layer has one, else one int8 step of the reference
-    output's range, (max − min) / 255. Fewer than 99% of outputs within one step warns
-    (ParityWarning) with the likely cause on `target` (the machine running this check)."""
+                 step: float | None = None, target: str | Target | None = "auto",
+                 task: Task | str = "classification") -> Parity:
+    """Run `inputs` (a tensor, or an iterable of batches of any form batch.py accepts)
+    through the simulated model and the runtime. `step` is the quantization step of the
+    output; by default the output quantizer's scale if the last layer has one, else one int8
+    step of the reference output's range, (max − min) / 255. Fewer than 99% of outputs
+    within one step warns (ParityWarning) with the likely cause on `target` (the machine
+    running this check). `task` picks what the summary shows: top-1 agreement for a
+    classifier, relative error for a regressor, cosine for an embedding."""
     sess = session(onnx_path, runtime)
     batches = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-    batches = [b[0] if isinstance(b, (tuple, list)) else b for b in batches]
-    ref = np.concatenate([model.eval()(b).numpy() for b in batches])
-    out = np.concatenate([sess.run(b) for b in batches])
-    par = compare(ref, out, step if step is not None else _default_step(model, ref))
+    xs = [inputs_of(b) for b in batches]
+    ref = np.concatenate([call(model.eval(), x).numpy() for x in xs])
+    out = np.concatenate([sess.run(as_args(x)) for x in xs])
+    kind = task.kind if isinstance(task, Task) else task
+    par = compare(ref, out, step if step is not None else _default_step(model, ref), kind)
     if par.within_one_step < PARITY_FLOOR:
         cause = likely_cause(onnx_path, runtime, resolve_target(target), par)
         warnings.warn(ParityWarning(

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimkit.batch import call_model
+from slimkit.batch import call, rows
 from slimkit.distill.losses import kd_loss
 from slimkit.errors import ConfigError, check_choice
 from slimkit.record import record_of
+from slimkit.task import Task
 
 
 def _adapter(student_out: torch.Tensor, teacher_out: torch.Tensor) -> nn.Module:
@@ -38,11 +39,16 @@ class Distiller(nn.Module):
 
     def __init__(self, teacher: nn.Module | None = None, temperature: float = 4.0,
                  alpha: float = 0.9, features: Sequence[tuple[str, str]] = (),
-                 feature_weight: float = 1.0, output_loss: str = "kl") -> None:
-        """output_loss: kl (logits, Hinton; labels mixed in by alpha), mse or cosine (outputs
-        that are embeddings: a sentence encoder distils on unlabelled text)."""
+                 feature_weight: float = 1.0, output_loss: str | None = None,
+                 task: Task | str = "classification") -> None:
+        """The output term is the task's distillation loss (slimkit.task: Hinton KL for
+        logits, MSE for regression outputs, 1 − cosine + MSE for embeddings, per-token KL),
+        the target's loss mixed in by 1 − alpha. output_loss overrides it: kl (Hinton), mse
+        or cosine (on the outputs, no target)."""
         super().__init__()
-        check_choice("Distiller.output_loss", output_loss, {"kl", "mse", "cosine"})
+        if output_loss is not None:
+            check_choice("Distiller.output_loss", output_loss, {"kl", "mse", "cosine"})
+        self.task = Task.of(task)
         self.temperature, self.alpha, self.output_loss = temperature, alpha, output_loss
         self.features, self.feature_weight = list(features), feature_weight
         self.adapters = nn.ModuleDict()
@@ -85,9 +91,9 @@ class Distiller(nn.Module):
             self._hook(s_model, [s for _, s in self.features], "s:")
             self._hooked.add(id(s_model))
         with torch.no_grad():
-            t_logits = call_model(self.teacher, x)
-        s_logits = call_model(student, x)  # x: a tensor, or a dict of tensors (text)
-        loss = self._output_loss(s_logits, t_logits, y)
+            t_logits = call(self.teacher, x)
+        s_logits = call(student, x)  # x: the batch's inputs (a tensor, tuple or dict)
+        loss = self._output_loss(s_logits, t_logits, y, x)
         for t_name, s_name in self.features:
             t_out, s_out = self._caught[f"t:{t_name}"], self._caught[f"s:{s_name}"]
             key = f"{t_name}->{s_name}".replace(".", "_")
@@ -96,7 +102,13 @@ class Distiller(nn.Module):
             loss = loss + self.feature_weight * F.mse_loss(self.adapters[key](s_out), t_out)
         return loss
 
-    def _output_loss(self, s: torch.Tensor, t: torch.Tensor, y) -> torch.Tensor:
+    def describe(self) -> str:
+        what = self.output_loss or f"{self.task.kind} distillation"
+        return f"Distiller ({what}, T={self.temperature:g}, alpha={self.alpha:g})"
+
+    def _output_loss(self, s, t, y, x) -> torch.Tensor:
+        if self.output_loss is None:
+            return self.task.distill_value(s, t, y, self.temperature, self.alpha, x)
         if self.output_loss == "kl":
             return kd_loss(s, t, y, self.temperature, self.alpha)
         if s.shape != t.shape:
@@ -114,10 +126,8 @@ class Distiller(nn.Module):
         example_student.eval()
         try:
             with torch.no_grad():
-                n = len(next(iter(example_x.values()))) if isinstance(example_x, dict) \
-                    else len(example_x)
                 labels = None if self.alpha == 1 or self.output_loss != "kl" else \
-                    torch.zeros(n, dtype=torch.long)
+                    torch.zeros(rows(example_x), dtype=torch.long)
                 self.forward(example_student, example_x, labels)
         finally:
             example_student.train(was_training)

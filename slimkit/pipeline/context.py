@@ -14,10 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimkit.batch import as_args, take
 from slimkit.graph.modules import state_bytes
 from slimkit.pipeline.recipe import Recipe
-from slimkit.pipeline.sources import Data, Metric
+from slimkit.pipeline.sources import Data, RunMetric
 from slimkit.quant.modules import QuantLayer
+from slimkit.task import Task
+from slimkit.train.guard import describe_loss
 
 log = logging.getLogger("slimkit.pipeline")
 
@@ -50,6 +53,7 @@ class Attempt:
     drop: float  # vs the stage's input model, in the metric's units (positive: worse)
     total_drop: float  # vs the original model
     fits: bool  # within the stage's and the overall budget
+    fits_overall: bool  # within the overall budget (the per-stage limit aside)
     params: int
     macs: int | None
     state_bytes: int
@@ -72,33 +76,62 @@ class StageResult:
 
 
 class Context:
-    def __init__(self, recipe: Recipe, data: Data, metric: Metric, unit: str,
+    def __init__(self, recipe: Recipe, data: Data, task: Task, metric: RunMetric,
                  original: nn.Module, baseline: float, progress: bool | None) -> None:
-        self.recipe, self.data, self.metric, self.unit = recipe, data, metric, unit
+        self.recipe, self.data, self.task, self.metric = recipe, data, task, metric
+        self.unit = metric.unit
         self.original, self.baseline, self.progress = original, baseline, progress
         self.index, self.dir, self.run_dir = 0, Path("."), Path(".")
         self.input_metric = baseline
+        # the guard: what a stage's loss is measured from, and what it may lose (the runner
+        # sets both per stage; a deferred chain is judged from where it started)
+        self.reference, self.chain_budget = baseline, None
+        self.deferred = False  # this stage's loss is judged at the end of its chain
         self._input_macs: int | None = None
         self._input_model: nn.Module | None = None  # MACs counted when first asked
         self.kept: list[tuple[str, nn.Module]] = [("original", original)]  # benchmark stage
         self.workers = 1  # search stages: worker processes on one storage
         self.notes: list[str] = []  # what a stage's methods reported (into its result)
+        self.training: list[dict] = []  # each training run of the stage: its loss, first steps
         self._macs: dict[tuple, int | None] = {}  # structure_key → MACs
         self._probes: dict[tuple, float | None] = {}  # structure_key → probe ms
         self._onnx: dict[int, tuple] = {}  # id(model) → (weakref, fingerprint, opset, bytes)
 
     # ---- budget -----------------------------------------------------------------------------
     def stage_budget(self, cfg) -> float:
-        own = getattr(cfg, "budget", None)
-        if own is not None:
-            return own
-        b = self.recipe.budget
-        return b.per_stage if b.per_stage is not None else b.max_drop
+        """What this stage may lose (a chain's end: what the whole chain may lose)."""
+        if self.chain_budget is not None:
+            return self.chain_budget
+        return own_budget(self.recipe, cfg)
+
+    def begin_stage(self) -> None:
+        """Per-stage losses are measured from the worse of the original's metric and the
+        previous stage's: a stage that improved does not make the next one look lossy."""
+        self.reference = self.metric.worse(self.baseline, self.input_metric)
+
+    def fits_overall(self, value: float) -> bool:
+        return self.metric.drop(self.baseline, value) <= self.recipe.budget.max_drop + 1e-9
 
     def fits(self, value: float, cfg) -> bool:
-        eps = 1e-9
-        return (self.input_metric - value <= self.stage_budget(cfg) + eps
-                and self.baseline - value <= self.recipe.budget.max_drop + eps)
+        if self.deferred:
+            return True  # judged where the chain ends
+        return (self.metric.drop(self.reference, value) <= self.stage_budget(cfg) + 1e-9
+                and self.fits_overall(value))
+
+    def over(self, a: Attempt, cfg) -> str:
+        """Why an attempt is over budget, in numbers."""
+        d = self.metric.drop(self.reference, a.metric)
+        return (f"{a.label} is over budget ({self.unit} {a.metric:.4g}: {d:+.3g} from "
+                f"{self.reference:.4g}, at most {self.stage_budget(cfg):g} per stage; "
+                f"{a.total_drop:+.3g} of {self.recipe.budget.max_drop:g} overall)")
+
+    def say(self, message: str) -> None:
+        """A loud note: logged, printed, and kept in the stage's result for the report."""
+        from slimkit.progress import note
+
+        log.info("stage %d: %s", self.index, message)
+        note(f"stage {self.index}: {message}")
+        self.notes.append(message)
 
     # ---- measuring --------------------------------------------------------------------------
     @property
@@ -120,10 +153,11 @@ class Context:
 
     def measure(self, model: nn.Module, label: str, cfg, t0: float, note: str = "") -> Attempt:
         value = self.metric(model)
-        a = Attempt(label, value, self.input_metric - value, self.baseline - value,
-                    self.fits(value, cfg), count_params(model), self.macs(model),
-                    state_bytes(model), self.latency_probe(model), time.perf_counter() - t0,
-                    note)
+        drop = self.metric.drop
+        a = Attempt(label, value, drop(self.input_metric, value), drop(self.baseline, value),
+                    self.fits(value, cfg), self.fits_overall(value), count_params(model),
+                    self.macs(model), state_bytes(model), self.latency_probe(model),
+                    time.perf_counter() - t0, note)
         log.info("stage %d %s: %s %.4g (drop %.3g, %s)", self.index, label, self.unit,
                  value, a.drop, "fits" if a.fits else "over budget")
         return a
@@ -206,10 +240,23 @@ class Context:
                           checkpoint_seconds=5, progress=self.progress is not False,
                           optimizer=getattr(spec, "optimizer", "adamw"),
                           schedule=getattr(spec, "schedule", "onecycle"))
-        kw = {} if loss_fn is None else {"loss_fn": loss_fn}
-        with Trainer(model, cfg, self.data.train, extra_parameters=list(extra), **kw) as t:
-            t.fit(resume=True)
+        with Trainer(model, cfg, self.data.train, loss_fn=loss_fn, extra_parameters=list(extra),
+                     task=self.task) as t:
+            history = t.fit(resume=True)
+            losses = [h["loss"] for h in history if "loss" in h]
+            self.training.append({"run": tag, "loss": describe_loss(t.loss_fn),
+                                  "first_losses": losses[:5], "last_loss": losses[-1:]})
         return model.eval()
+
+    def recovery_loss(self, kd: bool, temperature: float = 4.0, alpha: float = 0.9):
+        """The loss a stage trains with: the task's own (None: the Trainer builds it), or
+        distillation from the original — asked for, or the only signal (unlabelled data)."""
+        from slimkit.distill import Distiller
+
+        if kd or not self.task.labeled or not self.data.labeled:
+            return Distiller(self.original, temperature, alpha if self.data.labeled else 1.0,
+                             task=self.task)
+        return None
 
 
 @torch.no_grad()
@@ -230,6 +277,20 @@ def _median_ms(sess, xs: tuple, runs: int) -> float:
     return statistics.median(times)
 
 
+@torch.no_grad()
+def unchanged(ctx: Context, before: nn.Module, after: nn.Module, what: str) -> None:
+    """A stage asked to change the model's weights that changed none is an error, not a
+    result: the report would show it as done."""
+    a, b = before.state_dict(), after.state_dict()
+    if a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k])
+                                    for k in a):
+        from slimkit.pipeline.recipe import RecipeError
+
+        raise RecipeError(f"stages[{ctx.index}].{what}: training changed no weight of the "
+                          "model — nothing was learnt (a frozen model, or a learning rate "
+                          "of 0?)")
+
+
 def count_params(model: nn.Module) -> int:
     """Weights a model holds, quantized ones counted as the elements they encode."""
     n = sum(p.numel() for p in model.parameters())
@@ -240,6 +301,14 @@ def count_params(model: nn.Module) -> int:
 
 
 def example_args(x, n: int | None = None) -> tuple:
-    """A batch as positional arguments (a dict in its key order), its first n rows."""
-    cut = (lambda t: t[:n]) if n else (lambda t: t)
-    return tuple(cut(v) for v in x.values()) if isinstance(x, dict) else (cut(x),)
+    """A batch's inputs as positional arguments (a dict in its key order), first n rows."""
+    return as_args(take(x, n))
+
+
+def own_budget(recipe: Recipe, cfg) -> float:
+    """A stage's own per-stage budget: its `budget`, the recipe's per_stage, or max_drop."""
+    own = getattr(cfg, "budget", None)
+    if own is not None:
+        return own
+    b = recipe.budget
+    return b.per_stage if b.per_stage is not None else b.max_drop

@@ -3,7 +3,10 @@
     model:   {factory: pkg.mod:fn, kwargs: {...}, weights: w.safetensors, train: {...}}
              | {torchvision: resnet18} | {hf: ./minilm-dir}
     data:    {digits: {}} | {image_folder: PATH} | {text_lines: PATH} | {factory: pkg.mod:fn}
-    eval:    {metric: top1 | cosine | pkg.mod:fn}
+    task:    classification | multilabel | regression | embedding | token_classification
+             | {kind: custom, loss: pkg.mod:fn} — omitted: inferred from the data (slimkit.task)
+    eval:    {metric: top1 | map | f1 | mse | mae | r2 | cosine | token_top1 | pkg.mod:fn,
+              higher_is_better: …}  — default: the task's metric
     budget:  {max_drop: 1.0, per_stage: 0.5}
     stages:  [- prune: {...}, - distill: {...}, - quantize: {...}, - export: {...}, ...]
 
@@ -107,19 +110,45 @@ class DataSpec(Strict):
         return self
 
 
-# ---- eval and budget ----------------------------------------------------------------------
+# ---- task, eval and budget ------------------------------------------------------------------
+TaskKind = Literal["classification", "multilabel", "regression", "embedding",
+                   "token_classification", "custom"]
+
+
+class TaskSpec(Strict):
+    kind: TaskKind
+    loss: str | None = None  # regression: mse | huber; custom: pkg.mod:fn(outputs, batch)
+    ignore_index: int = -100  # token_classification: target positions left out
+
+
 class EvalSpec(Strict):
-    metric: str = Field("top1", pattern=r"^(top1|cosine|[\w.]+:[\w.]+)$")
+    # default: the task's metric (top1, map, mse, cosine, token_top1); a function of your
+    # own is fn(model, loader) -> float with higher_is_better stated
+    metric: str | None = Field(
+        None, pattern=r"^(top1|token_top1|map|f1|mse|mae|r2|cosine|[\w.]+:[\w.]+)$")
+    higher_is_better: bool | None = None
+
+    @model_validator(mode="after")
+    def _direction(self):
+        if self.metric and ":" in self.metric and self.higher_is_better is None:
+            raise ValueError(f"metric {self.metric!r} is a function of your own: state "
+                             "higher_is_better (true for an accuracy, false for an error)")
+        return self
 
 
 class Budget(Strict):
-    max_drop: float = Field(1.0, ge=0)  # overall, in the metric's units (top-1: points)
-    per_stage: float | None = Field(None, ge=0)  # default for every stage; a stage may override
+    # in the metric's units (top-1: points; MSE: how much it may rise), judged against the
+    # original model's metric
+    max_drop: float = Field(1.0, ge=0)
+    # what one stage may lose, from the worse of the original's and the previous stage's
+    # metric (a stage that improved never makes the next one's honest result look like a loss)
+    per_stage: float | None = Field(None, ge=0)
 
 
 class Recipe(Strict):
     model: ModelSpec
     data: DataSpec
+    task: TaskKind | TaskSpec | None = None  # None: inferred from the data
     eval: EvalSpec = EvalSpec()
     budget: Budget = Budget()
     seed: int = 0
@@ -129,12 +158,16 @@ class Recipe(Strict):
     def identity(self) -> str:
         """What a run directory belongs to: the model, data and metric (not the stages)."""
         return _hash({"model": self.model.model_dump(), "data": self.data.model_dump(),
-                      "eval": self.eval.model_dump()})
+                      "eval": self.eval.model_dump(), "task": _dump(self.task)})
 
     def stage_key(self, i: int) -> str:
         """A stage's result is reused while this does not change: everything it depends on."""
         return _hash({"identity": self.identity(), "budget": self.budget.model_dump(),
                       "seed": self.seed, "stages": self.stages[: i + 1]})
+
+
+def _dump(task) -> object:
+    return task.model_dump() if isinstance(task, BaseModel) else task
 
 
 def _hash(obj) -> str:
@@ -179,7 +212,7 @@ def parse_recipe(raw, where: str = "recipe") -> tuple[Recipe, list]:
         except ValidationError as e:
             raise RecipeError(_format(e, where, STAGES[kind].config,
                                       prefix=f"stages[{i}].{kind}")) from None
-    problem = check_order([k for k, _ in stages], recipe)
+    problem = check_order(stages, recipe)
     if problem:
         raise RecipeError(f"{where}: {problem}")
     return recipe, stages
@@ -191,7 +224,7 @@ def _format(e: ValidationError, where: str, model: type[BaseModel], prefix: str 
         loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
         loc = loc.replace(".[", "[")
         path = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown key; allowed here: {_allowed(model, err['loc'][:-1])}"
         elif err["type"] == "missing":

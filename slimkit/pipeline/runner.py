@@ -28,9 +28,11 @@ import torch
 import slimkit as sk
 from slimkit.bench.machine import environment
 from slimkit.io.atomic import write_atomic
-from slimkit.pipeline.context import Context, StageResult, count_params
+from slimkit.pipeline.chain import chain_end, run_chain
+from slimkit.pipeline.context import Context, count_params
+from slimkit.pipeline.execute import plain, run_or_load, size
 from slimkit.pipeline.recipe import Recipe, RecipeError, load_recipe
-from slimkit.pipeline.sources import build_data, build_metric, build_model
+from slimkit.pipeline.sources import build_data, build_metric, build_model, build_task
 from slimkit.pipeline.stages import STAGES
 
 log = logging.getLogger("slimkit.pipeline")
@@ -54,17 +56,18 @@ def prepare(recipe_path, progress: bool | None = None, out: Path | None = None,
     torch.manual_seed(recipe.seed)  # the source model's initialisation is part of the recipe
     model = build_model(recipe.model)
     data = build_data(recipe.data, recipe.model, recipe.seed)
+    task = build_task(recipe, data, model)
     if recipe.model.train is not None and train:  # an example that starts from scratch
-        model = _train_source(recipe, model, data, progress, out)
-    metric, unit = build_metric(recipe.eval, data, model)
+        model = _train_source(recipe, model, data, task, progress, out)
+    metric = build_metric(task, data, model)
     baseline = metric(model)
-    ctx = Context(recipe, data, metric, unit, model, baseline, progress)
+    ctx = Context(recipe, data, task, metric, model, baseline, progress)
     if macs:
         ctx.count_input_macs(model)
     return Setup(recipe, stages, ctx)
 
 
-def _train_source(recipe: Recipe, model, data, progress, out: Path | None):
+def _train_source(recipe: Recipe, model, data, task, progress, out: Path | None):
     from slimkit.train import TrainConfig, Trainer
 
     spec = recipe.model.train
@@ -77,7 +80,7 @@ def _train_source(recipe: Recipe, model, data, progress, out: Path | None):
                       checkpoint_dir=None if src is None else src / "ckpt",
                       checkpoint_seconds=5 if src is not None else 0,
                       progress=progress is not False)
-    with Trainer(model, cfg, data.train) as t:
+    with Trainer(model, cfg, data.train, task=task) as t:
         t.fit(resume=src is not None)
     if src is not None:
         sk.save(model.eval(), src / "model")
@@ -93,6 +96,7 @@ def compress(recipe_path, out, *, force: bool = False, progress: bool | None = N
     # bad recipes, factories, data and metrics fail here, before anything is written
     trains = recipe.model.train is not None  # then this setup is only the validation
     setup = prepare(recipe_path, progress, train=False, macs=not trains)
+    plans(setup)  # every stage planned: a cut that cannot reach its target fails here too
     _claim(out, recipe, force)
     handler = _log_to(out / "log.txt")
     try:
@@ -111,27 +115,24 @@ def _run(setup: Setup, out: Path, recipe_path) -> dict:
     ctx.run_dir = out
     t_run = time.perf_counter()
     log.info("source: %s %.4g", ctx.unit, ctx.baseline)
-    model, results, stale = ctx.original, [], False
-    for i, (kind, cfg) in enumerate(setup.stages):
-        sd = out / "stages" / f"{i:02d}-{kind}"
-        key = recipe.stage_key(i)
-        done = None if stale else _done(sd, key)
-        if done is None:
-            stale = True  # this stage re-runs, and every one after it
-            model, done = _run_stage(ctx, i, kind, cfg, model, sd, key)
-        else:
-            log.info("stage %d (%s): finished earlier, loaded", i, kind)
-            if STAGES[kind].changes_model and not done["skipped"]:
-                model = sk.load(sd / "model")
-        _advance(ctx, kind, done, model, i)
-        results.append(done)
+    model, results, stale, i = ctx.original, [], False, 0
+    while i < len(setup.stages):
+        end = chain_end(setup.stages, i)
+        if end == i:
+            model, done, stale = run_or_load(ctx, out, recipe, i, setup.stages[i], model, stale)
+            results.append(done)
+        else:  # deferred stages: judged together where the chain ends
+            model, dones, stale = run_chain(ctx, out, recipe, setup.stages, i, end, model,
+                                            stale)
+            results += dones
+        i = end + 1
     from slimkit.pipeline.stage_benchmark import note_deployment
 
     note_deployment(model, results)  # the fastest runtime goes into the artifact's record
     deploy_note = _save_final(model, out, ctx)
     report = _report(ctx, recipe_path, results, out, time.perf_counter() - t_run)
     report["final"]["onnx"] = deploy_note
-    write_atomic(out / "report.json", json.dumps(report, indent=1, default=_plain))
+    write_atomic(out / "report.json", json.dumps(report, indent=1, default=plain))
     from slimkit.report import write_html
 
     write_html(report, out / "report.html")
@@ -151,59 +152,6 @@ def _save_final(model, out: Path, ctx: Context) -> str:
         log.info("final model has no ONNX form: %s", e)
         sk.save(model, out / "model")
         return f"none: {e}"
-
-
-def _run_stage(ctx: Context, i: int, kind: str, cfg, model, sd: Path, key: str):
-    key_file = sd / "key"
-    if sd.exists() and (not key_file.is_file() or key_file.read_text() != key):
-        shutil.rmtree(sd)  # a changed stage: its checkpoints belong to another config
-    sd.mkdir(parents=True, exist_ok=True)
-    write_atomic(sd / "key", key)
-    ctx.index, ctx.dir, ctx.notes = i, sd, []
-    torch.manual_seed(ctx.recipe.seed + i)  # each stage's randomness is its own
-    log.info("stage %d (%s): running", i, kind)
-    t0 = time.perf_counter()
-    res: StageResult = STAGES[kind].run(ctx, model, cfg)
-    done = _result(ctx, i, kind, cfg, res, key, time.perf_counter() - t0)
-    if STAGES[kind].changes_model and not res.skipped:
-        sk.save(res.model, sd / "model")
-        done["artifact_bytes"] = _size(sd / "model")
-    write_atomic(sd / "result.json", json.dumps(done, indent=1, default=_plain))
-    for ckpt in sd.glob("ckpt-*"):  # the stage is done: its training checkpoints are spent
-        shutil.rmtree(ckpt, ignore_errors=True)
-    log.info("stage %d (%s): %s", i, kind, res.kept)
-    return res.model, done
-
-
-def _result(ctx: Context, i, kind, cfg, res: StageResult, key, seconds) -> dict:
-    changes = STAGES[kind].changes_model and not res.skipped
-    metric = res.chosen.metric if (res.chosen and changes) else ctx.input_metric
-    return {"index": i, "kind": kind, "key": key, "config": cfg.model_dump(),
-            "kept": res.kept, "skipped": res.skipped, "input_metric": ctx.input_metric,
-            "chosen": next((j for j, a in enumerate(res.attempts) if a is res.chosen), None),
-            "metric": metric, "drop": ctx.input_metric - metric,
-            "total_drop": ctx.baseline - metric, "params": count_params(res.model),
-            "macs": ctx.macs(res.model) if changes else ctx.input_macs,
-            "state_bytes": sk.graph.modules.state_bytes(res.model),
-            "attempts": [a.to_dict() for a in res.attempts], "info": res.info,
-            "notes": list(ctx.notes),
-            "seconds": seconds, "artifact_bytes": None}
-
-
-def _advance(ctx: Context, kind: str, done: dict, model, i: int) -> None:
-    """What the next stage starts from."""
-    ctx.input_metric = done["metric"]
-    ctx.input_macs = done["macs"]
-    if STAGES[kind].changes_model and not done["skipped"]:
-        ctx.kept.append((f"{i}:{kind}", model))
-
-
-def _done(sd: Path, key: str) -> dict | None:
-    f = sd / "result.json"
-    if not f.is_file():
-        return None
-    done = json.loads(f.read_text())
-    return done if done.get("key") == key else None
 
 
 def _claim(out: Path, recipe: Recipe, force: bool) -> None:
@@ -236,18 +184,6 @@ def _log_to(path: Path) -> logging.Handler:
     return h
 
 
-def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def _plain(o):
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, tuple | set):
-        return list(o)
-    return float(o) if hasattr(o, "__float__") else str(o)
-
-
 def _report(ctx: Context, recipe_path, results: list[dict], out: Path, seconds: float) -> dict:
     from slimkit.graph.modules import state_bytes
 
@@ -255,14 +191,18 @@ def _report(ctx: Context, recipe_path, results: list[dict], out: Path, seconds: 
     return {
         "format": "slimkit.report/1", "recipe": str(recipe_path), "machine": environment(
             ctx.recipe.threads),
-        "metric": {"name": ctx.recipe.eval.metric, "unit": ctx.unit},
+        "metric": {"name": ctx.metric.name, "unit": ctx.unit,
+                   "higher_is_better": ctx.metric.higher_is_better},
+        "task": {"kind": ctx.task.kind, "loss": ctx.task.loss_name,
+                 "reason": ctx.task.reason},
         "budget": ctx.recipe.budget.model_dump(),
         "source": {"metric": ctx.baseline, "params": count_params(ctx.original),
                    "macs": ctx.kept and _source_macs(ctx), "state_bytes": state_bytes(
                        ctx.original)},
         "stages": results,
-        "final": {"metric": ctx.input_metric, "total_drop": ctx.baseline - ctx.input_metric,
-                  "artifact": "model", "artifact_bytes": _size(out / "model"),
+        "final": {"metric": ctx.input_metric,
+                  "total_drop": ctx.metric.drop(ctx.baseline, ctx.input_metric),
+                  "artifact": "model", "artifact_bytes": size(out / "model"),
                   "stage": final["index"] if final else None},
         "seconds": seconds,
     }
@@ -279,11 +219,20 @@ def check(recipe_path, progress: bool | None = False) -> str:
     ctx, model = setup.ctx, setup.ctx.original
     trained = "" if setup.recipe.model.train is None else " (before the recipe trains it)"
     lines = [f"source: {type(model).__name__}, {count_params(model):,} params, "
-             f"{ctx.macs(model) or 0:,} MACs, {ctx.unit} {ctx.baseline:.4g}{trained}"]
+             f"{ctx.macs(model) or 0:,} MACs, {ctx.unit} {ctx.baseline:.4g}{trained}",
+             ctx.task.describe() + ("" if ctx.metric.higher_is_better else
+                                    f"; lower {ctx.unit} is better")]
+    return "\n".join(lines + plans(setup))
+
+
+def plans(setup: Setup) -> list[str]:
+    """Each stage's plan, the model passed along as the stages would change its structure."""
+    ctx, model, lines = setup.ctx, setup.ctx.original, []
     for i, (kind, cfg) in enumerate(setup.stages):
         ctx.index = i
         plan = STAGES[kind].plan
         text, model = plan(ctx, model, cfg) if plan else ("(no plan)", model)
         lines.append(f"\nstages[{i}] {kind}, budget {ctx.stage_budget(cfg):g} "
                      f"(overall {setup.recipe.budget.max_drop:g})\n{text}")
-    return "\n".join(lines)
+    ctx.index = 0
+    return lines

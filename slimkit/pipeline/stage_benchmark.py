@@ -20,6 +20,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from slimkit.batch import as_args
 from slimkit.bench.choose import installed
 from slimkit.pipeline.context import Context, StageResult, example_args
 from slimkit.pipeline.recipe import Strict
@@ -162,9 +163,8 @@ def _batch(example, b: int):
     def fit(t: torch.Tensor) -> torch.Tensor:
         reps = -(-b // t.shape[0])
         return t.repeat(reps, *[1] * (t.dim() - 1))[:b].contiguous()
-    if isinstance(example, dict):
-        return tuple(fit(v) for v in example.values())
-    return fit(example)
+    args = tuple(fit(t) for t in as_args(example))
+    return args if len(args) > 1 else args[0]
 
 
 def note_deployment(model: nn.Module, results: list[dict]) -> None:

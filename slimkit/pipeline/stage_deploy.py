@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import torch
 from pydantic import Field
 from torch import nn
 
@@ -51,9 +50,8 @@ def run_export(ctx: Context, model: nn.Module, cfg: ExportStage) -> StageResult:
             info["files"]["openvino"] = str(_openvino_ir(onnx_path, out).relative_to(ctx.run_dir))
     if cfg.parity and is_quantized(model):
         batches = [b for _, b in zip(range(4), ctx.data.val, strict=False)]
-        xs = [b[0] if isinstance(b, tuple | list) else b for b in batches]
-        if all(isinstance(x, torch.Tensor) for x in xs):
-            info["parity"] = check_parity(model, onnx_path, xs).to_dict()
+        par = check_parity(model, onnx_path, batches, task=ctx.task)
+        info["parity"] = {**par.to_dict(), "summary": str(par)}
     kept = "the model goes on unchanged; " + ", ".join(
         f"{a.label}: {ctx.unit} {a.metric:.4g}" for a in attempts)
     return StageResult(model, attempts, kept, False, info)

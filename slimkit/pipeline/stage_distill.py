@@ -1,9 +1,11 @@
 """The `distill` stage: train the current (pruned, smaller) model to match the original.
 
-The teacher is the recipe's original model unless `teacher` names a factory. Labelled data:
-Hinton KD on logits (temperature, alpha); unlabelled data (text): the outputs themselves
-(mse / cosine). Over budget: train once more with twice the epochs (up to max_epochs); still
-over → the stage rolls back to its input.
+The teacher is the recipe's original model. The loss is the task's distillation loss
+(slimkit.task: Hinton KL on logits, MSE on regression outputs, 1 − cosine + MSE on embeddings,
+per-token KL), mixed with the targets' loss by 1 − alpha; `loss` overrides it (kl / mse /
+cosine on the outputs). Over budget: train once more with twice the epochs (up to
+max_epochs), saying how long that will take; still over → the stage rolls back to its input.
+A student that comes out equal to its input is an error: nothing was distilled.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from slimkit.distill import Distiller
-from slimkit.pipeline.context import Context, StageResult
+from slimkit.pipeline.context import Context, StageResult, unchanged
 from slimkit.pipeline.recipe import Strict
 from slimkit.pipeline.stages import planner, stage
 
@@ -27,7 +29,7 @@ class DistillStage(Strict):
     batch_size: int = Field(64, ge=1)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1)
-    loss: Literal["kl", "mse", "cosine"] | None = None  # default: kl if labelled, else mse
+    loss: Literal["kl", "mse", "cosine"] | None = None  # default: the task's distillation loss
     features: list[tuple[str, str]] = []  # (teacher layer, student layer) pairs
     feature_weight: float = Field(1.0, ge=0)
     max_epochs: int = Field(20, ge=1)
@@ -35,22 +37,30 @@ class DistillStage(Strict):
     fallback: bool = True
 
 
+def _distiller(ctx: Context, cfg: DistillStage) -> Distiller:
+    alpha = cfg.alpha if ctx.data.labeled else 1.0  # no target: the teacher alone
+    return Distiller(ctx.original, cfg.temperature, alpha, cfg.features, cfg.feature_weight,
+                     cfg.loss, task=ctx.task)
+
+
 @stage("distill", DistillStage, trains=True)
 def run_distill(ctx: Context, model: nn.Module, cfg: DistillStage) -> StageResult:
     attempts, epochs = [], cfg.epochs
-    loss_kind = cfg.loss or ("kl" if ctx.data.labeled else "mse")
+    loss_kind = cfg.loss or ctx.task.kind
     while True:
         t0 = time.perf_counter()
         student = copy.deepcopy(model)
-        kd = Distiller(ctx.original, cfg.temperature, cfg.alpha, cfg.features,
-                       cfg.feature_weight, loss_kind)
+        kd = _distiller(ctx, cfg)
         extra = kd.trainable(student, ctx.data.example) if cfg.features else []
         ctx.train(student, cfg.model_copy(update={"epochs": epochs}), f"ckpt-{epochs}", kd,
                   extra)
+        unchanged(ctx, model, student, "distill")
         a = ctx.measure(student, f"KD {loss_kind}, {epochs} epochs", cfg, t0)
         attempts.append(a)
         if a.fits or not cfg.fallback or epochs * 2 > cfg.max_epochs:
             break
+        ctx.say(f"distill: {ctx.over(a, cfg)}; training again with {epochs * 2} epochs, "
+                f"about {2 * a.seconds:.0f} s")
         epochs *= 2
     if a.fits or not cfg.fallback:
         return StageResult(student, attempts, f"{a.label}: fits the budget" if a.fits else
@@ -61,7 +71,6 @@ def run_distill(ctx: Context, model: nn.Module, cfg: DistillStage) -> StageResul
 
 @planner("distill")
 def plan_distill(ctx: Context, model: nn.Module, cfg: DistillStage):
-    loss = cfg.loss or ("kl" if ctx.data.labeled else "mse")
     return (f"train {type(model).__name__} for {cfg.epochs} epochs to match the original "
-            f"({loss} on outputs" + (f", features {cfg.features}" if cfg.features else "")
-            + ")"), model
+            f"({_distiller(ctx, cfg).describe()}"
+            + (f", features {cfg.features}" if cfg.features else "") + ")"), model

@@ -64,6 +64,12 @@ class PruneStage(Strict):
     block: tuple[int, int] = (16, 16)  # granularity block: the tile zeroed whole (BSR's)
     rules: list[Rule] = []
     unknown_ops: Literal["error", "freeze"] = "error"
+    # accept a cut that reaches less than half its target (groups frozen / skipped); the
+    # report shows how much was reached
+    allow_partial: bool = False
+    # judged together with the stages after it (up to one that is not deferred): a distill
+    # that recovers this stage's loss; when the chain does not fit, this amount shrinks
+    defer: bool = False
     schedule: Literal["oneshot", "iterative"] = "oneshot"
     rounds: int = Field(3, ge=1)  # iterative: cut, fine-tune, repeat
     finetune: Finetune = Finetune()
@@ -84,6 +90,13 @@ class PruneStage(Strict):
                    "ratio")
         return key, getattr(self, key) or 0.0
 
+    def scaled(self, fraction: float) -> PruneStage:
+        """This stage removing `fraction` of its amount (a deferred chain's fallback)."""
+        if fraction == 1.0 or self.granularity == "nm":
+            return self
+        key, amount = self.amount()
+        return self.model_copy(update={key: amount * fraction})
+
 
 def to_config(cfg: PruneStage, amount: float | None = None,
               ctx: Context | None = None) -> sk.PruneConfig:
@@ -95,7 +108,7 @@ def to_config(cfg: PruneStage, amount: float | None = None,
                           scope=cfg.scope, round_to=_rounding(cfg, ctx),
                           max_ratio=cfg.max_ratio,
                           n=cfg.n, m=cfg.m, block=tuple(cfg.block), rules=rules,
-                          unknown_ops=cfg.unknown_ops, **kw)
+                          unknown_ops=cfg.unknown_ops, allow_partial=cfg.allow_partial, **kw)
 
 
 def _rounding(cfg: PruneStage, ctx: Context | None):
@@ -121,23 +134,32 @@ def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: 
     current, report = model, None
     for r in range(rounds):
         share = total if rounds == 1 else _round_share(total, r, rounds)
-        data, loss_fn = _importance_data(ctx, cfg, current)
-        try:
-            current, report = sk.prune(current, to_config(cfg, share, ctx),
-                                       example_args(ctx.data.example, 1), data=data,
-                                       loss_fn=loss_fn)
-        except sk.PruneError as e:
-            raise RecipeError(f"stages[{ctx.index}].prune: {e}") from e
-        except DependencyError as e:  # untraceable: say what to do instead
-            raise RecipeError(f"stages[{ctx.index}].prune: {e}; structured pruning needs a "
-                              "model torch.export can trace — use granularity: unstructured, "
-                              "or unknown_ops: freeze") from e
+        current, report = _prune(ctx, current, cfg, share)
         if r == 0:
             ctx.known_macs(model, report.macs_before)
         ctx.known_macs(current, report.macs_after)  # fine-tuning keeps the structure
         if cfg.finetune.epochs:
-            ctx.train(current, cfg.finetune, f"{tag}-round{r}", _recovery_loss(ctx, cfg.finetune))
+            ft = cfg.finetune
+            ctx.train(current, ft, f"{tag}-round{r}",
+                      ctx.recovery_loss(ft.kd, ft.temperature, ft.alpha))
+    if report.reached is not None and report.reached < 0.999:
+        ctx.say(f"prune reached {report.reached:.0%} of its target ({report.target}); "
+                + "; ".join(report.notes[:3]))
     return current, report
+
+
+def _prune(ctx: Context, model: nn.Module, cfg: PruneStage, amount: float | None):
+    """sk.prune with this stage's config, its errors named by the stage's path."""
+    data, loss_fn = _importance_data(ctx, cfg, model)
+    try:
+        return sk.prune(model, to_config(cfg, amount, ctx), example_args(ctx.data.example, 1),
+                        data=data, loss_fn=loss_fn, task=ctx.task)
+    except sk.PruneError as e:
+        raise RecipeError(f"stages[{ctx.index}].prune: {e}") from e
+    except DependencyError as e:  # untraceable: say what to do instead
+        raise RecipeError(f"stages[{ctx.index}].prune: {e}; structured pruning needs a "
+                          "model torch.export can trace — use granularity: unstructured, "
+                          "or unknown_ops: freeze") from e
 
 
 def _round_share(total: float, r: int, rounds: int) -> float:
@@ -153,8 +175,8 @@ def _importance_data(ctx: Context, cfg: PruneStage, model: nn.Module):
     outputs `model` gives it now, and 1 − cosine to them — how far cutting moves the model."""
     if cfg.importance not in ("taylor", "mask"):
         return None, None
-    if ctx.data.labeled:
-        return ctx.data.calib, None
+    if ctx.data.labeled and ctx.task.labeled:
+        return ctx.data.calib, None  # sk.prune measures the task's loss on them
     with torch.no_grad():
         data = [(b, _tensor_out(ctx, call_model(model.eval(), b)).detach())
                 for b in ctx.data.calib]
@@ -171,19 +193,6 @@ def _tensor_out(ctx: Context, out):
                           f"the model's outputs, which must be one tensor (got "
                           f"{type(out).__name__}); wrap the model to return its embedding")
     return out
-
-
-def _recovery_loss(ctx: Context, ft: Finetune):
-    """Fine-tuning loss: the task loss with labels (or, with kd, distillation from the original
-    mixed with it); without labels, distil from the original (MSE on its outputs, as the
-    distill stage does for unlabelled data)."""
-    if ctx.data.labeled and not ft.kd:
-        return None
-    from slimkit.distill import Distiller
-
-    if ctx.data.labeled:
-        return Distiller(ctx.original, ft.temperature, ft.alpha)
-    return Distiller(ctx.original, output_loss="mse")
 
 
 @stage("prune", PruneStage, trains=True)
@@ -204,6 +213,9 @@ def run_prune(ctx: Context, model: nn.Module, cfg: PruneStage) -> StageResult:
         return a
 
     first = attempt(1.0)
+    if ctx.deferred:
+        return StageResult(models[1.0], attempts, f"{first.label}: deferred — judged where "
+                           "its chain ends", False, _layers(info, 1.0), first)
     if first.fits or not cfg.fallback or cfg.granularity == "nm":
         return StageResult(models[1.0], attempts, _why(first, 1.0), False, _layers(info, 1.0),
                            first)
@@ -234,7 +246,13 @@ def _layers(info: dict, fraction: float) -> dict:
 
 @planner("prune")
 def plan_prune(ctx: Context, model: nn.Module, cfg: PruneStage):
-    data, loss_fn = _importance_data(ctx, cfg, model)
-    small, report = sk.prune(model, to_config(cfg, None, ctx),
-                             example_args(ctx.data.example, 1), data=data, loss_fn=loss_fn)
-    return str(report), small
+    small, report = _prune(ctx, model, cfg, None)
+    text = str(report)
+    if cfg.finetune.epochs:
+        loss = ctx.recovery_loss(cfg.finetune.kd, cfg.finetune.temperature,
+                                 cfg.finetune.alpha)
+        how = loss.describe() if loss is not None else f"{ctx.task.kind}: {ctx.task.loss_name}"
+        text += f"\nfine-tune {cfg.finetune.epochs} epoch(s) with {how}"
+    if cfg.defer:
+        text += "\ndeferred: judged with the stages after it, where the chain ends"
+    return text, small

@@ -4,7 +4,10 @@ training (optionally distilled from the original model), under the budget.
 Fallbacks. PTQ over budget: measure each layer's sensitivity (the metric regained when only
 that layer stays float), then keep the most sensitive layers float, most sensitive first,
 until the model fits. QAT over budget: train again from the stage's input with twice the
-epochs, up to `qat.max_epochs`. Nothing fits → the stage is skipped.
+epochs, up to `qat.max_epochs`. When no attempt is within the per-stage limit but some are
+within the overall budget, the stage keeps the best of those and says so: a run never ends
+with a float model while a quantized one that fits the overall budget was made. Nothing
+fits at all → the stage is skipped.
 """
 
 from __future__ import annotations
@@ -153,10 +156,13 @@ def _float_fallback(ctx, model, cfg, qc, q, first: Attempt, info) -> StageResult
     gain = {}
     for name in names:  # sensitivity: what quantizing everything but this layer costs
         alone = _ptq(ctx, model, qc.skip(name), cfg)
-        gain[name] = ctx.metric(alone) - first.metric
+        gain[name] = ctx.metric.drop(ctx.metric(alone), first.metric)  # regained
     order = sorted(names, key=lambda n: -gain[n])
     info["sensitivity"] = [{"layer": n, "gain": gain[n]} for n in order]
     attempts, kept = [first], []
+    ctx.say(f"quantize: {ctx.over(first, cfg)}; keeping the most sensitive layers float, one "
+            f"more per attempt: at most {len(order) - 1} attempts, about {first.seconds:.0f} s "
+            "each")
     for name in order[:-1]:  # all float would be no quantization at all
         t0 = time.perf_counter()
         kept.append(name)
@@ -170,39 +176,63 @@ def _float_fallback(ctx, model, cfg, qc, q, first: Attempt, info) -> StageResult
         if a.fits:
             info.update(_info(model, cand))
             return StageResult(cand, attempts, _kept(a), False, info, a)
+    overall = [a for a in attempts if a.fits_overall]
+    if overall:  # the most quantized model within the overall budget
+        a = overall[0]
+        trial = qc
+        for n in kept[:attempts.index(a)]:
+            trial = trial.skip(n)
+        cand = _ptq(ctx, model, trial, cfg)
+        info.update(_info(model, cand))
+        return StageResult(cand, attempts, _kept_overall(ctx, a, cfg), False, info, a)
     return StageResult(model, attempts, "skipped: no mix of float and quantized layers fits",
                        True, info)
 
 
 def _run_qat(ctx: Context, model: nn.Module, cfg: QuantizeStage) -> StageResult:
-    from slimkit.distill import Distiller
-
-    qc, spec, attempts = to_config(cfg), cfg.qat, []
+    qc, spec, attempts, models = to_config(cfg), cfg.qat, [], []
     epochs = spec.epochs
     while True:
         t0 = time.perf_counter()
         torch.manual_seed(ctx.recipe.seed + ctx.index)
-        qat = sk.prepare_qat(model, qc, ctx.data.example, target=cfg.target)
-        loss = Distiller(ctx.original, spec.temperature, spec.alpha) if spec.kd else None
-        if loss is None and not ctx.data.labeled:
-            loss = Distiller(ctx.original, output_loss="mse")  # unlabelled: match outputs
+        # (inputs,): the data contract's 1-tuple, whatever form the inputs take
+        qat = sk.prepare_qat(model, qc, (ctx.data.example,), target=cfg.target)
+        loss = ctx.recovery_loss(spec.kd, spec.temperature, spec.alpha)
         ctx.train(qat, spec.model_copy(update={"epochs": epochs}), f"ckpt-qat{epochs}", loss)
         info = _info(None, qat)
         q = sk.convert(qat)
         a = ctx.measure(q, f"{qc.name} QAT, {epochs} epochs" + (" + KD" if spec.kd else ""),
                         cfg, t0)
         attempts.append(a)
+        models.append((q, info))
         if a.fits or not cfg.fallback or epochs * 2 > spec.max_epochs:
             break
+        ctx.say(f"quantize: {ctx.over(a, cfg)}; QAT again with {epochs * 2} epochs, about "
+                f"{2 * a.seconds:.0f} s")
         epochs *= 2
     if a.fits or not cfg.fallback:
         return StageResult(q, attempts, _kept(a), False, info, a)
+    overall = [k for k, x in enumerate(attempts) if x.fits_overall]
+    if overall:  # the best QAT model within the overall budget
+        k = max(overall, key=lambda k: (-attempts[k].total_drop, -k))
+        q, info = models[k]
+        return StageResult(q, attempts, _kept_overall(ctx, attempts[k], cfg), False, info,
+                           attempts[k])
     return StageResult(model, attempts, f"skipped: QAT up to {epochs} epochs does not fit",
                        True, info)
 
 
 def _kept(a: Attempt) -> str:
     return f"{a.label}: " + ("fits the budget" if a.fits else "over budget (fallback off)")
+
+
+def _kept_overall(ctx: Context, a: Attempt, cfg) -> str:
+    text = (f"{a.label}: over the per-stage limit ({ctx.stage_budget(cfg):g}, drop "
+            f"{ctx.metric.drop(ctx.reference, a.metric):.3g}) but within the overall budget "
+            f"(total drop {a.total_drop:.3g} of {ctx.recipe.budget.max_drop:g}): kept, so the "
+            "run ends quantized")
+    ctx.say(text)
+    return text
 
 
 @torch.no_grad()

@@ -40,6 +40,12 @@ class SearchStage(BaseModel):
 def run_search_stage(ctx: Context, model: nn.Module, cfg: SearchStage) -> StageResult:
     from slimkit.search import SearchConfig, run_search
 
+    if ctx.task.kind != "classification":
+        from slimkit.pipeline.recipe import RecipeError
+
+        raise RecipeError(f"stages[{ctx.index}].search: architecture search trains and "
+                          f"scores candidates by cross-entropy; this run's task is "
+                          f"{ctx.task.kind} (search supports classification)")
     sc = SearchConfig.from_dict({"seed": ctx.recipe.seed, **cfg.model_dump(),
                                  "run_dir": str(ctx.dir / "search")})
     t0 = time.perf_counter()
@@ -64,7 +70,7 @@ def run_search_stage(ctx: Context, model: nn.Module, cfg: SearchStage) -> StageR
     if not fitting:
         return StageResult(model, attempts, "skipped: no searched candidate fits the budget",
                            True, info)
-    best = max(fitting, key=lambda i: attempts[i].metric)
+    best = min(fitting, key=lambda i: attempts[i].total_drop)
     a = attempts[best]
     return StageResult(models[best], attempts, f"{a.label}: the best that fits the budget",
                        False, info, a)

@@ -54,8 +54,18 @@ def planner(name: str):
 QUANTIZING = {"quantize", "mixed_precision"}
 
 
-def check_order(kinds: list[str], recipe) -> str | None:
+def check_order(stages: list[tuple[str, Any]], recipe) -> str | None:
     """Why this stage order cannot work, or None."""
+    kinds = [k for k, _ in stages]
+    for i, (kind, cfg) in enumerate(stages):
+        if getattr(cfg, "defer", False):
+            after = kinds[i + 1] if i + 1 < len(kinds) else None
+            if after is None or not STAGES[after].changes_model:
+                return (f"stages[{i}] ({kind}) has defer: true, so a later stage must recover "
+                        f"its loss and be judged with it; "
+                        + ("it is the last stage" if after is None else
+                           f"stages[{i + 1}] ({after}) does not change the model")
+                        + " — put a distill, prune or quantize stage right after it")
     done_q = None
     for i, k in enumerate(kinds):
         if k in QUANTIZING:

@@ -30,11 +30,10 @@ def summary(report: dict, out: Path) -> None:
     for s in report["stages"]:
         p = s["info"].get("parity") if s["kind"] == "export" else None
         if p:  # the int8 file in ONNX Runtime against slimkit's simulation of it
-            console.print(f"parity, ONNX Runtime vs simulation: {p['within_one_step']:.2%} of "
-                          f"outputs within one int8 step, cosine {p['cosine']:.7f}, top-1 "
-                          f"agreement {p['top1_agreement']:.1%}")
+            console.print(f"parity, ONNX Runtime vs simulation: {p['summary']}")
     fin = report["final"]
-    console.print(f"final: {unit} {fmt(fin['metric'], 'metric')} (drop "
+    worse = "rise" if report["metric"].get("higher_is_better") is False else "drop"
+    console.print(f"final: {unit} {fmt(fin['metric'], 'metric')} ({worse} "
                   f"{fmt(fin['total_drop'], 'drop')} of at most "
                   f"{fmt(report['budget']['max_drop'], 'metric')}), "
                   f"run {fmt(report['seconds'], 's')} s")

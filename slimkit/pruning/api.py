@@ -22,11 +22,12 @@ from slimkit.graph.modules import name_matches
 from slimkit.pruning import unstructured as unst
 from slimkit.pruning.config import PruneConfig, PruneRule
 from slimkit.pruning.depth import prune_depth
-from slimkit.pruning.importance import group_scores, masking_scores, taylor_grads
+from slimkit.pruning.importance import group_scores, masking_scores, task_loss, taylor_grads
 from slimkit.pruning.report import LayerReport, PruneReport
 from slimkit.pruning.rounding import LatencyRounding, Multiple, measured
 from slimkit.pruning.surgery import apply_arch, cut
 from slimkit.record import ModelRecord, Step, copy_model, note_source, rebuilds, record_of
+from slimkit.task import Task
 
 CONV = nn.modules.conv._ConvNd
 
@@ -45,10 +46,14 @@ class PruneResult:
 
 
 def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable | None = None,
-          loss_fn: Callable | None = None) -> PruneResult:
-    """Prune a copy of `model`. data: batches of (inputs, targets) for importance='taylor'."""
+          loss_fn: Callable | None = None, task: Task | str = "classification") -> PruneResult:
+    """Prune a copy of `model`. data: batches (batch.py's contract) for the importances that
+    measure a loss (taylor, mask); loss_fn(model, inputs, target), default the task's loss.
+    A result that removes less than half of the target is a PruneError naming why, unless
+    config.allow_partial."""
     if not isinstance(config, PruneConfig):
         raise ConfigError(f"config must be a PruneConfig, got {type(config).__name__}")
+    loss_fn = loss_fn or task_loss(task)
     _check_rules(model, config)
     reference = _output_shapes(model, example_inputs)
     step: tuple = ("prune", {"config": dataclasses.asdict(config),
@@ -64,6 +69,7 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
         report = _unstructured(pruned, config, data, loss_fn)
     if _output_shapes(pruned, example_inputs) != reference:
         raise PruneError("the pruned model's output shapes differ from the original's")
+    _reached(config, report)
     rec = record_of(pruned)
     note_source(rec, model)
     if rec.original is None:
@@ -145,8 +151,15 @@ def _structured(model, cfg: PruneConfig, example, data, loss_fn):
     kept = {leaf: len(k) for leaf, k in keep.items()}
     rep = _report(cfg, graph, groups, keep, _layer_stats(model, graph, {}),
                   _layer_stats(model, graph, kept))
+    # what a ratio asks of each group: a rule's ratio, nothing where a rule skips it (the
+    # user's choice), the configured ratio elsewhere — kept-whole groups included (not chosen)
+    asked = {g.leaf: fixed.get(g.leaf, cfg.ratio or 0.0) for g in groups}
+    rep.channels_removed = (sum(g.size - kept.get(g.leaf, g.size) for g in groups),
+                            sum(g.size * asked[g.leaf] for g in groups))
     rep.notes += [f"kept whole the channels of module '{m or '(top level)'}': its forward "
                   f"builds a shape the cut breaks, at {sites[m]}" for m in kept_whole]
+    rep.notes += [f"kept whole by a rule (skip): {', '.join(g.owners) or g.leaf}"
+                  for g in live if fixed.get(g.leaf) == 0.0]
     return pruned, rep
 
 
@@ -351,6 +364,10 @@ def _unstructured(model, cfg: PruneConfig, data, loss_fn) -> PruneReport:
         rep.params_before += p
         rep.params_after += int(mask.sum())
     rep.groups = rep.groups_pruned = len(masks)
+    asked = sum(m.weight.numel() * (ratios[_weight_name(n)] or 0.0)
+                for n, m in layers.items())
+    rep.channels_removed = (rep.params_before - rep.params_after, asked)
+    rep.notes += [f"{n} skipped by a rule" for n in sorted(skipped)]
     return rep
 
 
@@ -368,6 +385,40 @@ def _block_masks(scores: dict, ratios: dict, cfg: PruneConfig, rep: PruneReport)
 
 
 # ---- checks and reports --------------------------------------------------------------------------
+PARTIAL = 0.5  # below this share of its target, a prune is refused unless allow_partial
+
+
+def _reached(cfg: PruneConfig, rep: PruneReport) -> None:
+    """Record how much of the target the cut reached; refuse a cut that reached too little."""
+    key = next(k for k in ("ratio", "target_macs", "target_params")
+               if getattr(cfg, k) is not None) if cfg.granularity != "nm" else None
+    if key is None:
+        rep.target, rep.reached = f"{cfg.n}:{cfg.m}", 1.0 if rep.groups_pruned else 0.0
+    else:
+        goal = getattr(cfg, key)
+        rep.target = f"{key} {goal:g}"
+        rep.reached = _removed(cfg, key, rep) / goal if goal else 1.0
+    if rep.reached >= PARTIAL or cfg.allow_partial:
+        return
+    why = list(rep.notes) or ["no group of this granularity was found"]
+    raise PruneError(
+        f"pruning reached {rep.reached:.0%} of its target ({rep.target}, granularity "
+        f"{cfg.granularity}): {rep.groups_pruned} of {rep.groups} groups cut. Why: "
+        + "; ".join(why) + ". Fix the cause (a rule, unknown_ops, a PruneRule skip on the "
+        "module that builds shapes), or accept the partial result with allow_partial=True "
+        "(recipe: allow_partial: true)")
+
+
+def _removed(cfg: PruneConfig, key: str, rep: PruneReport) -> float:
+    """The share of the model removed, in the target's own terms."""
+    if key == "target_macs":
+        return 1 - rep.macs_after / rep.macs_before if rep.macs_before else 0.0
+    if key == "target_params":
+        return 1 - rep.params_after / rep.params_before if rep.params_before else 0.0
+    if cfg.granularity == "depth":
+        return rep.groups_pruned / rep.groups if rep.groups else 0.0
+    removed, asked = rep.channels_removed  # asked: channels the ratio (and rules) ask for
+    return cfg.ratio * removed / asked if asked else 0.0
 def _check_rules(model: nn.Module, cfg: PruneConfig) -> None:
     names = [n for n, _ in model.named_modules()]
     for r in cfg.rules:

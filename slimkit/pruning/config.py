@@ -47,6 +47,8 @@ class PruneConfig:
         measured once per machine (int8 on OpenVINO where installed, by default).
     max_ratio: no group loses more than this fraction (global scope).
     unknown_ops: error (raise on an op the dependency rules do not know) or freeze.
+    allow_partial: accept a result that removes less than half of the target (every group
+        frozen, skipped or kept whole); by default that is a PruneError listing why.
     """
 
     granularity: str = "channel"
@@ -63,6 +65,7 @@ class PruneConfig:
     rules: tuple[PruneRule, ...] = ()
     unknown_ops: str = "error"
     seed: int = 0
+    allow_partial: bool = False
 
     def __post_init__(self) -> None:
         check_choice("PruneConfig.granularity", self.granularity, GRANULARITIES)

@@ -32,18 +32,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.export.graph_signature import TensorArgument
 
+from slimkit.batch import as_args, split
 from slimkit.errors import ConfigError
 from slimkit.graph import rules
 from slimkit.graph.deps import DependencyGraph, export_program
 from slimkit.graph.modules import name_matches
+from slimkit.pruning.importance import task_loss
 from slimkit.pruning.report import LayerReport, PruneReport
 from slimkit.record import ModelRecord, Step, rebuilds
 
 _ADDS = {torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor, operator.add}
-
-
-def _args(example) -> tuple:
-    return (example,) if isinstance(example, torch.Tensor) else tuple(example)
 
 
 class Skip(nn.Module):
@@ -72,7 +70,7 @@ def _same_shape_modules(model: nn.Module, example) -> dict[str, tuple[torch.Size
     model.eval()
     try:
         with torch.no_grad():
-            model(*_args(example))
+            model(*as_args(example))
     finally:
         for h in hooks:
             h.remove()
@@ -90,7 +88,7 @@ def _first_inputs(model: nn.Module, example, names) -> tuple | None:
     was = model.training
     model.eval()
     try:
-        ep = torch.export.export(model, _args(example), strict=False,
+        ep = torch.export.export(model, as_args(example), strict=False,
                                  preserve_module_call_signature=tuple(sorted(names)))
     except Exception:  # noqa: BLE001 — any exporter failure: fall back to shapes
         return None
@@ -177,7 +175,7 @@ def influence(model: nn.Module, blocks: list[str], batches: list) -> torch.Tenso
     try:
         with torch.no_grad():
             for x in batches:
-                model(*_args(x))
+                model(*as_args(x))
     finally:
         for h in hooks:
             h.remove()
@@ -190,8 +188,8 @@ def skip_losses(model: nn.Module, blocks: list[str], data, loss_fn: Callable | N
     if data is None:
         raise ConfigError("granularity='depth' with importance='mask' needs data=[(inputs, "
                           "targets), …] (and a loss_fn, default cross-entropy)")
-    loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
-    batches = list(data)
+    loss_fn = loss_fn or task_loss()
+    batches = [split(b) for b in data]
 
     def loss() -> float:
         with torch.no_grad():

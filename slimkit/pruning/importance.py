@@ -13,11 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from slimkit.batch import call, split
 from slimkit.errors import ConfigError
 from slimkit.graph.deps import DependencyGraph, Group
+from slimkit.task import Task
+
+
+def task_loss(task: Task | str = "classification") -> Callable:
+    """loss(model, inputs, target) of a task (slimkit.task): what data-driven importances
+    measure the change of."""
+    t = Task.of(task)
+    return lambda m, x, y: t.loss_value(call(m, x), y, x)
 
 
 def taylor_grads(model: nn.Module, data: Iterable | None,
@@ -25,11 +33,11 @@ def taylor_grads(model: nn.Module, data: Iterable | None,
     """Σ over batches of ∂L/∂w for every parameter (model left in its mode, grads cleared)."""
     if data is None:
         raise ConfigError("importance='taylor' needs data=[(inputs, targets), …] and a loss")
-    loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
+    loss_fn = loss_fn or task_loss()
     params = dict(model.named_parameters(remove_duplicate=False))  # tied: all names
     acc = {k: torch.zeros_like(p) for k, p in params.items()}
     n = 0
-    for x, y in data:
+    for x, y in map(split, data):
         model.zero_grad(set_to_none=True)
         loss_fn(model, x, y).backward()
         for k, p in params.items():
@@ -90,8 +98,8 @@ def masking_scores(model: nn.Module, graph: DependencyGraph, group: Group, data,
         raise ConfigError(f"importance='mask' evaluates the loss once per channel; the group "
                           f"produced by {group.owners} has {group.size} (more than "
                           f"{MASK_MAX_CHANNELS}): use granularity='head', or 'taylor'")
-    loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y))
-    batches = list(data)
+    loss_fn = loss_fn or task_loss()
+    batches = [split(b) for b in data]
     was = model.training
     model.eval()
     params = dict(model.named_parameters(remove_duplicate=False))  # tied: all names

@@ -26,6 +26,10 @@ class PruneReport:
     groups: int = 0
     groups_pruned: int = 0
     notes: list[str] = field(default_factory=list)
+    target: str = ""  # what was asked: "target_macs 0.5", "ratio 0.3"
+    reached: float | None = None  # the share of the target removed (1.0: all of it)
+    # (removed, asked for) channels or weights: what a ratio target is judged by
+    channels_removed: tuple[int, float] = (0, 0.0)
 
     @property
     def macs_ratio(self) -> float:
@@ -51,5 +55,7 @@ class PruneReport:
                      f"{self.macs_before / 1e6:>7.2f} → {self.macs_after / 1e6:>7.2f}  "
                      f"params ×{self.params_ratio:.3f}, MACs ×{self.macs_ratio:.3f}; "
                      f"{self.groups_pruned}/{self.groups} groups cut")
+        if self.reached is not None and self.reached < 0.999:
+            lines.append(f"reached {self.reached:.0%} of the target ({self.target})")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

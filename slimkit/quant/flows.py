@@ -60,6 +60,18 @@ def _wrappers(model: nn.Module) -> list[QuantLayer | QuantRNN]:
     return [m for m in model.modules() if isinstance(m, QuantLayer | QuantRNN)]
 
 
+def _covering(plan: QuantPlan, model: nn.Module) -> QuantPlan:
+    """A plan that quantizes nothing would return the float model as if quantized: refused,
+    with every layer's reason."""
+    if plan.quantized() or plan.tensors:
+        return plan
+    why = "; ".join(f"{e.name or '(model)'} ({e.module_type}): {e.reason}"
+                    for e in plan.entries[:6]) or "it has no layer slimkit quantizes"
+    raise ConfigError(f"{plan.config_name}: the plan quantizes no layer of "
+                      f"{type(model).__name__} — {why}. Remove the skip rules that cover every "
+                      "layer, or pick a config for these layer types")
+
+
 def _swap(model: nn.Module, plan: QuantPlan, config: QuantConfig,
           bn_pairs: dict[str, str]) -> nn.Module:
     """Wrap every planned layer; returns the model (the wrapper itself when the model *is*
@@ -102,7 +114,7 @@ def quantize(
     source_record = record_of(original, create=False)
     model.eval()
     pairs = fuse_conv_bn(model)  # quantize the weights that will be deployed: BN folded in
-    plan = resolve_plan(model, config, target)
+    plan = _covering(resolve_plan(model, config, target), model)
     model = _swap(model, plan, config, {})
     model, plan = _quantize_op_inputs(model, plan, config)
     if plan.needs_calibration:
@@ -125,7 +137,7 @@ def prepare_qat(
     original, model = model, model if inplace else copy_model(model)
     source_record = record_of(original, create=False)
     config = config.with_act_observer(QAT_ACT_OBSERVER, replacing=MinMax)
-    plan = resolve_plan(model, config, target)
+    plan = _covering(resolve_plan(model, config, target), model)
     pairs = dict(conv_bn_pairs(model)) if config.qat.fold_bn else {}
     foldable = {e.name for e in plan.quantized()
                 if isinstance(model.get_submodule(e.name), (nn.Conv1d, nn.Conv2d))}

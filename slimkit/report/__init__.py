@@ -86,7 +86,21 @@ def render(report: dict) -> str:
             figs[f"layers{b}"] = _img(plots.layer_times(view, b), f"per-layer time batch {b}")
     tpl = env.from_string((Path(__file__).with_name("template.html")).read_text())
     return tpl.render(r=report, k=_k(report), figs=figs, quant=quant, prune=prune,
-                      bench=bench, json=json)
+                      bench=bench, json=json, parity_keys=_parity_keys)
+
+
+PARITY_NAMES = {"top1_agreement": "top-1 agreement", "cosine": "cosine",
+                "cosine_min": "least cosine", "rel_error": "relative error",
+                "max_abs_diff": "max |diff|", "label_agreement": "label agreement"}
+
+
+def _parity_keys(kind: str | None) -> list[tuple[str, str]]:
+    """(key, label) of the parity measures that mean something for the run's task."""
+    from slimkit.task import Task
+
+    keys = Task.of(kind or "classification").parity_keys() if kind != "custom" else (
+        "rel_error", "cosine")
+    return [(k, PARITY_NAMES[k]) for k in keys]
 
 
 def write_html(report: dict, path: str | Path) -> Path:

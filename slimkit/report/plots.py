@@ -38,14 +38,20 @@ def _fit(s: str, px: float, size: float) -> str:
     return s if len(s) <= n else s[: max(1, n // 2 - 1)] + "…" + s[-(n - n // 2):]
 
 
+def budget_limit(report: dict) -> float:
+    """The worst metric the overall budget allows: a floor for an accuracy, a ceiling for an
+    error (report["metric"]["higher_is_better"] False)."""
+    src, budget = report["source"]["metric"], report["budget"]["max_drop"]
+    return src + budget if report["metric"].get("higher_is_better") is False else src - budget
+
+
 def metric_vs_latency(report: dict) -> bytes | None:
     """Every attempt of every stage (kept ones filled), metric against the latency probe."""
     points = [(s, j, a) for s in report["stages"] for j, a in enumerate(s["attempts"])
               if a.get("latency_ms") is not None and s["kind"] not in ("export", "benchmark")]
     if not points:
         return None
-    src, floor = report["source"]["metric"], (report["source"]["metric"]
-                                              - report["budget"]["max_drop"])
+    src, floor = report["source"]["metric"], budget_limit(report)
     fig, ax = _one(640, 360, _span([a["latency_ms"] for _, _, a in points]),
                    _span([a["metric"] for _, _, a in points], src, floor))
     ax.hline(src, GREY, "dash")
@@ -70,7 +76,7 @@ def metric_vs_latency(report: dict) -> bytes | None:
 def stage_metrics(report: dict) -> bytes:
     labels = ["original"] + [f"{s['index']}:{s['kind']}" for s in report["stages"]]
     values = [report["source"]["metric"]] + [s["metric"] for s in report["stages"]]
-    floor = report["source"]["metric"] - report["budget"]["max_drop"]
+    floor = budget_limit(report)
     fig, ax = _one(640, 240 + _rotated_room(labels, 9) - BOTTOM, _cats(len(labels)),
                    _span(values, floor), bottom=_rotated_room(labels, 9))
     ax.hline(floor, RED, "dot")

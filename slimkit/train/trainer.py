@@ -24,29 +24,53 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from slimkit.batch import call, rows, split
 from slimkit.callbacks import Callback
 from slimkit.errors import ConfigError
 from slimkit.progress import Bar
+from slimkit.task import Task
 from slimkit.train import checkpoint
 from slimkit.train.config import TrainConfig
+from slimkit.train.guard import LossGuard, TrainingError, describe_loss
 
 log = logging.getLogger("slimkit.train")
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# loss(model, inputs, target): inputs as the data contract splits a batch (batch.py)
+LossFn = Callable[[nn.Module, object, object], torch.Tensor]
 
 
-def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model(x), y)
+def cross_entropy(model: nn.Module, x, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(call(model, x), y)
+
+
+class TaskLoss:
+    """The task's training loss as a Trainer loss: loss(model, inputs, target)."""
+
+    def __init__(self, task: Task | str) -> None:
+        self.task = Task.of(task)
+        if not self.task.labeled:
+            raise ConfigError(f"task {self.task.kind} learns a reference model's outputs: "
+                              "train with Distiller(teacher, task=...) as the loss")
+
+    def __call__(self, model: nn.Module, x, y) -> torch.Tensor:
+        return self.task.loss_value(call(model, x), y, x)
+
+    def describe(self) -> str:
+        return f"{self.task.kind}: {self.task.loss_name}"
 
 
 _clock = time.monotonic  # checkpoint_seconds reads it (a test steps it by hand)
 
 class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig, train_data: Dataset,
-                 eval_data: Dataset | None = None, loss_fn: LossFn = cross_entropy,
+                 eval_data: Dataset | None = None, loss_fn: LossFn | None = None,
                  callbacks: Sequence[Callback] = (),
-                 extra_parameters: Sequence[nn.Parameter] = ()) -> None:
-        """extra_parameters train with the model (e.g. a Distiller's feature adapters)."""
-        self.cfg, self.loss_fn, self.callbacks = config, loss_fn, list(callbacks)
+                 extra_parameters: Sequence[nn.Parameter] = (),
+                 task: Task | str = "classification") -> None:
+        """loss_fn(model, inputs, target); default: the task's training loss (cross-entropy
+        for classification). extra_parameters train with the model (e.g. a Distiller's
+        feature adapters)."""
+        self.loss_fn = TaskLoss(task) if loss_fn is None else loss_fn
+        self.cfg, self.callbacks = config, list(callbacks)
         self.rank, self.world, self.device, self._owns_group = _init_distributed()
         if config.batch_size % self.world:
             raise ConfigError(f"TrainConfig.batch_size={config.batch_size} must divide by the "
@@ -77,6 +101,8 @@ class Trainer:
                                            enabled=config.precision == "fp16")
         self.precision = config.precision  # a schedule (ProgressivePrecision) may change it
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        # the first steps watched: a loss that trains nothing is an error, not a result
+        self.guard = LossGuard(self.loss_fn, check_finite=config.precision != "fp16")
         self._last_checkpoint = _clock()
         self.history: list[dict] = []
 
@@ -143,13 +169,13 @@ class Trainer:
         for i, batch in enumerate(self.loader):
             if i < self.batch_in_epoch:
                 continue  # resumed mid-epoch: these micro-batches were already trained
-            # (inputs, labels) pairs, or unlabelled inputs (a dict of tensors: text) for KD
-            x, y = batch if isinstance(batch, tuple | list) else (batch, None)
+            x, y = split(batch)  # the data contract: (inputs, target), target None if absent
             last_micro = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(self.loader)
             loss = self._forward_backward(_to(x, self.device), _to(y, self.device), last_micro)
-            self.batch_in_epoch, seen = i + 1, seen + _rows(x) * self.world
+            self.batch_in_epoch, seen = i + 1, seen + rows(x) * self.world
             if not last_micro:
                 continue
+            self.guard.after_backward(self.step, loss, self._trainable())
             self._optimizer_step()
             thr = seen / (time.perf_counter() - t0)
             self._log(loss, thr)
@@ -171,6 +197,9 @@ class Trainer:
         with sync:
             with self._autocast():
                 loss = self.loss_fn(self.module, x, y)  # x: (B/world, ...), loss: ()
+            if not loss.requires_grad:
+                raise TrainingError(f"training loss ({describe_loss(self.loss_fn)}) does not "
+                                    "depend on the model's parameters: nothing is trained")
             self.scaler.scale(loss / self.cfg.grad_accum).backward()
         return loss.item()
 
@@ -191,6 +220,10 @@ class Trainer:
         self.step += 1
         for cb in self.callbacks:
             cb.on_step_end(self)
+
+    def _trainable(self) -> list[torch.Tensor]:
+        return [p for p in (*self.model.parameters(), *self.extra_parameters)
+                if p.requires_grad]
 
     def _autocast(self):
         if self.precision == "fp32":
@@ -215,9 +248,11 @@ class Trainer:
             raise ConfigError("evaluate() needs a non-empty dataset (eval_data)")
         self.model.eval()
         correct = 0
-        for x, y in DataLoader(data, batch_size=batch_size):
+        for batch in DataLoader(data, batch_size=batch_size):
+            x, y = split(batch)
             with self._autocast():
-                correct += (self.model(x.to(self.device)).argmax(1) == y.to(self.device)).sum()
+                out = call(self.model, _to(x, self.device))
+                correct += (out.argmax(1) == y.to(self.device)).sum()
         return 100.0 * int(correct) / len(data)
 
     # ---- checkpoints ---------------------------------------------------------------------
@@ -296,11 +331,9 @@ class Trainer:
 def _to(x, device):
     if isinstance(x, dict):
         return {k: _to(v, device) for k, v in x.items()}
+    if isinstance(x, tuple | list):
+        return tuple(_to(v, device) for v in x)
     return x.to(device) if isinstance(x, torch.Tensor) else x
-
-
-def _rows(x) -> int:
-    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
 
 
 def _init_distributed() -> tuple[int, int, torch.device, bool]:

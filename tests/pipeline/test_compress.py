@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import slimkit as sk
 from slimkit.cli import main
 from slimkit.data.digits import digits_tensors
-from slimkit.pipeline.sources import top1
+from slimkit.metrics import top1
 from slimkit.report import fmt, lookup
 from tests.pipeline.conftest import _compress
 from tests.pipeline.recipes import write

@@ -5,6 +5,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
+import torch
 
 import slimkit as sk
 from tests.pipeline.conftest import _compress
@@ -148,3 +149,32 @@ def test_the_minilm_recipe_quantizes_a_real_encoder_on_real_text(tmp_path, monke
     assert report["final"]["metric"] >= 1 - report["budget"]["max_drop"] - 1e-9
     ort = report["stages"][1]["attempts"][0]
     assert ort["label"] == "ort runtime" and ort["metric"] > 0.98  # the deployed embeddings
+
+
+@pytest.mark.slow
+def test_the_regression_recipe_ends_int8_within_its_mse_budget(tmp_path):
+    code, output = _compress(RECIPES / "diabetes_regression.yaml", tmp_path / "run")
+    assert code == 0, output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["task"]["kind"] == "regression" and report["metric"]["name"] == "mse"
+    assert report["final"]["total_drop"] <= report["budget"]["max_drop"] + 1e-9
+    prune, distill, quant = report["stages"][:3]
+    assert prune["deferred"] and distill["chain"]["end"] == 1
+    assert not quant["skipped"]  # a quantized model at the end
+    assert report["source"]["macs"] >= 1.9 * quant["macs"]
+    for s in (prune, distill, quant):
+        for run in s["training"]:  # every training run trained: nonzero first losses
+            assert all(v > 0 for v in run["first_losses"])
+
+
+@pytest.mark.slow
+def test_the_two_input_recipe_runs_every_stage(tmp_path):
+    code, output = _compress(RECIPES / "two_inputs.yaml", tmp_path / "run")
+    assert code == 0, output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["final"]["total_drop"] <= report["budget"]["max_drop"] + 1e-9
+    assert not report["stages"][1]["skipped"]
+    assert report["stages"][2]["info"]["parity"]["top1_agreement"] >= 0.99
+    model = sk.load(tmp_path / "run" / "model")
+    x = torch.randn(2, 1, 8, 8), torch.randn(2, 16)
+    assert model(*x).shape == (2, 10)

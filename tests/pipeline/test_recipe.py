@@ -117,7 +117,7 @@ def test_a_missing_recipe_and_a_data_factory_returning_nothing(tmp_path, monkeyp
     recipe = _write(tmp_path, """
         model: {factory: slimkit.models:DigitsCNN}
         data: {digits: {}}
-        eval: {metric: "userdata:nan_metric"}
+        eval: {metric: "userdata:nan_metric", higher_is_better: true}
         stages: [{quantize: {}}]
         """)
     res = CliRunner().invoke(main, ["check", str(recipe)])

@@ -100,9 +100,13 @@ def test_bad_requests_are_named():
         sk.prune(m, sk.PruneConfig(granularity="depth", target_macs=0.95), X32)
     with pytest.raises(sk.ConfigError, match="needs data"):
         sk.prune(m, sk.PruneConfig(granularity="depth", ratio=0.5, importance="mask"), X32)
-    small, rep = sk.prune(Chain().eval(), sk.PruneConfig(granularity="depth", ratio=0.5),
-                          X32[..., :16, :16])
-    assert rep.groups == 0 and "nothing dropped" in rep.notes[0]
+    # a model without residual blocks: nothing can be dropped — an error, not a silent no-op
+    with pytest.raises(sk.PruneError, match="reached 0% of its target.*nothing dropped"):
+        sk.prune(Chain().eval(), sk.PruneConfig(granularity="depth", ratio=0.5),
+                 X32[..., :16, :16])
+    small, rep = sk.prune(Chain().eval(), sk.PruneConfig(granularity="depth", ratio=0.5,
+                                                         allow_partial=True), X32[..., :16, :16])
+    assert rep.groups == 0 and "nothing dropped" in rep.notes[0] and rep.reached == 0
 
 
 def test_rules_keep_blocks():

@@ -103,10 +103,39 @@ class PatchNet(nn.Module):
 
 def test_module_with_attribute_shapes_is_kept_whole_and_the_rest_pruned():
     x = torch.randn(2, 3, 4, 4)
-    small, rep = sk.prune(PatchNet(), sk.PruneConfig(ratio=0.5), x)
+    # most channels end up kept whole: below half the target, an error naming the module
+    with pytest.raises(sk.PruneError, match=r"reached 17% of its target.*'mlp.0'"):
+        sk.prune(PatchNet(), sk.PruneConfig(ratio=0.5), x)
+    small, rep = sk.prune(PatchNet(), sk.PruneConfig(ratio=0.5, allow_partial=True), x)
+    assert rep.reached == pytest.approx(1 / 6)
     assert small.patch.proj.out_channels == 8 and small.patch.dim == 8  # kept whole
     # the bad reshape only fails one layer later (mlp.0), so that layer's groups are kept too;
     # the rest is still cut, and the result is checked op by op against the plan
     assert small.mlp[2].out_features == 4 and small.head.in_features == 4
     assert any("kept whole" in n for n in rep.notes)
     assert small(x).shape == (2, 4)
+
+
+def test_a_cut_that_reaches_little_of_its_target_says_why_or_is_accepted_on_request():
+    model, x = build("chain")
+    skip_all = tuple(sk.PruneRule(p, skip=True) for p in ("body.*", "fc"))
+    with pytest.raises(sk.PruneError, match=r"reached 0% of its target \(ratio 0.5.*kept whole "
+                                            r"by a rule.*allow_partial=True"):
+        sk.prune(model, sk.PruneConfig(ratio=0.5, rules=skip_all), x)
+    small, rep = sk.prune(model, sk.PruneConfig(ratio=0.5, rules=skip_all, allow_partial=True),
+                          x)
+    assert rep.reached == 0 and "reached 0% of the target" in str(rep)
+    assert sum(p.numel() for p in small.parameters()) == sum(
+        p.numel() for p in model.parameters())
+
+
+def test_a_head_target_on_a_model_without_heads_is_an_error():
+    model, x = build("chain")
+    with pytest.raises(sk.PruneError, match="granularity head.*no group of this granularity"):
+        sk.prune(model, sk.PruneConfig(granularity="head", ratio=0.5), x)
+
+
+def test_a_full_cut_reaches_its_target():
+    model, x = build("chain")
+    _, rep = sk.prune(model, sk.PruneConfig(target_macs=0.4), x)
+    assert rep.reached >= 0.99 and rep.target == "target_macs 0.4"
