@@ -62,7 +62,7 @@ def openvino_nncf(model: nn.Module, example, calib: list, out_dir: Path,
     import torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    args = example if isinstance(example, tuple) else (example,)
+    args = as_args(example)
     with torch.no_grad():
         ov_model = ov.convert_model(model.eval(), example_input=args if len(args) > 1
                                     else args[0])

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from slimkit.batch import as_args
 from slimkit.errors import ConfigError, check_choice
 
 KINDS = ("conv", "depthwise", "linear")
@@ -86,7 +87,7 @@ def layer_specs(model: nn.Module, example_inputs) -> list[tuple[str, LayerSpec]]
     model.eval()
     try:
         with torch.no_grad():
-            xs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+            xs = as_args(example_inputs)
             model(*xs)
     finally:
         for h in hooks:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimkit.batch import as_args
 from slimkit.bench.machine import environment, machine_line
 from slimkit.deploy.runtimes import session
 
@@ -122,7 +123,7 @@ def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int
     if choose:
         cands, skipped = expand(cands)
     torch.set_num_threads(threads)
-    xs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    xs = as_args(example_inputs)
     sessions, rss = [], []
     for c in cands:
         gc.collect()

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.batch import as_args
 from slimkit.deploy.fast_decompose import skip_needless_decomposition
 from slimkit.deploy.lowering import ExportError, lower
 from slimkit.deploy.ops import translation_table
@@ -18,10 +19,6 @@ from slimkit.io.atomic import write_atomic
 from slimkit.target import Target, resolve_target
 
 DEFAULT_OPSET = 20
-
-
-def _as_args(example_inputs) -> tuple:
-    return example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
 
 
 def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
@@ -35,7 +32,7 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
     from slimkit.deploy.qdq_place import place
 
     float_model, layers = lower(model)
-    args = _as_args(example_inputs)
+    args = as_args(example_inputs)
     dyn = None
     if dynamic_batch:
         dyn = tuple({0: torch.export.Dim.DYNAMIC} if isinstance(a, torch.Tensor) else None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from slimkit.batch import as_args
 from slimkit.errors import SlimkitError, check_choice
 from slimkit.graph import rules, rules_layers
 from slimkit.graph.modules import tensor_names
@@ -322,7 +323,7 @@ def _flat(x):
 
 def export_program(model: nn.Module, example_inputs):
     """torch.export in eval mode (BN uses running stats; dropout is identity), mode restored."""
-    args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    args = as_args(example_inputs)
     was_training = model.training
     model.eval()
     try:

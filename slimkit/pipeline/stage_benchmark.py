@@ -147,7 +147,7 @@ def _layer_view(before: Path, after: Path, best: dict, x, threads: int, top: int
     rt = best["runtime"] if best["runtime"] in ("ort", "openvino") else "ort"
     prec = best.get("precision", "f32")
     cfg = best.get("config") or None
-    xs = tuple(x) if isinstance(x, tuple) else (x,)
+    xs = as_args(x)
     t0 = dict(by_layer(profile_nodes(before, rt, xs, threads, precision=prec, config=cfg)))
     t1 = dict(by_layer(profile_nodes(after, rt, xs, threads, precision=prec, config=cfg)))
     names = sorted(t0, key=lambda n: -t0[n])[:top]

@@ -76,6 +76,8 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
                                      table=table, base=sk.QuantConfig.w8a8())
         except sk.ConfigError as e:
             raise RecipeError(f"stages[{ctx.index}].mixed_precision: {e}") from e
+        if all(s == "float" for s in result.chosen.assignment(table.layers).values()):
+            return _all_float(ctx, model, cfg, result, cost, info)
         q = sk.quantize(model, qc, calib=ctx.data.calib, progress=False, target=cfg.target)
         a = ctx.measure(q, f"{cfg.cost} ≤ {budget:.0%} of float", cfg, t0,
                         note=_mix(result.chosen.assignment(table.layers)))
@@ -95,6 +97,20 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
                            False, info, a)
     return StageResult(model, attempts, "skipped: no point of the front fits the budget",
                        True, info)
+
+
+def _all_float(ctx: Context, model: nn.Module, cfg, result, cost, info: dict) -> StageResult:
+    """The least sensitive point within the budget quantizes nothing: said, not shipped as a
+    'quantized' model (on a CPU whose int8 kernels are not faster, a latency budget at or
+    below the float model's time buys no int8 layer)."""
+    info.setdefault("fronts", []).append(result.to_dict())
+    if cfg.cost == "latency":
+        info.setdefault("latency_check", []).append(
+            _check_latency(ctx, model, cost, result, cfg.runtime))
+    why = (f"the least sensitive point within {cfg.budget_fraction:.0%} of the float "
+           f"{cfg.cost} keeps every layer float: nothing to quantize")
+    ctx.say(f"mixed_precision: {why}")
+    return StageResult(model, [], f"skipped: {why}", True, info)
 
 
 def _fit_rest(ctx: Context, model: nn.Module, cost, schemes, cfg) -> tuple:

@@ -219,6 +219,8 @@ def run_prune(ctx: Context, model: nn.Module, cfg: PruneStage) -> StageResult:
     if first.fits or not cfg.fallback or cfg.granularity == "nm":
         return StageResult(models[1.0], attempts, _why(first, 1.0), False, _layers(info, 1.0),
                            first)
+    ctx.say(f"prune: {ctx.over(first, cfg)}; bisecting the amount: {cfg.bisect_steps} more "
+            f"attempts, about {first.seconds:.0f} s each")
     lo, hi, best = 0.0, 1.0, None
     for _ in range(cfg.bisect_steps):  # the largest fraction of the target that fits
         mid = (lo + hi) / 2

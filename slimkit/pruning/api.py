@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from slimkit.batch import as_args
 from slimkit.errors import ConfigError, SlimkitError
 from slimkit.graph.deps import DependencyGraph, Group
 from slimkit.graph.modules import name_matches
@@ -428,7 +429,7 @@ def _check_rules(model: nn.Module, cfg: PruneConfig) -> None:
 
 
 def _output_shapes(model: nn.Module, example):
-    args = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    args = as_args(example)
     was = model.training
     model.eval()
     try:

@@ -98,7 +98,8 @@ budget: {max_drop: 3.0}
 stages:
   - mixed_precision: {budget_fraction: 0.2}
 """
-# the whole float latency: always feasible, on a CPU where int8 kernels are slower too
+# the whole float latency: always feasible, on a CPU where int8 kernels are slower too (where
+# the least sensitive point keeps every layer float, the stage says so and is skipped)
 LATENCY = MIXED.replace("{budget_fraction: 0.2}", "{budget_fraction: 1.0, cost: latency, "
                         "schemes: [float, int8]}")
 
@@ -124,6 +125,8 @@ def test_advanced_ptq_and_mixed_precision_as_recipe_stages(tmp_path, monkeypatch
         assert chosen["cost"] <= stage["info"]["fronts"][-1]["budget"] + 1e-9
         html = (tmp_path / "run" / "report.html").read_text()
         assert "mixed-precision front" in html and "per-layer sensitivity" in html
+    if stage["skipped"]:  # all float within the budget: said, and nothing shipped as int8
+        assert "keeps every layer float" in stage["kept"] and not kinds
     if "latency" in text:  # ms of this machine's kernels, checked against the whole model
         check = stage["info"]["latency_check"][-1]
         assert check["measured_ms"] > 0 and check["kernels_ms"] > 0 and check["rest_fitted"]
