@@ -24,8 +24,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
-from slimkit.bench.machine import machine_line  # noqa: E402
 from slimkit.graph.modules import state_bytes  # noqa: E402
+from slimkit.latency.machine import machine_line  # noqa: E402
 from slimkit.models import DigitsCNN, resnet18  # noqa: E402
 
 FRESH = """

@@ -28,9 +28,9 @@ import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, anchors, benchmark  # noqa: E402
-from slimkit.bench.choose import installed  # noqa: E402
 from slimkit.bench.tables import table_main  # noqa: E402
 from slimkit.deploy.layout import optimize_eager  # noqa: E402
+from slimkit.deploy.runtimes import installed  # noqa: E402
 from slimkit.models import mobilenet_v2, resnet18, resnet50  # noqa: E402
 
 MODELS = {"resnet18": resnet18, "mobilenet_v2": mobilenet_v2, "resnet50": resnet50}

@@ -37,8 +37,8 @@ from speed import anchor_files, slimkit_files  # noqa: E402  (benchmarks/speed.p
 
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, benchmark, machine_line  # noqa: E402
-from slimkit.bench.choose import installed  # noqa: E402
 from slimkit.bench.tables import print_vs_fastest_anchor  # noqa: E402
+from slimkit.deploy.runtimes import installed  # noqa: E402
 
 FAMILIES = ("resnet18", "mobilenet_v2")
 RECIPES = Path(str(files("slimkit.examples") / "recipes"))

@@ -26,9 +26,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import slimkit as sk
-from slimkit.bench.machine import machine_line
 from slimkit.data.digits import digits_tensors
 from slimkit.distill import Distiller
+from slimkit.latency.machine import machine_line
 from slimkit.models import DigitsCNN
 from slimkit.train import TrainConfig, Trainer, evaluate
 

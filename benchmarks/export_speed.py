@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.arch.zoo
 import slimkit as sk  # noqa: E402
 import slimkit.deploy.fast_decompose as fd  # noqa: E402
 import slimkit.deploy.onnx_export as oe  # noqa: E402
-from slimkit.bench.machine import machine_line  # noqa: E402
 from slimkit.deploy.onnx_export import to_onnx  # noqa: E402
+from slimkit.latency.machine import machine_line  # noqa: E402
 
 
 def _models(torchvision: bool):

@@ -8,8 +8,8 @@ import time
 
 import torch
 
-from slimkit.bench.machine import machine_line
 from slimkit.graph.deps import DependencyGraph
+from slimkit.latency.machine import machine_line
 from slimkit.models import mobilenet_v2, resnet18, resnet50
 
 

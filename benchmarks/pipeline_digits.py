@@ -32,8 +32,8 @@ from safetensors.torch import load_file  # noqa: E402
 
 import slimkit as sk  # noqa: E402
 from slimkit.bench import Candidate, anchors, benchmark  # noqa: E402
-from slimkit.bench.choose import installed  # noqa: E402
-from slimkit.bench.machine import machine_line  # noqa: E402
+from slimkit.deploy.runtimes import installed  # noqa: E402
+from slimkit.latency.machine import machine_line  # noqa: E402
 from slimkit.pipeline import compress  # noqa: E402
 
 RECIPE = Path(str(files("slimkit.examples") / "recipes" / "digits.yaml"))

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import slimkit as sk  # noqa: E402
-from slimkit.bench.machine import machine_line  # noqa: E402
+from slimkit.latency.machine import machine_line  # noqa: E402
 from slimkit.quant import algorithms as qa  # noqa: E402
 
 CACHE = Path(".slimkit/ptq_bench")
@@ -58,7 +58,7 @@ def trained_digits(seed: int) -> torch.nn.Module:
     cfg = TrainConfig(epochs=recipe["epochs"], lr=recipe["lr"], seed=seed, progress=False)
     Trainer(model, cfg, digits_tensors()[0]).fit()
     CACHE.mkdir(parents=True, exist_ok=True)
-    from slimkit.io.atomic import atomic_path
+    from slimkit.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(model.state_dict(), tmp)
@@ -318,7 +318,7 @@ def main() -> None:
         print("\n" + out, flush=True)
         text.append(out)
     if a.out is not None:
-        from slimkit.io.atomic import write_atomic
+        from slimkit.atomic import write_atomic
 
         old = a.out.read_text() if a.out.exists() else ""
         write_atomic(a.out, old + "\n\n".join(text) + "\n\n")

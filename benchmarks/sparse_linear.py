@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from slimkit.bench.machine import machine_line
+from slimkit.latency.machine import machine_line
 from slimkit.sparse import SparseLinear
 from slimkit.sparse.policy import random_sparse_linear, time_pair
 

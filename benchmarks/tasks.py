@@ -29,8 +29,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from slimkit.bench import Candidate, benchmark  # noqa: E402
-from slimkit.bench.machine import machine_line  # noqa: E402
 from slimkit.examples.tasks import diabetes_tensors  # noqa: E402
+from slimkit.latency.machine import machine_line  # noqa: E402
 from slimkit.pipeline import compress  # noqa: E402
 
 RECIPES = Path(str(files("slimkit.examples") / "recipes"))

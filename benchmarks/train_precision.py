@@ -19,8 +19,8 @@ import time  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from slimkit.bench.machine import machine_line  # noqa: E402
 from slimkit.data.digits import digits_tensors  # noqa: E402
+from slimkit.latency.machine import machine_line  # noqa: E402
 from slimkit.models import DigitsCNN  # noqa: E402
 from slimkit.train import TrainConfig, Trainer  # noqa: E402
 

@@ -3,6 +3,7 @@
 The public verbs live here; `import slimkit` loads torch and slimkit's own modules only.
 """
 
+from slimkit._version import __version__
 from slimkit.errors import CalibrationError, ConfigError, SlimkitError
 from slimkit.quant import (
     MSE,
@@ -31,14 +32,12 @@ from slimkit.quant import (
 from slimkit.record import describe, record_of
 from slimkit.task import Task
 
-__version__ = "0.1.0"
-
 # Verbs that need onnx / onnxruntime load on first use, so `import slimkit` stays light.
 _LAZY = {
     "export": "slimkit.deploy", "check_parity": "slimkit.deploy", "session": "slimkit.deploy",
     "ExportError": "slimkit.deploy", "benchmark": "slimkit.bench",
-    "save": "slimkit.io.artifact", "load": "slimkit.io.artifact",
-    "ArtifactError": "slimkit.io.artifact",
+    "save": "slimkit.artifact", "load": "slimkit.artifact",
+    "ArtifactError": "slimkit.artifact", "read_manifest": "slimkit.artifact",
     "prune": "slimkit.pruning", "PruneConfig": "slimkit.pruning",
     "PruneRule": "slimkit.pruning", "PruneError": "slimkit.pruning",
     # architecture search loads Optuna: `sk.run_search(sk.SearchConfig(...))`
@@ -58,12 +57,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'slimkit' has no attribute {name!r}")
 
 __all__ = [
+    "__version__",
     "MSE", "ActQuant", "CalibrationError", "ConfigError", "Entropy", "LayerQuant", "MinMax",
     "MovingAverage", "NonUniformScheme", "PerChannel", "PerGroup", "PerTensor", "PerToken",
     "Percentile", "QATOptions", "QScheme", "QuantConfig", "Rule", "SlimkitError", "WeightQuant",
     "convert", "prepare_qat", "quantize", "resolve_plan", "sqnr",
     "export", "check_parity", "session", "ExportError", "benchmark", "save", "load",
-    "ArtifactError", "describe", "record_of", "Task",
+    "ArtifactError", "read_manifest", "describe", "record_of", "Task",
     "prune", "PruneConfig", "PruneRule", "PruneError",
     "run_search", "SearchConfig", "SearchError",
 ]

@@ -6,6 +6,17 @@ from pathlib import Path
 
 import click
 
+from slimkit.bench import Candidate, benchmark
+from slimkit.errors import SlimkitError
+from slimkit.latency.machine import machine_line
+from slimkit.models import DigitsCNN
+from slimkit.pipeline import check as check_recipe
+from slimkit.pipeline import compress as compress_recipe
+from slimkit.pipeline.inspect import inspect_model
+from slimkit.pipeline.summary import summary
+from slimkit.quant import QuantConfig, resolve_plan
+from slimkit.report import rebuild
+
 
 @click.group()
 @click.version_option(package_name="slimkit")
@@ -23,7 +34,6 @@ def demo(ctx: click.Context, out: Path, quiet: bool) -> None:
     Runtime / OpenVINO → benchmark) through `slimkit compress`."""
     from importlib.resources import files
 
-    from slimkit.bench.machine import machine_line
 
     click.echo(machine_line(2))
     recipe = files("slimkit.examples") / "recipes" / "digits.yaml"
@@ -43,7 +53,6 @@ def bench(models: tuple[str, ...], shape: str, runtime: str, rounds: int, thread
     """Time ONNX models side by side on one random input; ratios against the first."""
     import torch
 
-    from slimkit.bench import Candidate, benchmark
 
     try:
         dims = tuple(int(d) for d in shape.split(","))
@@ -63,9 +72,6 @@ def bench(models: tuple[str, ...], shape: str, runtime: str, rounds: int, thread
               default="w8a8", show_default=True)
 def plan(preset: str) -> None:
     """Print the quantization plan a preset resolves to on the demo model."""
-    from slimkit.models import DigitsCNN
-    from slimkit.quant import QuantConfig, resolve_plan
-
     configs = {
         "w8a8": QuantConfig.w8a8, "w4a8": QuantConfig.w4a8,
         "w4": lambda: QuantConfig.weight_only(4), "w4g32": lambda: QuantConfig.weight_only(4, 32),
@@ -92,13 +98,8 @@ def compress(recipe: Path, out: Path, force: bool, quiet: bool) -> None:
 
 
 def _run_recipe(recipe: Path, out: Path, force: bool, quiet: bool, workers: int) -> None:
-    from slimkit.errors import SlimkitError
-
     try:
-        from slimkit.pipeline import compress as run
-        from slimkit.pipeline.summary import summary
-
-        report = run(recipe, out, force=force, progress=False if quiet else None,
+        report = compress_recipe(recipe, out, force=force, progress=False if quiet else None,
                      workers=workers)
     except KeyboardInterrupt:  # Ctrl-C: the checkpoints are written; say how to go on
         click.echo(f"\ninterrupted: run the same command again to resume from {out}",
@@ -126,11 +127,8 @@ def search(recipe: Path, out: Path, workers: int, force: bool, quiet: bool) -> N
 @click.argument("recipe", type=click.Path(path_type=Path))
 def check(recipe: Path) -> None:
     """Validate RECIPE and print each stage's plan, without training or writing anything."""
-    from slimkit.errors import SlimkitError
-    from slimkit.pipeline import check as run
-
     try:
-        click.echo(run(recipe))
+        click.echo(check_recipe(recipe))
     except SlimkitError as e:
         _fail(e)
 
@@ -139,9 +137,6 @@ def check(recipe: Path) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def report(run_dir: Path) -> None:
     """Rebuild RUN_DIR/report.html from its report.json."""
-    from slimkit.errors import SlimkitError
-    from slimkit.report import rebuild
-
     try:
         click.echo(str(rebuild(run_dir)))
     except SlimkitError as e:
@@ -154,9 +149,6 @@ def report(run_dir: Path) -> None:
 def inspect(model: str, shape: str | None) -> None:
     """Layers, params, MACs, prunable groups and quantizable layers of MODEL: a factory
     (package.module:function), torchvision:NAME, an artifact directory or a recipe."""
-    from slimkit.errors import SlimkitError
-    from slimkit.pipeline.inspect import inspect_model
-
     try:
         click.echo(inspect_model(model, shape))
     except SlimkitError as e:

@@ -143,6 +143,30 @@ def rebuilds(kind: str):
 rebuilds("deployment")(lambda model, step, rec: model)
 
 
-__all__ = ["ModelRecord", "REBUILDS", "Step", "class_source", "copy_model", "describe",
-           "note_source",
-           "rebuilds", "record_of", "set_record"]
+def step_module(kind: str) -> str | None:
+    """The module that registered the rebuild of `kind`: what sk.load imports to find it (the
+    artifact names it in the manifest, so it learns techniques only through registration)."""
+    fn = REBUILDS.get(kind)
+    return None if fn is None else fn.__module__
+
+
+# ---- what the artifact keeps of a record field, and why a model cannot be saved -------------
+Codec = tuple[Callable[[Any], Any], Callable[[Any], Any]]  # (to JSON, from JSON)
+CODECS: dict[str, Codec] = {}
+SAVE_CHECKS: list[Callable[[nn.Module], str | None]] = []
+
+
+def codec(field_name: str, encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> None:
+    """Register how the manifest writes and reads a record field (quant registers 'plan')."""
+    CODECS[field_name] = (encode, decode)
+
+
+def save_check(fn: Callable[[nn.Module], str | None]) -> Callable[[nn.Module], str | None]:
+    """Register a reason a model cannot be saved (None: it can): a technique's own state."""
+    SAVE_CHECKS.append(fn)
+    return fn
+
+
+__all__ = ["CODECS", "ModelRecord", "REBUILDS", "SAVE_CHECKS", "Step", "class_source", "codec",
+           "copy_model", "describe", "note_source", "rebuilds", "record_of", "save_check",
+           "set_record", "step_module"]

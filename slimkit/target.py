@@ -21,6 +21,7 @@ import os
 import platform
 from dataclasses import dataclass, field, replace
 
+from slimkit import _cpuid
 from slimkit.errors import ConfigError
 
 # Features that change numerics or speed, by slimkit's names.
@@ -142,8 +143,6 @@ def detect() -> Target:
     proc = _proc_cpuinfo()
     vendor, model, feats = proc.get("vendor", ""), proc.get("model", ""), proc.get("flags", set())
     if arch in ("x86_64", "amd64"):
-        from slimkit import _cpuid
-
         info = _cpuid.x86_info()
         if info is not None:  # CPUID: what the runtimes' dispatchers see
             vendor, model, feats = info

@@ -1,4 +1,29 @@
-from slimkit.bench.machine import environment, machine_line
-from slimkit.bench.measure import BenchResult, Candidate, benchmark
+"""The benchmark verb: candidates timed side by side (the measurement core is
+slimkit.latency.measure), every runtime and precision tried where asked (choose.py), the
+anchors (anchors.py), where the time goes per layer (profile.py) and ratio tables (tables.py).
+"""
+
+from slimkit.bench.choose import expand, pick
+from slimkit.latency.machine import environment, machine_line
+from slimkit.latency.measure import BenchResult, Candidate, as_candidates, measure
+
+
+def benchmark(candidates, example_inputs, *, rounds: int = 10, runs_per_round: int = 3,
+              warmup: int = 3, threads: int = 2, choose: bool = False) -> BenchResult:
+    """`candidates`: {name: nn.Module | .onnx path} or a list of Candidate (to pick the
+    runtime). Every candidate gets the same inputs; ratios are against the first.
+    choose=True: each model file is tried on every runtime and precision available here
+    (ONNX Runtime, OpenVINO, OpenVINO bf16 on CPUs with bf16 units — choose.py), and
+    `choice` names the fastest whose outputs match its reference, and why; runtimes that are
+    not installed are skipped and named in `skipped`."""
+    cands, skipped = as_candidates(candidates), []
+    if choose:
+        cands, skipped = expand(cands)
+    res = measure(cands, example_inputs, rounds=rounds, runs_per_round=runs_per_round,
+                  warmup=warmup, threads=threads, skipped=skipped)
+    if choose:
+        res.choice = pick(res, cands)
+    return res
+
 
 __all__ = ["BenchResult", "Candidate", "benchmark", "environment", "machine_line"]

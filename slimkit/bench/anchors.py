@@ -7,6 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from slimkit.batch import as_args, inputs_of
+from slimkit.deploy import export
 
 
 def ort_quantize_static(model: nn.Module, example, calib: list, out_dir: Path) -> Path:
@@ -20,7 +21,6 @@ def ort_quantize_static(model: nn.Module, example, calib: list, out_dir: Path) -
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from slimkit.deploy import export
 
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32, pre, out = out_dir / "anchor_fp32.onnx", out_dir / "anchor_pre.onnx", \

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from slimkit.bench.measure import Candidate
+from slimkit.deploy.emulate import int8_weights
+from slimkit.deploy.runtimes import installed
+from slimkit.latency.machine import machine_line
+from slimkit.latency.measure import Candidate, agreement
+from slimkit.target import detect
 
 COSINE_FLOOR = 0.999
 TOP1_FLOOR = 0.99
@@ -24,19 +26,7 @@ BF16_FEATURES = frozenset({"amx_bf16", "avx512_bf16"})
 SPARSE_RATE = 0.5  # OpenVINO decompresses int8 FC weights with at least this share of zeros
 
 
-def installed(runtime: str) -> bool:
-    if runtime in ("torch", "ort"):
-        return True
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def has_bf16() -> bool:
-    from slimkit.target import detect
-
     return bool(BF16_FEATURES & detect().features)
 
 
@@ -80,7 +70,6 @@ def sparse_variant(path: Path) -> dict | None:
         return None
     import onnx
 
-    from slimkit.deploy.emulate import int8_weights
 
     zeros = [float((rows == 0).mean()) for _, op, rows in
              int8_weights(onnx.load(str(path))) if op in ("Gemm", "MatMul")]
@@ -95,15 +84,6 @@ def has_property(name: str) -> bool:
     except ImportError:
         return False
     return name in ov.Core().get_property("CPU", "SUPPORTED_PROPERTIES")
-
-
-def agreement(ref: np.ndarray, out: np.ndarray) -> dict:
-    """Mean per-sample cosine of `out` vs `ref`, and top-1 agreement for (N, classes)."""
-    r, o = ref.reshape(ref.shape[0], -1), out.reshape(out.shape[0], -1)
-    cos = (r * o).sum(1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1) + 1e-30)
-    top1 = float((r.argmax(1) == o.argmax(1)).mean()) if ref.ndim == 2 and r.shape[1] > 1 \
-        else None
-    return {"cosine": float(cos.mean()), "top1": top1}
 
 
 def acceptable(fid: dict | None) -> bool:
@@ -128,8 +108,6 @@ def pick(res, cands: list[Candidate]) -> dict[str, dict]:
 
 
 def _choice(res, cands: list[Candidate], ref: int, members: list[int]) -> dict:
-    from slimkit.bench.machine import machine_line
-
     rows = [res.rows[i] for i in members]
     ok = [r for r in rows if acceptable(r.fidelity)]
     best = min(ok, key=lambda r: r.median_ms)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slimkit.deploy.runtimes import openvino_config
 from slimkit.errors import check_choice
 
 PROFILED = ("ort", "openvino")
@@ -191,7 +192,6 @@ def _openvino(path: Path, xs: tuple, threads: int, runs: int, precision: str,
               config: dict) -> list[NodeTime]:
     import openvino as ov
 
-    from slimkit.deploy.runtimes import openvino_config
 
     core = ov.Core()
     cfg = {**openvino_config(threads, precision), **config, "PERF_COUNT": True}

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 
+from slimkit.latency.machine import machine_line
+
 
 def each_table_in_own_process(script: str, tables: Iterable[tuple[str, int]],
                               forward: Sequence[str] = ()) -> None:
@@ -20,8 +22,6 @@ def each_table_in_own_process(script: str, tables: Iterable[tuple[str, int]],
 def print_vs_fastest_anchor(res, names: Sequence[str], n_anchors: int, title: str) -> dict:
     """Print `title`, then each candidate's median and its speed relative to the fastest of the
     first `n_anchors` rows of `res` (higher is faster); → {name: ratio}."""
-    from slimkit.bench.machine import machine_line
-
     rows = {r.name: r for r in res.rows}
     best = min(res.rows[:n_anchors], key=lambda r: r.median_ms)
     print(f"\n## {title}\n{machine_line()}")

@@ -23,27 +23,26 @@ class Tokenized(Dataset):
         return {"input_ids": self.ids[i], "attention_mask": self.mask[i]}
 
 
-def text_lines(spec, model_dir: str | None, seed: int = 0) -> tuple[Tokenized, Tokenized]:
-    if isinstance(spec, str):
-        from slimkit.pipeline.recipe import TextLinesData
-
-        spec = TextLinesData(path=spec)
-    lines = _read(Path(spec.path), "path")
-    tok = _tokenizer(spec.tokenizer or model_dir)
-    if spec.val_path is not None:
-        train, val = lines, _read(Path(spec.val_path), "val_path")
+def text_lines(path, tokenizer, max_length: int = 128, val_fraction: float = 0.25,
+               val_path=None, seed: int = 0) -> tuple[Tokenized, Tokenized]:
+    """(train, val) sentences of `path`, one per line, tokenized by `tokenizer` (a model
+    directory, or a tokenizer object); held out: `val_path`, or a seeded split."""
+    lines = _read(Path(path), "path")
+    tok = _tokenizer(tokenizer)
+    if val_path is not None:
+        train, val = lines, _read(Path(val_path), "val_path")
     else:
         if len(lines) < 2:
-            raise ConfigError(f"data.text_lines: {spec.path} holds {len(lines)} sentence(s); "
+            raise ConfigError(f"data.text_lines: {path} holds {len(lines)} sentence(s); "
                               "the pipeline needs some to train and some to evaluate")
         order = np.random.default_rng(seed).permutation(len(lines))
-        n_val = max(1, int(round(spec.val_fraction * len(lines))))
+        n_val = max(1, int(round(val_fraction * len(lines))))
         val = [lines[i] for i in order[:n_val]]
         train = [lines[i] for i in order[n_val:]]
 
     def enc(texts):
         return Tokenized(tok(texts, padding="max_length", truncation=True,
-                             max_length=spec.max_length, return_tensors="pt"))
+                             max_length=max_length, return_tensors="pt"))
     return enc(train), enc(val)
 
 
@@ -56,15 +55,13 @@ def _read(path: Path, field: str) -> list[str]:
     return lines
 
 
-def _tokenizer(where: str | None):
+def _tokenizer(where):
     if where is None:
         raise ConfigError("data.text_lines needs a tokenizer: give data.text_lines.tokenizer "
                           "(a model directory, or pkg.mod:fn returning one) or a model.hf "
                           "directory")
-    if ":" in where and not Path(where).exists():
-        from slimkit.pipeline.sources import import_object
-
-        where = import_object(where, "data.text_lines.tokenizer")()
-    from transformers import AutoTokenizer
+    if not isinstance(where, str | Path):
+        return where  # a tokenizer object already
+    from transformers import AutoTokenizer  # optional and heavy: only for text data
 
     return AutoTokenizer.from_pretrained(where)

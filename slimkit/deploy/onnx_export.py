@@ -11,11 +11,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.atomic import write_atomic
 from slimkit.batch import as_args
+from slimkit.deploy.attention_graph import drop_nan_guards
+from slimkit.deploy.emulate import saturation_report
 from slimkit.deploy.fast_decompose import skip_needless_decomposition
 from slimkit.deploy.lowering import ExportError, lower
+from slimkit.deploy.onnx_qdq import insert_qdq
 from slimkit.deploy.ops import translation_table
-from slimkit.io.atomic import write_atomic
+from slimkit.deploy.qdq_place import place
 from slimkit.target import Target, resolve_target
 
 DEFAULT_OPSET = 20
@@ -26,10 +30,6 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
     """The ONNX ModelProto of `model` (QDQ where slimkit quantized it, placed the way
     `runtime` fuses best: deploy/qdq_place.py)."""
     import onnx
-
-    from slimkit.deploy.attention_graph import drop_nan_guards
-    from slimkit.deploy.onnx_qdq import insert_qdq
-    from slimkit.deploy.qdq_place import place
 
     float_model, layers = lower(model)
     args = as_args(example_inputs)
@@ -89,8 +89,6 @@ class SaturationWarning(UserWarning):
 
 def warn_if_saturates(proto, target: Target, stacklevel: int = 2) -> list[str]:
     """Names of the weights whose products saturate on `target` (warned about), or []."""
-    from slimkit.deploy.emulate import saturation_report
-
     if not target.u8s8_pairs_saturate:
         return []
     bad = [s for s in saturation_report(proto) if s.saturates]

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from slimkit.batch import as_args, call, inputs_of
+from slimkit.deploy.emulate import saturation_report
 from slimkit.deploy.runtimes import session
+from slimkit.quant.flows import quant_layers
 from slimkit.target import Target, resolve_target
 from slimkit.task import Task
 
@@ -94,8 +96,6 @@ def check_parity(model: nn.Module, onnx_path, inputs, runtime: str = "ort",
 
 def likely_cause(onnx_path, runtime: str, target: Target, par: Parity | None = None) -> str:
     """The most probable reason a runtime disagrees with the simulation on this machine."""
-    from slimkit.deploy.emulate import saturation_report
-
     if target.u8s8_pairs_saturate:
         bad = [s.weight for s in saturation_report(onnx_path) if s.saturates]
         if bad:
@@ -115,8 +115,6 @@ def likely_cause(onnx_path, runtime: str, target: Target, par: Parity | None = N
 
 
 def _default_step(model: nn.Module, ref: np.ndarray) -> float:
-    from slimkit.quant.flows import quant_layers
-
     layers = quant_layers(model)
     if layers and layers[-1].output_quantizer is not None:
         return float(layers[-1].output_quantizer.scale.max())

@@ -24,6 +24,8 @@ from collections.abc import Callable
 import onnx
 from onnx import helper
 
+from slimkit.errors import check_choice
+
 Pass = Callable[[onnx.ModelProto], int]  # rewrites in place, returns how many sites changed
 PASSES: dict[str, Pass] = {}
 
@@ -80,8 +82,6 @@ PLACEMENTS: dict[str, tuple[str, ...]] = {
 
 def place(model: onnx.ModelProto, runtime: str = "any") -> dict[str, int]:
     """Apply the runtime's passes to a QDQ model in place; {pass: sites changed}."""
-    from slimkit.errors import check_choice
-
     check_choice("export runtime", runtime, tuple(PLACEMENTS))
     return {name: PASSES[name](model) for name in PLACEMENTS[runtime]}
 

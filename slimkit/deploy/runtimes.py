@@ -76,6 +76,17 @@ class OrtSession:
         return self.session.run(None, feeds)[0]
 
 
+def installed(runtime: str) -> bool:
+    """torch and ONNX Runtime always are; OpenVINO is an optional extra."""
+    if runtime in ("torch", "ort"):
+        return True
+    try:
+        import openvino  # noqa: F401 — optional and heavy: probed, not imported at load
+    except ImportError:
+        return False
+    return True
+
+
 def openvino_config(threads: int = 2, precision: str = "f32") -> dict:
     """The CPU plugin settings every slimkit OpenVINO session uses: one stream, the LATENCY
     hint (the anchors' best, ANCHORS.md), `threads` threads, float ops in `precision`."""

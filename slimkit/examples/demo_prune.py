@@ -10,7 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from slimkit.bench import benchmark
 from slimkit.data.digits import digits_tensors
+from slimkit.deploy.layout import optimize_eager
 from slimkit.pruning import PruneConfig, prune
 from slimkit.train import TrainConfig, Trainer, evaluate
 
@@ -36,9 +38,6 @@ class PruneDemo:
 
 
 def run_prune(fp32: nn.Module, progress: bool = False) -> PruneDemo:
-    from slimkit.bench import benchmark
-    from slimkit.deploy.layout import optimize_eager
-
     train, test = digits_tensors()
     x = torch.stack([test[i][0] for i in range(256)])  # (256, 1, 8, 8)
     small, report = prune(fp32, PruneConfig(ratio=RATIO), x[:1])

@@ -12,10 +12,12 @@ import argparse
 from importlib.resources import files
 from pathlib import Path
 
+from slimkit.data.text import text_splits
+from slimkit.pipeline import compress
+from slimkit.pipeline.summary import summary
+
 
 def write_sentences(directory: Path, n_train: int, n_val: int) -> None:
-    from slimkit.data.text import text_splits
-
     splits = text_splits(("stdlib",))
     if len(splits.calibration) < n_train or len(splits.evaluation) < n_val:
         raise SystemExit(f"the corpus holds {len(splits.calibration)} / "
@@ -30,9 +32,6 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=512)
     ap.add_argument("--val", type=int, default=256)
     a = ap.parse_args()
-    from slimkit.pipeline import compress
-    from slimkit.pipeline.summary import summary
-
     workdir = a.out.parent
     workdir.mkdir(parents=True, exist_ok=True)
     write_sentences(workdir, a.train, a.val)

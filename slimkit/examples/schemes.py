@@ -17,10 +17,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.atomic import atomic_path
+from slimkit.bench import benchmark
 from slimkit.data import load_digits
 from slimkit.data.digits import digits_tensors
+from slimkit.deploy import check_parity, export
+from slimkit.examples.demo_distill import format_distill, run_distill
+from slimkit.examples.demo_prune import format_prune, run_prune
 from slimkit.graph.modules import state_bytes
-from slimkit.io.atomic import atomic_path
+from slimkit.latency.machine import machine_line
 from slimkit.models import DigitsCNN
 from slimkit.quant import MSE, MinMax, QuantConfig, convert, prepare_qat, quantize, sqnr
 from slimkit.quant.inspect import weight_sqnr
@@ -103,18 +108,12 @@ def run_demo(cache_dir: Path = Path(".slimkit"), progress: bool = True) -> Demo:
                              progress=progress), digits_tensors()[0]).fit()
     q = convert(qat)
     rows.append(_row("w4a8 QAT", q, test, ref_logits, labels, rows[0], time.perf_counter() - t))
-    from slimkit.examples.demo_distill import run_distill
-    from slimkit.examples.demo_prune import run_prune
-
     return Demo(rows, *_deploy(fp32, w8a8, test, cache_dir), run_distill(fp32),
                 run_prune(fp32))
 
 
 def _deploy(fp32: nn.Module, int8: nn.Module, test, cache_dir: Path):
     """Export float and int8 to ONNX, check parity on the test set, time all three."""
-    from slimkit.bench import benchmark
-    from slimkit.deploy import check_parity, export
-
     cache_dir.mkdir(parents=True, exist_ok=True)
     x = next(iter(test))[0]  # (256, 1, 8, 8)
     f_path = export(fp32, x, cache_dir / "digits_fp32.onnx")
@@ -170,10 +169,6 @@ def demo_to_json(demo: Demo) -> str:
 
 def main() -> None:
     import argparse
-
-    from slimkit.bench.machine import machine_line
-    from slimkit.examples.demo_distill import format_distill
-    from slimkit.examples.demo_prune import format_prune
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--cache-dir", type=Path, default=Path(".slimkit"))

@@ -21,6 +21,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from slimkit.data.digits import digits_tensors
+from slimkit.data.text import text_splits
+from slimkit.metrics import mae
+from slimkit.models.hf import minilm_path
 
 
 # ---- regression ---------------------------------------------------------------------------
@@ -60,8 +63,6 @@ def absolute_error(outputs: torch.Tensor, batch) -> torch.Tensor:
 
 def mean_absolute_error(model: nn.Module, loader) -> float:
     """A metric of the user's own: fn(model, loader) -> float (here lower is better)."""
-    from slimkit.metrics import mae
-
     return mae(model, loader)
 
 
@@ -205,9 +206,6 @@ def token_tag_loaders(max_length: int = 32, sentences: int = 3000,
     """Docstring sentences (slimkit.data.text) tokenized by all-MiniLM-L6-v2's WordPiece
     tokenizer; padding and [CLS] / [SEP] positions are -100 (ignored)."""
     import os
-
-    from slimkit.data.text import text_splits
-    from slimkit.models.hf import minilm_path
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer

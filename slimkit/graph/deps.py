@@ -5,7 +5,7 @@
         print(g.details())              # conv1.weight[0] · bn1.weight[0] · conv2.weight[1] …
 
 torch.export gives the ATen ops the model really runs (not autograd node names); each op's
-rule in `rules.RULES` couples dims into shared spaces (`spaces.Spaces`). What no rule covers
+rule in `registry.RULES` couples dims into shared spaces (`spaces.Spaces`). What no rule covers
 raises `DependencyError` naming the op and module — or, with `unknown="freeze"`, keeps every
 channel it touches. Leaves that end up unfrozen are the groups pruning may cut.
 """
@@ -21,7 +21,7 @@ from torch import nn
 
 from slimkit.batch import as_args
 from slimkit.errors import SlimkitError, check_choice
-from slimkit.graph import rules, rules_layers
+from slimkit.graph import registry, rules, rules_layers
 from slimkit.graph.modules import tensor_names
 from slimkit.graph.spaces import Spaces
 
@@ -210,7 +210,7 @@ class DependencyGraph:
         packet = packet or getattr(target, "__name__", str(target))
         if packet in rules.IGNORED:
             return None
-        rule = rules.RULES.get(packet.rstrip("_")) or rules.RULES.get(packet)
+        rule = registry.RULES.get(packet.rstrip("_")) or registry.RULES.get(packet)
         if rule is None:
             return ctx.unknown(node)
         out = rule(ctx, node)
@@ -222,7 +222,7 @@ class DependencyGraph:
         if not isinstance(out, list):
             return
         transposed = packet.startswith("conv_transpose") or (
-            packet == "convolution" and rules.arg(node, 6, "transposed"))
+            packet == "convolution" and registry.arg(node, 6, "transposed"))
         if transposed:  # every input position × (C_out / groups) × kernel taps
             x, w = ctx.dims(node.args[0]), ctx.dims(node.args[1])
             self.cost_terms.append((_module_of(node), packet, list(x) + list(w[1:])))

@@ -9,30 +9,11 @@ no rule is the caller's problem: DependencyGraph raises naming it, or freezes ar
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
-RULES: dict[str, Callable] = {}
-
-
-def rule(*names: str):
-    def register(fn):
-        for n in names:
-            RULES[n] = fn
-        return fn
-    return register
-
-
-def shape(node) -> list[int]:
-    return [int(s) for s in node.meta["val"].shape]
-
-
-def arg(node, i: int, name: str, default=None):
-    if len(node.args) > i:
-        return node.args[i]
-    return node.kwargs.get(name, default)
-
+from slimkit.graph.registry import arg, rule, shape
+from slimkit.graph.rules_layers import conv_transposed
 
 # ---- shape-preserving and broadcasting -----------------------------------------------------------
 ELEMENTWISE = [
@@ -71,8 +52,6 @@ def broadcast(ctx, node):
 def conv(ctx, node):
     x, w = ctx.dims(node.args[0]), ctx.dims(node.args[1])
     if node.target.__name__.startswith("convolution") and arg(node, 6, "transposed"):
-        from slimkit.graph.rules_layers import conv_transposed  # registered there
-
         return conv_transposed(ctx, node, int(arg(node, 8, "groups", 1)))
     b = arg(node, 2, "bias")
     groups = int(arg(node, 8 if node.target.__name__.startswith("convolution") else 6,

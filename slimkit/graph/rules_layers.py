@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from slimkit.graph.rules import arg, rule, shape
+from slimkit.graph.registry import arg, rule, shape
 
 
 @rule("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")

@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from slimkit.io.atomic import write_atomic
+from slimkit.atomic import write_atomic
 from slimkit.pipeline.context import Context, own_budget
 from slimkit.pipeline.execute import advance, plain, run_or_load, stage_dir
 from slimkit.pipeline.recipe import Recipe

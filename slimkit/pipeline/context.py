@@ -14,12 +14,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimkit.atomic import write_atomic
 from slimkit.batch import as_args, take
+from slimkit.deploy import export, session
+from slimkit.deploy.onnx_export import DEFAULT_OPSET
+from slimkit.distill import Distiller
+from slimkit.graph.deps import DependencyError, DependencyGraph
 from slimkit.graph.modules import state_bytes
-from slimkit.pipeline.recipe import Recipe
+from slimkit.pipeline.recipe import Recipe, RecipeError
 from slimkit.pipeline.sources import Data, RunMetric
+from slimkit.progress import note
 from slimkit.quant.modules import QuantLayer
 from slimkit.task import Task
+from slimkit.train import TrainConfig, Trainer
 from slimkit.train.guard import describe_loss
 
 log = logging.getLogger("slimkit.pipeline")
@@ -127,8 +134,6 @@ class Context:
 
     def say(self, message: str) -> None:
         """A loud note: logged, printed, and kept in the stage's result for the report."""
-        from slimkit.progress import note
-
         log.info("stage %d: %s", self.index, message)
         note(f"stage {self.index}: {message}")
         self.notes.append(message)
@@ -179,8 +184,6 @@ class Context:
             self._macs[structure_key(model)] = macs
 
     def _graph_macs(self, model: nn.Module) -> int | None:
-        from slimkit.graph.deps import DependencyError, DependencyGraph
-
         try:
             return DependencyGraph.build(model, example_args(self.data.example, 1),
                                          "freeze").macs()
@@ -190,10 +193,6 @@ class Context:
     def onnx(self, model: nn.Module, path: Path, opset: int | None = None) -> Path:
         """`model` exported to `path` (dynamic batch) — once per model in a run: the latency
         probe, the export stage and the final artifact share one export (≈ 1 s each)."""
-        from slimkit.deploy import export
-        from slimkit.deploy.onnx_export import DEFAULT_OPSET
-        from slimkit.io.atomic import write_atomic
-
         opset = opset or DEFAULT_OPSET
         fp = _fingerprint(model)
         hit = self._onnx.get(id(model))
@@ -211,7 +210,6 @@ class Context:
         runtime session is timed as it is; a structure probed before is not probed again."""
         import tempfile
 
-        from slimkit.deploy import session
 
         xs = tuple(t.numpy() for t in example_args(self.data.example))
         if isinstance(model, RuntimeModule):
@@ -233,8 +231,6 @@ class Context:
     def train(self, model: nn.Module, spec, tag: str, loss_fn=None, extra=()) -> nn.Module:
         """Fine-tune `model` in place with the Trainer, checkpointing into the stage directory
         so a killed run resumes bit-identically (same seed, same data order)."""
-        from slimkit.train import TrainConfig, Trainer
-
         cfg = TrainConfig(epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
                           seed=self.recipe.seed + self.index, checkpoint_dir=self.dir / tag,
                           checkpoint_seconds=5, progress=self.progress is not False,
@@ -251,8 +247,6 @@ class Context:
     def recovery_loss(self, kd: bool, temperature: float = 4.0, alpha: float = 0.9):
         """The loss a stage trains with: the task's own (None: the Trainer builds it), or
         distillation from the original — asked for, or the only signal (unlabelled data)."""
-        from slimkit.distill import Distiller
-
         if kd or not self.task.labeled or not self.data.labeled:
             return Distiller(self.original, temperature, alpha if self.data.labeled else 1.0,
                              task=self.task)
@@ -284,8 +278,6 @@ def unchanged(ctx: Context, before: nn.Module, after: nn.Module, what: str) -> N
     a, b = before.state_dict(), after.state_dict()
     if a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k])
                                     for k in a):
-        from slimkit.pipeline.recipe import RecipeError
-
         raise RecipeError(f"stages[{ctx.index}].{what}: training changed no weight of the "
                           "model — nothing was learnt (a frozen model, or a learning rate "
                           "of 0?)")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-import slimkit as sk
+from slimkit.artifact import load, save
+from slimkit.atomic import write_atomic
 from slimkit.graph.modules import state_bytes
-from slimkit.io.atomic import write_atomic
 from slimkit.pipeline.context import Context, StageResult, count_params
 from slimkit.pipeline.recipe import Recipe
-from slimkit.pipeline.stages import STAGES
+from slimkit.pipeline.registry import STAGES
 
 log = logging.getLogger("slimkit.pipeline")
 
@@ -39,7 +39,7 @@ def run_or_load(ctx: Context, out: Path, recipe: Recipe, i: int, stage: tuple, m
     else:
         log.info("stage %d (%s): finished earlier, loaded", i, kind)
         if STAGES[kind].changes_model and not done["skipped"]:
-            model = sk.load(sd / "model")
+            model = load(sd / "model")
     advance(ctx, kind, done, model, i)
     return model, done, stale
 
@@ -61,7 +61,7 @@ def _run_stage(ctx: Context, i: int, kind: str, cfg, model, sd: Path, key: str,
     done = _result(ctx, i, kind, cfg, res, key, time.perf_counter() - t0)
     done.update(extra or {})
     if STAGES[kind].changes_model and not res.skipped:
-        sk.save(res.model, sd / "model")
+        save(res.model, sd / "model")
         done["artifact_bytes"] = size(sd / "model")
     write_atomic(sd / "result.json", json.dumps(done, indent=1, default=plain))
     for ckpt in sd.glob("ckpt-*"):  # the stage is done: its training checkpoints are spent

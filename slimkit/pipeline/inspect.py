@@ -7,26 +7,25 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.artifact import load
+from slimkit.graph.deps import DependencyError, DependencyGraph
 from slimkit.pipeline.context import count_params
-from slimkit.pipeline.recipe import RecipeError
+from slimkit.pipeline.recipe import ModelSpec, RecipeError
+from slimkit.pipeline.runner import prepare
+from slimkit.pipeline.sources import build_model
+from slimkit.quant.modules import QUANT_MODULES
+from slimkit.record import describe
 
 
 def _build(spec: str, shape: str | None) -> tuple[nn.Module, torch.Tensor | None]:
     p = Path(spec)
     if p.is_dir() and (p / "manifest.json").is_file():
-        import slimkit as sk
-
-        model = sk.load(p)
+        model = load(p)
     elif p.suffix in (".yaml", ".yml") and p.is_file():
-        from slimkit.pipeline.runner import prepare
-
         ctx = prepare(p, progress=False).ctx
         return ctx.original, ctx.data.example[:1] if isinstance(
             ctx.data.example, torch.Tensor) else None
     else:
-        from slimkit.pipeline.recipe import ModelSpec
-        from slimkit.pipeline.sources import build_model
-
         tv = spec.partition(":")[2] if spec.startswith("torchvision:") else None
         model = build_model(ModelSpec(torchvision=tv) if tv else ModelSpec(factory=spec))
     x = None
@@ -39,10 +38,6 @@ def _build(spec: str, shape: str | None) -> tuple[nn.Module, torch.Tensor | None
 
 
 def inspect_model(spec: str, shape: str | None = None) -> str:
-    import slimkit as sk
-    from slimkit.graph.deps import DependencyError, DependencyGraph
-    from slimkit.quant.modules import QUANT_MODULES
-
     model, x = _build(spec, shape)
     lines = [f"{type(model).__name__}: {count_params(model):,} params"]
     quantizable = [(n, type(m).__name__) for n, m in model.named_modules()
@@ -51,7 +46,7 @@ def inspect_model(spec: str, shape: str | None = None) -> str:
         f"{n} ({t})" for n, t in quantizable[:40]) + (" …" if len(quantizable) > 40 else ""))
     if x is None:
         lines.append("MACs and prunable groups: pass --shape (the per-sample input shape)")
-        return "\n".join(lines + [sk.describe(model)])
+        return "\n".join(lines + [describe(model)])
     try:
         g = DependencyGraph.build(model, x, "freeze")
     except DependencyError as e:
@@ -65,5 +60,5 @@ def inspect_model(spec: str, shape: str | None = None) -> str:
         lines.append(f"  {grp.size:>5} channels{' (heads)' if grp.is_head else ''}: {owners}")
     if g.frozen_ops:
         lines.append("kept whole around ops without rules: " + "; ".join(g.frozen_ops[:10]))
-    lines.append(sk.describe(model))
+    lines.append(describe(model))
     return "\n".join(lines)

@@ -5,7 +5,7 @@
     DIR/stages/NN-kind/          key, checkpoints of its training, model/ (an artifact),
                                  result.json (written last: the stage is done)
     DIR/export/                  model.onnx, openvino/model.xml
-    DIR/model/                   the final artifact (sk.load), with model.onnx inside
+    DIR/model/                   the final artifact (load), with model.onnx inside
     DIR/report.json  report.html
 
 Resume: a stage whose key (everything it depends on: model, data, metric, budget, seed and the
@@ -25,15 +25,22 @@ from pathlib import Path
 
 import torch
 
-import slimkit as sk
-from slimkit.bench.machine import environment
-from slimkit.io.atomic import write_atomic
+from slimkit._version import __version__
+from slimkit.artifact import load, save
+from slimkit.atomic import write_atomic
+from slimkit.deploy import ExportError
+from slimkit.graph.modules import state_bytes
+from slimkit.latency.machine import environment
 from slimkit.pipeline.chain import chain_end, run_chain
 from slimkit.pipeline.context import Context, count_params
 from slimkit.pipeline.execute import plain, run_or_load, size
-from slimkit.pipeline.recipe import Recipe, RecipeError, load_recipe
+from slimkit.pipeline.load import load_recipe
+from slimkit.pipeline.recipe import Recipe, RecipeError
+from slimkit.pipeline.registry import STAGES
 from slimkit.pipeline.sources import build_data, build_metric, build_model, build_task
-from slimkit.pipeline.stages import STAGES
+from slimkit.pipeline.stage_benchmark import note_deployment
+from slimkit.report import write_html
+from slimkit.train import TrainConfig, Trainer
 
 log = logging.getLogger("slimkit.pipeline")
 RUN_FORMAT = "slimkit.run/1"
@@ -68,12 +75,10 @@ def prepare(recipe_path, progress: bool | None = None, out: Path | None = None,
 
 
 def _train_source(recipe: Recipe, model, data, task, progress, out: Path | None):
-    from slimkit.train import TrainConfig, Trainer
-
     spec = recipe.model.train
     src = None if out is None else out / "source"
     if src is not None and (src / "model" / "manifest.json").is_file():
-        return sk.load(src / "model")
+        return load(src / "model")
     cfg = TrainConfig(epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
                       optimizer=spec.optimizer, schedule=spec.schedule,
                       weight_decay=spec.weight_decay, seed=recipe.seed,
@@ -83,7 +88,7 @@ def _train_source(recipe: Recipe, model, data, task, progress, out: Path | None)
     with Trainer(model, cfg, data.train, task=task) as t:
         t.fit(resume=src is not None)
     if src is not None:
-        sk.save(model.eval(), src / "model")
+        save(model.eval(), src / "model")
     return model.eval()
 
 
@@ -126,14 +131,12 @@ def _run(setup: Setup, out: Path, recipe_path) -> dict:
                                             stale)
             results += dones
         i = end + 1
-    from slimkit.pipeline.stage_benchmark import note_deployment
 
     note_deployment(model, results)  # the fastest runtime goes into the artifact's record
     deploy_note = _save_final(model, out, ctx)
     report = _report(ctx, recipe_path, results, out, time.perf_counter() - t_run)
     report["final"]["onnx"] = deploy_note
     write_atomic(out / "report.json", json.dumps(report, indent=1, default=plain))
-    from slimkit.report import write_html
 
     write_html(report, out / "report.html")
     return report
@@ -142,15 +145,13 @@ def _run(setup: Setup, out: Path, recipe_path) -> dict:
 def _save_final(model, out: Path, ctx: Context) -> str:
     """The final artifact, with model.onnx inside when the model exports (a w4a4 or
     non-uniform model has no QDQ form: the artifact alone then, and the report says why)."""
-    from slimkit.deploy import ExportError
-
     try:
         with tempfile.TemporaryDirectory() as d:  # the export stage's file, if it made one
-            sk.save(model, out / "model", onnx_file=ctx.onnx(model, Path(d) / "model.onnx"))
+            save(model, out / "model", onnx_file=ctx.onnx(model, Path(d) / "model.onnx"))
         return "model/model.onnx"
     except ExportError as e:
         log.info("final model has no ONNX form: %s", e)
-        sk.save(model, out / "model")
+        save(model, out / "model")
         return f"none: {e}"
 
 
@@ -170,7 +171,7 @@ def _claim(out: Path, recipe: Recipe, force: bool) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(run, json.dumps({"format": RUN_FORMAT, "identity": recipe.identity(),
-                                      "slimkit": sk.__version__}))
+                                      "slimkit": __version__}))
     except OSError as e:
         raise RecipeError(f"--out {out} is not writable: {e}") from e
 
@@ -185,8 +186,6 @@ def _log_to(path: Path) -> logging.Handler:
 
 
 def _report(ctx: Context, recipe_path, results: list[dict], out: Path, seconds: float) -> dict:
-    from slimkit.graph.modules import state_bytes
-
     final = results[-1] if results else None
     return {
         "format": "slimkit.report/1", "recipe": str(recipe_path), "machine": environment(

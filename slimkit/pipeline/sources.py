@@ -15,10 +15,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from slimkit.batch import BatchError, call, check, split
+from slimkit.data.digits import digits_tensors, resized
+from slimkit.data.images import image_folder
+from slimkit.data.lines import text_lines
 from slimkit.errors import ConfigError
 from slimkit.factory import import_attr
 from slimkit.metrics import Metric, collect
-from slimkit.pipeline.recipe import DataSpec, ModelSpec, Recipe, RecipeError, TaskSpec
+from slimkit.pipeline.recipe import (
+    DataSpec,
+    ImageFolderData,
+    ModelSpec,
+    Recipe,
+    RecipeError,
+    TaskSpec,
+    TextLinesData,
+)
 from slimkit.record import record_of
 from slimkit.task import Task, infer
 
@@ -128,18 +139,17 @@ class Data:
 
 def build_data(spec: DataSpec, model_spec: ModelSpec, seed: int) -> Data:
     if spec.digits is not None:
-        from slimkit.data.digits import digits_tensors, resized
-
         d = spec.digits
         train, val = (resized(ds, d.size, d.channels) for ds in digits_tensors(d.split_seed))
     elif spec.image_folder is not None:
-        from slimkit.data.images import image_folder
-
-        train, val = image_folder(spec.image_folder, seed)
+        f = spec.image_folder
+        f = ImageFolderData(path=f) if isinstance(f, str) else f
+        train, val = image_folder(f.path, f.size, f.val_fraction, f.mean, f.std, seed)
     elif spec.text_lines is not None:
-        from slimkit.data.lines import text_lines
-
-        train, val = text_lines(spec.text_lines, model_spec.hf, seed)
+        t = spec.text_lines
+        t = TextLinesData(path=t) if isinstance(t, str) else t
+        train, val = text_lines(t.path, _tokenizer(t.tokenizer or model_spec.hf), t.max_length,
+                                t.val_fraction, t.val_path, seed)
     else:
         loaders = import_object(spec.factory, "data.factory")(**spec.kwargs)
         if not isinstance(loaders, tuple | list) or len(loaders) != 2:
@@ -164,6 +174,13 @@ def build_data(spec: DataSpec, model_spec: ModelSpec, seed: int) -> Data:
                           "carry a") + " target and the validation batches " +
                           ("do" if target is None else "do not") + "; give both sets alike")
     return Data(train, val_loader, calib, example, target is not None, spec.batch_size)
+
+
+def _tokenizer(where: str | None):
+    """A model directory as it is; 'pkg.mod:fn' (not a path) → the tokenizer fn returns."""
+    if where is not None and ":" in where and not Path(where).exists():
+        return import_object(where, "data.text_lines.tokenizer")()
+    return where
 
 
 # ---- task -----------------------------------------------------------------------------------

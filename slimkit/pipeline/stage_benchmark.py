@@ -21,11 +21,17 @@ from pydantic import Field
 from torch import nn
 
 from slimkit.batch import as_args
-from slimkit.bench.choose import installed
+from slimkit.bench import Candidate, anchors, benchmark
+from slimkit.bench.choose import expand, pick
+from slimkit.bench.profile import by_layer, profile_nodes
+from slimkit.deploy import export
+from slimkit.deploy.layout import optimize_eager
+from slimkit.deploy.runtimes import installed
+from slimkit.latency.machine import machine_line
 from slimkit.pipeline.context import Context, StageResult, example_args
 from slimkit.pipeline.recipe import Strict
-from slimkit.pipeline.stage_deploy import is_quantized
-from slimkit.pipeline.stages import planner, stage
+from slimkit.pipeline.registry import planner, stage
+from slimkit.quant.flows import is_quantized
 from slimkit.record import record_of
 
 
@@ -43,10 +49,6 @@ class BenchmarkStage(Strict):
 
 @stage("benchmark", BenchmarkStage, changes_model=False)
 def run_benchmark(ctx: Context, model: nn.Module, cfg: BenchmarkStage) -> StageResult:
-    from slimkit.bench import benchmark
-    from slimkit.bench.choose import pick
-    from slimkit.bench.machine import machine_line
-
     out = ctx.run_dir / "benchmark"
     out.mkdir(parents=True, exist_ok=True)
     kept = ctx.kept if cfg.models == "all" else ctx.kept[-1:]
@@ -95,11 +97,6 @@ def _fastest(choice: dict[str, dict], final: str) -> dict:
 
 def _candidates(ctx: Context, kept, cfg: BenchmarkStage, out: Path):
     """(candidates, (model label, runtime) per candidate, label → exported file, skipped)."""
-    from slimkit.bench import Candidate, anchors
-    from slimkit.bench.choose import expand
-    from slimkit.deploy import export
-    from slimkit.deploy.layout import optimize_eager
-
     cands, owners, files, skipped = [], [], {}, []
     file_rts = tuple(r for r in cfg.runtimes if r != "torch")
     for i, (label, m) in enumerate(kept):
@@ -142,8 +139,6 @@ def _layer_view(before: Path, after: Path, best: dict, x, threads: int, top: int
     """Each layer's time in the original and the final model, on the final model's fastest
     runtime (ONNX Runtime when that is torch eager): the `top` slowest of the original, and
     every layer of the final model slower than the slowest of those."""
-    from slimkit.bench.profile import by_layer, profile_nodes
-
     rt = best["runtime"] if best["runtime"] in ("ort", "openvino") else "ort"
     prec = best.get("precision", "f32")
     cfg = best.get("config") or None

@@ -12,15 +12,12 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from slimkit.bench.choose import installed
+from slimkit.deploy import check_parity, session
+from slimkit.deploy.runtimes import installed
 from slimkit.pipeline.context import Context, RuntimeModule, StageResult
 from slimkit.pipeline.recipe import Strict
-from slimkit.pipeline.stages import planner, stage
-from slimkit.quant.modules import QuantLayer
-
-
-def is_quantized(model: nn.Module) -> bool:
-    return any(isinstance(m, QuantLayer) for m in model.modules())
+from slimkit.pipeline.registry import planner, stage
+from slimkit.quant.flows import is_quantized
 
 
 class ExportStage(Strict):
@@ -32,8 +29,6 @@ class ExportStage(Strict):
 
 @stage("export", ExportStage, changes_model=False)
 def run_export(ctx: Context, model: nn.Module, cfg: ExportStage) -> StageResult:
-    from slimkit.deploy import check_parity, session
-
     out = ctx.run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = ctx.onnx(model, out / "model.onnx", cfg.opset)

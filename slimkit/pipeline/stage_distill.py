@@ -20,7 +20,7 @@ from torch import nn
 from slimkit.distill import Distiller
 from slimkit.pipeline.context import Context, StageResult, unchanged
 from slimkit.pipeline.recipe import Strict
-from slimkit.pipeline.stages import planner, stage
+from slimkit.pipeline.registry import planner, stage
 
 
 class DistillStage(Strict):

@@ -13,10 +13,14 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-import slimkit as sk
+from slimkit.deploy import export
+from slimkit.errors import ConfigError
 from slimkit.pipeline.context import Context, StageResult, example_args
 from slimkit.pipeline.recipe import RecipeError, Strict
-from slimkit.pipeline.stages import planner, stage
+from slimkit.pipeline.registry import planner, stage
+from slimkit.quant import QuantConfig, quantize
+from slimkit.quant.mixed_precision import SizeCost, auto_config, default_schemes, sensitivity
+from slimkit.quant.mixed_precision.latency_cost import LatencyCost
 
 SCHEME_NAMES = ("float", "int8", "w4a8", "w4")
 
@@ -35,11 +39,8 @@ class MixedPrecisionStage(Strict):
 
 def _cost(cfg: MixedPrecisionStage, ctx: Context, model: nn.Module):
     """Bytes, or ms of each layer's kernel on `cfg.runtime` (the per-machine table)."""
-    from slimkit.quant.mixed_precision import SizeCost
-
     if cfg.cost == "size":
         return SizeCost(model)
-    from slimkit.bench.latency_cost import LatencyCost
 
     extra = sorted(set(cfg.schemes) - {"float", "int8"})
     if extra:
@@ -49,14 +50,12 @@ def _cost(cfg: MixedPrecisionStage, ctx: Context, model: nn.Module):
     try:
         return LatencyCost.for_model(model, example_args(ctx.data.example, 1), cfg.runtime,
                                      threads=ctx.recipe.threads)
-    except sk.ConfigError as e:
+    except ConfigError as e:
         raise RecipeError(f"stages[{ctx.index}].mixed_precision.cost=latency: {e}") from e
 
 
 @stage("mixed_precision", MixedPrecisionStage)
 def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> StageResult:
-    from slimkit.quant.mixed_precision import auto_config, default_schemes, sensitivity
-
     t0 = time.perf_counter()
     schemes = {k: default_schemes()[k] for k in cfg.schemes}
     cost = _cost(cfg, ctx, model)  # first: a cost it cannot measure fails before the work
@@ -73,12 +72,12 @@ def run_mixed(ctx: Context, model: nn.Module, cfg: MixedPrecisionStage) -> Stage
         try:
             qc, result = auto_config(model, ctx.data.calib, budget * float_cost,
                                      schemes=schemes, cost=cost, measure=cfg.measure,
-                                     table=table, base=sk.QuantConfig.w8a8())
-        except sk.ConfigError as e:
+                                     table=table, base=QuantConfig.w8a8())
+        except ConfigError as e:
             raise RecipeError(f"stages[{ctx.index}].mixed_precision: {e}") from e
         if all(s == "float" for s in result.chosen.assignment(table.layers).values()):
             return _all_float(ctx, model, cfg, result, cost, info)
-        q = sk.quantize(model, qc, calib=ctx.data.calib, progress=False, target=cfg.target)
+        q = quantize(model, qc, calib=ctx.data.calib, progress=False, target=cfg.target)
         a = ctx.measure(q, f"{cfg.cost} ≤ {budget:.0%} of float", cfg, t0,
                         note=_mix(result.chosen.assignment(table.layers)))
         attempts.append(a)
@@ -127,7 +126,7 @@ def _check_latency(ctx: Context, q: nn.Module, cost, result, runtime: str) -> di
     """The chosen point measured end to end at batch 1 against the cost's estimate."""
     x = example_args(ctx.data.example, 1)
     x = x if len(x) > 1 else x[0]
-    path = sk.export(q, x, ctx.dir / "latency-check.onnx", runtime=runtime)
+    path = export(q, x, ctx.dir / "latency-check.onnx", runtime=runtime)
     n_int8 = sum(v == "int8" for v in result.chosen.assignment(result.layers).values())
     return cost.check(path, x, result.chosen.cost, n_int8, runtime, threads=ctx.recipe.threads)
 

@@ -19,12 +19,13 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-import slimkit as sk
 from slimkit.batch import call_model
 from slimkit.graph.deps import DependencyError
 from slimkit.pipeline.context import Attempt, Context, StageResult, example_args
 from slimkit.pipeline.recipe import RecipeError, Strict
-from slimkit.pipeline.stages import planner, stage
+from slimkit.pipeline.registry import planner, stage
+from slimkit.pruning import PruneConfig, PruneError, PruneRule, prune
+from slimkit.pruning.rounding import LatencyRounding
 
 
 class Finetune(Strict):
@@ -99,12 +100,12 @@ class PruneStage(Strict):
 
 
 def to_config(cfg: PruneStage, amount: float | None = None,
-              ctx: Context | None = None) -> sk.PruneConfig:
+              ctx: Context | None = None) -> PruneConfig:
     """The PruneConfig of this stage, removing `amount` (default: the configured one)."""
     key, configured = cfg.amount()
-    rules = tuple(sk.PruneRule(r.pattern, r.ratio, r.skip) for r in cfg.rules)
+    rules = tuple(PruneRule(r.pattern, r.ratio, r.skip) for r in cfg.rules)
     kw = {} if cfg.granularity == "nm" else {key: configured if amount is None else amount}
-    return sk.PruneConfig(granularity=cfg.granularity, importance=cfg.importance,
+    return PruneConfig(granularity=cfg.granularity, importance=cfg.importance,
                           scope=cfg.scope, round_to=_rounding(cfg, ctx),
                           max_ratio=cfg.max_ratio,
                           n=cfg.n, m=cfg.m, block=tuple(cfg.block), rules=rules,
@@ -116,7 +117,6 @@ def _rounding(cfg: PruneStage, ctx: Context | None):
     model will be deployed in (int8 when a quantize stage follows), at batch 1."""
     if cfg.round_to != "auto":
         return cfg.round_to
-    from slimkit.pruning.rounding import LatencyRounding
 
     precision = cfg.round_precision
     if precision == "auto":
@@ -127,7 +127,7 @@ def _rounding(cfg: PruneStage, ctx: Context | None):
 
 
 def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: str):
-    """Prune `model` (sk.prune works on a copy) by `fraction` of the configured amount and
+    """Prune `model` (prune works on a copy) by `fraction` of the configured amount and
     fine-tune it; iterative: `rounds` cuts whose compound removal is that amount."""
     rounds = cfg.rounds if cfg.schedule == "iterative" else 1
     total = cfg.amount()[1] * fraction
@@ -149,12 +149,12 @@ def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: 
 
 
 def _prune(ctx: Context, model: nn.Module, cfg: PruneStage, amount: float | None):
-    """sk.prune with this stage's config, its errors named by the stage's path."""
+    """prune with this stage's config, its errors named by the stage's path."""
     data, loss_fn = _importance_data(ctx, cfg, model)
     try:
-        return sk.prune(model, to_config(cfg, amount, ctx), example_args(ctx.data.example, 1),
+        return prune(model, to_config(cfg, amount, ctx), example_args(ctx.data.example, 1),
                         data=data, loss_fn=loss_fn, task=ctx.task)
-    except sk.PruneError as e:
+    except PruneError as e:
         raise RecipeError(f"stages[{ctx.index}].prune: {e}") from e
     except DependencyError as e:  # untraceable: say what to do instead
         raise RecipeError(f"stages[{ctx.index}].prune: {e}; structured pruning needs a "
@@ -176,7 +176,7 @@ def _importance_data(ctx: Context, cfg: PruneStage, model: nn.Module):
     if cfg.importance not in ("taylor", "mask"):
         return None, None
     if ctx.data.labeled and ctx.task.labeled:
-        return ctx.data.calib, None  # sk.prune measures the task's loss on them
+        return ctx.data.calib, None  # prune measures the task's loss on them
     with torch.no_grad():
         data = [(b, _tensor_out(ctx, call_model(model.eval(), b)).detach())
                 for b in ctx.data.calib]

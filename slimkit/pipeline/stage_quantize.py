@@ -20,14 +20,31 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-import slimkit as sk
+from slimkit.errors import ConfigError
+from slimkit.graph.fusion import fuse_conv_bn
 from slimkit.pipeline.context import Attempt, Context, StageResult
 from slimkit.pipeline.recipe import RecipeError, Strict
-from slimkit.pipeline.stages import planner, stage
+from slimkit.pipeline.registry import planner, stage
+from slimkit.quant import (
+    MSE,
+    Entropy,
+    MinMax,
+    MovingAverage,
+    Percentile,
+    QuantConfig,
+    convert,
+    prepare_qat,
+    quantize,
+    resolve_plan,
+    sqnr,
+)
+from slimkit.quant import algorithms as qa
+from slimkit.quant.mixed_precision.dynamic import per_token_where_needed
 from slimkit.quant.modules import QuantLayer
+from slimkit.record import record_of
 
-OBSERVERS = {"minmax": sk.MinMax, "ema": sk.MovingAverage, "percentile": sk.Percentile,
-             "mse": sk.MSE, "entropy": sk.Entropy}
+OBSERVERS = {"minmax": MinMax, "ema": MovingAverage, "percentile": Percentile,
+             "mse": MSE, "entropy": Entropy}
 HIST_LAYERS, HIST_BINS = 12, 48  # the report's weight histograms
 
 
@@ -66,12 +83,10 @@ class QuantizeStage(Strict):
 
     @model_validator(mode="after")
     def _algorithms(self):
-        from slimkit.quant import algorithms as qa
-
         for j, step in enumerate(self.algorithms):
             try:
                 qa.algorithm_from_dict(step)
-            except sk.ConfigError as e:
+            except ConfigError as e:
                 raise ValueError(f"algorithms[{j}]: {e}") from None
         if self.algorithms and self.qat is not None:
             raise ValueError("algorithms are post-training methods: drop qat, or algorithms")
@@ -85,17 +100,17 @@ class QuantizeStage(Strict):
         return self
 
 
-def _preset(cfg: QuantizeStage) -> sk.QuantConfig:
+def _preset(cfg: QuantizeStage) -> QuantConfig:
     obs = OBSERVERS[cfg.observer]()
-    return {"w8a8": lambda: sk.QuantConfig.w8a8(obs, cfg.signed_acts),
-            "w4a8": lambda: sk.QuantConfig.w4a8(obs, cfg.signed_acts),
-            "w4a4": lambda: sk.QuantConfig.w4a4(obs),
-            "dynamic": lambda: sk.QuantConfig.dynamic(cfg.bits, cfg.activations),
-            "weight_only": lambda: sk.QuantConfig.weight_only(cfg.bits, cfg.group_size, obs),
-            "nonuniform": lambda: sk.QuantConfig.nonuniform(cfg.kind, cfg.bits)}[cfg.preset]()
+    return {"w8a8": lambda: QuantConfig.w8a8(obs, cfg.signed_acts),
+            "w4a8": lambda: QuantConfig.w4a8(obs, cfg.signed_acts),
+            "w4a4": lambda: QuantConfig.w4a4(obs),
+            "dynamic": lambda: QuantConfig.dynamic(cfg.bits, cfg.activations),
+            "weight_only": lambda: QuantConfig.weight_only(cfg.bits, cfg.group_size, obs),
+            "nonuniform": lambda: QuantConfig.nonuniform(cfg.kind, cfg.bits)}[cfg.preset]()
 
 
-def to_config(cfg: QuantizeStage, choose=None) -> sk.QuantConfig:
+def to_config(cfg: QuantizeStage, choose=None) -> QuantConfig:
     """The stage's QuantConfig. `choose(bits, layers)` → the config with per_token_layers
     picked (that needs the model and data); without it (the plan) all stay per-tensor."""
     try:
@@ -103,7 +118,7 @@ def to_config(cfg: QuantizeStage, choose=None) -> sk.QuantConfig:
             qc = choose(cfg.bits, cfg.per_token_layers)
         else:
             qc = _preset(cfg)
-    except sk.ConfigError as e:
+    except ConfigError as e:
         raise RecipeError(f"quantize: {e}") from e
     for pattern in cfg.skip:
         qc = qc.skip(pattern)
@@ -114,17 +129,16 @@ def to_config(cfg: QuantizeStage, choose=None) -> sk.QuantConfig:
     return qc
 
 
-def _ptq(ctx: Context, model: nn.Module, qc: sk.QuantConfig, cfg) -> nn.Module:
+def _ptq(ctx: Context, model: nn.Module, qc: QuantConfig, cfg) -> nn.Module:
     try:
-        if cfg.algorithms:  # CLE / SmoothQuant / AWQ → sk.quantize → GPTQ / AdaRound / BC
-            from slimkit.quant import algorithms as qa
+        if cfg.algorithms:  # CLE / SmoothQuant / AWQ → quantize → GPTQ / AdaRound / BC
 
             q, report = qa.ptq(model, qc, ctx.data.calib, cfg.algorithms)
             ctx.notes.append(str(report))
             return q
-        return sk.quantize(model, qc, calib=ctx.data.calib, progress=ctx.progress is not False,
+        return quantize(model, qc, calib=ctx.data.calib, progress=ctx.progress is not False,
                            target=cfg.target)
-    except sk.ConfigError as e:
+    except ConfigError as e:
         raise RecipeError(f"stages[{ctx.index}].quantize: {e}") from e
 
 
@@ -143,8 +157,6 @@ def run_quantize(ctx: Context, model: nn.Module, cfg: QuantizeStage) -> StageRes
 
 
 def _per_token_choice(ctx: Context, model: nn.Module, bits: int, layers: int):
-    from slimkit.quant.mixed_precision.dynamic import per_token_where_needed
-
     qc, choice = per_token_where_needed(model, ctx.data.calib, layers, bits)
     ctx.notes.append(choice.summary())
     return qc
@@ -152,7 +164,7 @@ def _per_token_choice(ctx: Context, model: nn.Module, bits: int, layers: int):
 
 def _float_fallback(ctx, model, cfg, qc, q, first: Attempt, info) -> StageResult:
     """Keep the most sensitive layers float, most sensitive first, until the model fits."""
-    names = [e.name for e in sk.record_of(q).plan.quantized()]
+    names = [e.name for e in record_of(q).plan.quantized()]
     gain = {}
     for name in names:  # sensitivity: what quantizing everything but this layer costs
         alone = _ptq(ctx, model, qc.skip(name), cfg)
@@ -196,11 +208,11 @@ def _run_qat(ctx: Context, model: nn.Module, cfg: QuantizeStage) -> StageResult:
         t0 = time.perf_counter()
         torch.manual_seed(ctx.recipe.seed + ctx.index)
         # (inputs,): the data contract's 1-tuple, whatever form the inputs take
-        qat = sk.prepare_qat(model, qc, (ctx.data.example,), target=cfg.target)
+        qat = prepare_qat(model, qc, (ctx.data.example,), target=cfg.target)
         loss = ctx.recovery_loss(spec.kd, spec.temperature, spec.alpha)
         ctx.train(qat, spec.model_copy(update={"epochs": epochs}), f"ckpt-qat{epochs}", loss)
         info = _info(None, qat)
-        q = sk.convert(qat)
+        q = convert(qat)
         a = ctx.measure(q, f"{qc.name} QAT, {epochs} epochs" + (" + KD" if spec.kd else ""),
                         cfg, t0)
         attempts.append(a)
@@ -239,8 +251,6 @@ def _kept_overall(ctx: Context, a: Attempt, cfg) -> str:
 def _info(float_model: nn.Module | None, q: nn.Module) -> dict:
     """The plan and, per quantized layer, weight SQNR and float-vs-quantized histograms.
     float_model=None: `q` is a prepared QAT model (it holds both weights)."""
-    from slimkit.graph.fusion import fuse_conv_bn
-
     ref = None
     if float_model is not None:
         ref = copy.deepcopy(float_model).eval()
@@ -251,11 +261,11 @@ def _info(float_model: nn.Module | None, q: nn.Module) -> dict:
             continue
         wf = m.float_weight() if ref is None else ref.get_submodule(m.name).weight
         wq = m.weight
-        entry = {"layer": m.name, "scheme": m.spec.describe(), "weight_sqnr": sk.sqnr(wf, wq)}
+        entry = {"layer": m.name, "scheme": m.spec.describe(), "weight_sqnr": sqnr(wf, wq)}
         if len(layers) < HIST_LAYERS:
             entry["hist"] = _hist(wf.detach().float(), wq.detach().float())
         layers.append(entry)
-    return {"plan": sk.record_of(q).plan.to_dict(), "layers": layers}
+    return {"plan": record_of(q).plan.to_dict(), "layers": layers}
 
 
 def _hist(wf: torch.Tensor, wq: torch.Tensor) -> dict:
@@ -271,11 +281,9 @@ def _hist(wf: torch.Tensor, wq: torch.Tensor) -> dict:
 
 @planner("quantize")
 def plan_quantize(ctx: Context, model: nn.Module, cfg: QuantizeStage):
-    from slimkit.graph.fusion import fuse_conv_bn
-
     m = copy.deepcopy(model).eval()
     fuse_conv_bn(m)
-    plan = sk.resolve_plan(m, to_config(cfg), cfg.target)
+    plan = resolve_plan(m, to_config(cfg), cfg.target)
     how = "QAT" if cfg.qat else "PTQ"
     if cfg.per_token_layers:
         how += (f"; the {cfg.per_token_layers} Linear layer(s) most sensitive to per-tensor "

@@ -16,8 +16,10 @@ from torch import nn
 
 from slimkit.errors import ConfigError
 from slimkit.pipeline.context import Context, StageResult
-from slimkit.pipeline.stages import planner, stage
+from slimkit.pipeline.recipe import RecipeError
+from slimkit.pipeline.registry import planner, stage
 from slimkit.record import record_of
+from slimkit.search import SearchConfig, run_search
 
 
 class SearchStage(BaseModel):
@@ -27,8 +29,6 @@ class SearchStage(BaseModel):
 
     @model_validator(mode="after")
     def _valid(self):
-        from slimkit.search import SearchConfig
-
         try:
             SearchConfig.from_dict(self.model_dump())
         except ConfigError as e:
@@ -38,11 +38,7 @@ class SearchStage(BaseModel):
 
 @stage("search", SearchStage, trains=True)
 def run_search_stage(ctx: Context, model: nn.Module, cfg: SearchStage) -> StageResult:
-    from slimkit.search import SearchConfig, run_search
-
     if ctx.task.kind != "classification":
-        from slimkit.pipeline.recipe import RecipeError
-
         raise RecipeError(f"stages[{ctx.index}].search: architecture search trains and "
                           f"scores candidates by cross-entropy; this run's task is "
                           f"{ctx.task.kind} (search supports classification)")
@@ -78,8 +74,6 @@ def run_search_stage(ctx: Context, model: nn.Module, cfg: SearchStage) -> StageR
 
 @planner("search")
 def plan_search(ctx: Context, model: nn.Module, cfg: SearchStage):
-    from slimkit.search import SearchConfig
-
     sc = SearchConfig.from_dict(cfg.model_dump())
     return (f"{sc.strategy} over space '{sc.space}', {sc.n_trials} trials, objectives "
             f"{list(sc.objectives)}, constraints {[str(c) for c in sc.constraints]}, "

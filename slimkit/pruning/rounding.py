@@ -14,6 +14,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from slimkit.errors import ConfigError, check_choice
+from slimkit.latency.channel_steps import ChannelSteps, SweepKind
 
 RUNTIMES = ("auto", "ort", "openvino")
 PRECISIONS = ("fp32", "int8")
@@ -115,8 +116,6 @@ def group_kinds(graph, group) -> list[tuple[tuple[str, int], int]]:
 def measured(graph, groups, how: LatencyRounding) -> tuple[Allowed, list[str]]:
     """Allowed counts per group from this machine's sweeps; (rounding, notes for the report).
     Sweeps live in bench/ (they run the runtimes); imported here lazily, only for "auto"."""
-    from slimkit.bench.channel_steps import ChannelSteps, SweepKind
-
     steps = ChannelSteps(how.resolved_runtime(), how.precision, how.batch, how.threads,
                          how.cache_dir, how.tol)
     kinds = {g.leaf: [(SweepKind(k, kernel), times) for (k, kernel), times in

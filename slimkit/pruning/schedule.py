@@ -17,6 +17,7 @@ from dataclasses import replace
 import torch
 
 from slimkit.callbacks import Callback
+from slimkit.pruning.api import prune
 from slimkit.pruning.config import PruneConfig
 from slimkit.record import record_of
 
@@ -68,7 +69,6 @@ class Schedule(Callback):
         r = self.ratio_at(trainer.step)
         if r <= self.applied + 1e-9:
             return
-        from slimkit.pruning.api import prune
 
         cfg = self.config(r)
         if cfg.structured:  # cut what remains so the total reaches r

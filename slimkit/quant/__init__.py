@@ -1,5 +1,6 @@
 """Quantization: numerics (qscheme, nonuniform, packing), observers, modules, flows."""
 
+from slimkit.quant import codec as _codec  # noqa: F401 — registers the plan's manifest codec
 from slimkit.quant.config import QATOptions, QuantConfig, Rule
 from slimkit.quant.flows import convert, prepare_qat, quantize
 from slimkit.quant.granularity import PerChannel, PerGroup, PerTensor, PerToken

@@ -15,6 +15,7 @@ from slimkit.quant.observers import MSE, Entropy, MinMax, MovingAverage, Percent
 from slimkit.quant.plan import PlanEntry, QuantPlan
 from slimkit.quant.qscheme import QScheme
 from slimkit.quant.spec import ActQuant, LayerQuant, WeightQuant
+from slimkit.record import codec
 
 TYPES = {t.__name__: t for t in (QScheme, NonUniformScheme, PerTensor, PerChannel, PerGroup,
                                  PerToken, MinMax, MovingAverage, Percentile, MSE, Entropy,
@@ -76,3 +77,6 @@ def plan_from_json(d: dict) -> QuantPlan:
 
     return QuantPlan(d["config_name"], tuple(entry(e) for e in d["entries"]),
                      tuple(entry(e) for e in d["tensors"]), tuple(d["notes"]), d.get("target"))
+
+
+codec("plan", plan_to_json, plan_from_json)  # the artifact writes a record's plan through it

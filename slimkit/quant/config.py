@@ -125,15 +125,6 @@ class QuantConfig:
     def nonuniform(cls, kind: str, bits: int = 4) -> QuantConfig:
         return cls(LayerQuant(WeightQuant(NonUniformScheme(kind, bits))), name=f"{kind}{bits}")
 
-    @classmethod
-    def auto(cls, model: nn.Module, data, budget: float, **kwargs):
-        """Mixed precision: the per-layer assignment of least summed sensitivity whose cost
-        (bytes by default) fits `budget`. Returns (config, MixedPrecisionResult with the
-        Pareto front); see slimkit.quant.mixed_precision.auto_config for the options."""
-        from slimkit.quant.mixed_precision import auto_config
-
-        return auto_config(model, data, budget, **kwargs)
-
     # ---- refinements (each returns a new config) -------------------------------------------
     def skip(self, pattern: str | None = None, types: tuple[type[nn.Module], ...] = ()):
         return replace(self, rules=(*self.rules, Rule(pattern, tuple(types), None)))

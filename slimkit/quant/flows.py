@@ -32,6 +32,7 @@ from slimkit.record import (
     note_source,
     rebuilds,
     record_of,
+    save_check,
     set_record,
 )
 from slimkit.target import Target
@@ -49,6 +50,11 @@ def _record(model: nn.Module, source_record, original: nn.Module | None, plan: Q
     rec.plan = plan
     rec.add(kind, config, note)
     set_record(model, rec)
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """slimkit quantized at least one of its layers (QuantLayer or QuantRNN)."""
+    return bool(quant_layers(model))
 
 
 def quant_layers(model: nn.Module) -> list[QuantLayer]:
@@ -169,11 +175,20 @@ def convert(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     return model
 
 
-def is_converted(model: nn.Module) -> bool:
-    """Every quantized layer holds packed weights and no QAT module is left."""
-    return not any(isinstance(m, QuantConvBn) or (
+def in_training(model: nn.Module) -> bool:
+    """Prepared for QAT and not converted yet: a fake-quant layer without packed weights, or
+    a Conv+BN still trained folded."""
+    return any(isinstance(m, QuantConvBn) or (
         isinstance(m, QuantLayer | QuantRNN) and m.packed is None
         and m.weight_quantizer is not None) for m in model.modules())
+
+
+@save_check
+def _unconverted(model: nn.Module) -> str | None:
+    if in_training(model):
+        return ("the model is prepared for QAT but not converted: sk.convert(model) first (a "
+                "training run checkpoints through the Trainer instead)")
+    return None
 
 
 def _freeze(model: nn.Module, structure_only: bool = False) -> None:

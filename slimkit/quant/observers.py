@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from slimkit.errors import ConfigError
-from slimkit.quant.granularity import PerTensor
+from slimkit.quant.granularity import PerChannel, PerTensor
 from slimkit.quant.qscheme import QScheme, amin_amax, fake_quantize
 
 
@@ -178,8 +178,6 @@ class MSEObserver(Observer):
 
 def _rowwise(scheme: QScheme) -> QScheme:
     """The same scheme applied to an (R, N) view, one qparam row per row."""
-    from slimkit.quant.granularity import PerChannel
-
     g = PerTensor() if isinstance(scheme.granularity, PerTensor) else PerChannel(0)
     return QScheme(scheme.bits, scheme.symmetric, scheme.signed, g, "nearest")
 

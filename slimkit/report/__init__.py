@@ -10,8 +10,10 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
-from slimkit.io.atomic import write_atomic
+from slimkit.atomic import write_atomic
+from slimkit.errors import SlimkitError
 from slimkit.report import plots
+from slimkit.task import Task
 
 FORMATS = {
     "metric": lambda v: f"{v:.4g}",
@@ -96,8 +98,6 @@ PARITY_NAMES = {"top1_agreement": "top-1 agreement", "cosine": "cosine",
 
 def _parity_keys(kind: str | None) -> list[tuple[str, str]]:
     """(key, label) of the parity measures that mean something for the run's task."""
-    from slimkit.task import Task
-
     keys = Task.of(kind or "classification").parity_keys() if kind != "custom" else (
         "rel_error", "cosine")
     return [(k, PARITY_NAMES[k]) for k in keys]
@@ -112,8 +112,6 @@ def rebuild(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     f = run_dir / "report.json"
     if not f.is_file():
-        from slimkit.errors import SlimkitError
-
         raise SlimkitError(f"{run_dir} holds no report.json: is it a `slimkit compress --out` "
                            "directory of a finished run?")
     return write_html(json.loads(f.read_text()), run_dir / "report.html")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from slimkit.quant.mixed_precision.table import SensitivityTable
 from slimkit.report.svg import PALETTE, Figure, Panel, padded, text_width
 
 RUNTIME_COLORS = {"torch": "#4C72B0", "ort": "#DD8452", "openvino": "#55A868"}
@@ -227,8 +228,6 @@ def mixed_front(front: dict) -> bytes | None:
 def sensitivity(table: dict) -> bytes | None:
     """A mixed-precision stage's per-layer sensitivity table: output SQNR with only that
     layer quantized, one bar per scheme, from its JSON form."""
-    from slimkit.quant.mixed_precision.table import SensitivityTable
-
     t = SensitivityTable.from_dict(table)
     sqnr = {(r.layer, r.scheme): r.sqnr_db for r in t.rows}
 

@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from slimkit.data.digits import digits_tensors, resized
 from slimkit.errors import check_choice
 from slimkit.search.config import DATASETS, ProxyConfig
 from slimkit.search.space import Space
+from slimkit.train import TrainConfig, Trainer
 
 VAL_FRACTION = 0.2  # of the training split, held out to score candidates
 
@@ -41,7 +43,6 @@ def search_data(name: str = "digits") -> SearchData:
     """A registered data set split for search (fixed split: the same in every process)."""
     from sklearn.model_selection import train_test_split
 
-    from slimkit.data.digits import digits_tensors, resized
 
     check_choice("SearchConfig.data", name, DATASETS)
     full, test = digits_tensors()
@@ -118,8 +119,6 @@ class ProxyEvaluator:
         self.cfg, self.data, self.seed = config, data, seed
 
     def __call__(self, space: Space, encoding: Sequence[int], model: nn.Module) -> dict:
-        from slimkit.train import TrainConfig, Trainer
-
         s = candidate_seed(self.seed, encoding)
         train = fraction(self.data.train, self.cfg.data_fraction, self.seed)
         if self.cfg.epochs == 0:

@@ -18,6 +18,7 @@ import json
 import logging
 import random
 
+from slimkit.latency.table import LatencyTable
 from slimkit.search.config import SearchConfig
 from slimkit.search.space import Space
 
@@ -36,7 +37,6 @@ def latency_table(config: SearchConfig, space: Space):
     latency), calibrated on this space unless config.latency.calibrate is 0."""
     if not config.needs_latency:
         return None
-    from slimkit.bench.layer_latency import LatencyTable
 
     lc = config.latency
     table = LatencyTable(batch=lc.batch, threads=lc.threads, runtime=lc.runtime,

@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 from slimkit.errors import ConfigError
+from slimkit.graph.deps import DependencyGraph
+from slimkit.graph.modules import name_matches
+from slimkit.pruning import PruneConfig, PruneRule, prune
 from slimkit.search.space import Choice, Space
 
 DEFAULT_RATIOS = (0.0, 0.25, 0.5, 0.75)
@@ -30,10 +33,6 @@ def prune_space(model: nn.Module, example_inputs: torch.Tensor | None = None,
     """One gene per prunable channel group of `model` (named after the group's first layer),
     choosing the fraction of its channels to remove. skip: glob patterns of layers kept whole.
     Give example_inputs (batch 1) or input_shape."""
-    from slimkit.graph.deps import DependencyGraph
-    from slimkit.graph.modules import name_matches
-    from slimkit.pruning import PruneConfig, PruneRule, prune
-
     if example_inputs is None:
         if input_shape is None:
             raise ConfigError("prune_space needs example_inputs or input_shape")

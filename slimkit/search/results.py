@@ -12,10 +12,14 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
+from slimkit.bench import Candidate as BenchCandidate
+from slimkit.bench import benchmark
+from slimkit.deploy import export
 from slimkit.search.config import SearchConfig
 from slimkit.search.evaluators import SearchData, accuracy, candidate_seed, recalibrate_bn
 from slimkit.search.objectives import hypervolume, pareto_front
 from slimkit.search.space import Space, model_costs
+from slimkit.train import TrainConfig, Trainer
 
 
 @dataclass
@@ -174,8 +178,6 @@ def _chosen(result: SearchResult, k: int) -> list[TrialRecord]:
 def retrain(config: SearchConfig, space: Space, data: SearchData, enc) -> nn.Module:
     """From scratch (architecture spaces) or from the pruned weights (pruning spaces), on the
     full training split with config.retrain."""
-    from slimkit.train import TrainConfig, Trainer
-
     s = candidate_seed(config.seed, enc)
     torch.manual_seed(s)
     model = space.build_model(enc)
@@ -196,10 +198,6 @@ def finish(result: SearchResult, config: SearchConfig, space: Space, data: Searc
     chosen = _chosen(result, config.top_k)
     if not chosen:
         return result
-    from slimkit.bench import Candidate as BenchCandidate
-    from slimkit.bench import benchmark
-    from slimkit.deploy import export
-
     out_dir = config.run_dir
     tmp = tempfile.TemporaryDirectory() if out_dir is None else None
     where = Path(tmp.name) if tmp else out_dir

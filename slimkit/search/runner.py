@@ -28,9 +28,13 @@ from optuna.trial import TrialState
 from slimkit.search.config import SearchConfig
 from slimkit.search.evaluators import ProxyEvaluator, SearchData, candidate_seed, search_data
 from slimkit.search.latency import calibration_note, latency_table
+from slimkit.search.prune_space import prune_space
+from slimkit.search.results import collect, finish
 from slimkit.search.space import Costs, SearchError, Space, model_costs, violation
+from slimkit.search.spaces import SPACES, get_space
 from slimkit.search.storage import Lease, fail_lost_trials, in_budget, open_study
 from slimkit.search.strategies import make_sampler
+from slimkit.search.supernet import SupernetEvaluator
 
 log = logging.getLogger("slimkit.search")
 POLL_S = 0.5
@@ -39,8 +43,6 @@ Evaluator = Callable[[Space, tuple, torch.nn.Module], dict]
 
 def make_evaluator(config: SearchConfig, space: Space, data: SearchData) -> Evaluator:
     if config.evaluator == "supernet":
-        from slimkit.search.supernet import SupernetEvaluator
-
         return SupernetEvaluator.for_space(space, config, data)
     return ProxyEvaluator(config.proxy, data, config.seed)
 
@@ -174,7 +176,6 @@ def search_worker(config: SearchConfig, space: Space, evaluator: Evaluator | Non
 
 
 def _worker_main(config_dict: dict) -> None:  # a spawned worker process
-    from slimkit.search.spaces import get_space
 
     torch.set_num_threads(1)
     config = SearchConfig.from_dict(config_dict)
@@ -187,8 +188,6 @@ def run_search(config: SearchConfig, *, space: Space | None = None,
     """Search, then retrain the top_k candidates from scratch (pruning spaces: fine-tune),
     export and benchmark them. Returns a SearchResult. space: a Space object (default: the
     config's registered one; 'prune' builds the per-layer ratio space of `model`)."""
-    from slimkit.search.results import collect, finish
-
     if space is None:
         space = _resolve_space(config, model)
     data = data or search_data(config.data)
@@ -211,8 +210,6 @@ def run_search(config: SearchConfig, *, space: Space | None = None,
 
 
 def _spawn_workers(config, evaluator, n: int) -> list:
-    from slimkit.search.spaces import SPACES
-
     if evaluator is not None or (config.space not in SPACES and ":" not in config.space):
         raise SearchError("workers > 1 starts processes from the config alone: name the space "
                           "in the registry or as 'pkg.module:function' and use the built-in "
@@ -229,12 +226,9 @@ def _spawn_workers(config, evaluator, n: int) -> list:
 
 def _resolve_space(config: SearchConfig, model) -> Space:
     if config.space == "prune":
-        from slimkit.search.prune_space import prune_space
-
         if model is None:
             raise SearchError("space='prune' searches per-layer ratios of a trained model: "
                               "pass model=…")
         return prune_space(model, **config.space_options)
-    from slimkit.search.spaces import get_space
 
     return get_space(config.space, **config.space_options)

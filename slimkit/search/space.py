@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from slimkit.errors import ConfigError, SlimkitError, check_choice
+from slimkit.latency.table import layer_specs
 
 COSTS = ("params", "macs", "latency_ms")
 
@@ -194,8 +195,6 @@ class Costs:
 
 def model_costs(model: nn.Module, example: torch.Tensor, table=None) -> Costs:
     """Params, MACs (conv / linear, per sample) and, with a LatencyTable, predicted latency."""
-    from slimkit.bench.layer_latency import layer_specs
-
     specs = layer_specs(model, example)
     params = sum(p.numel() for p in model.parameters())
     macs = sum(s.macs() for _, s in specs)

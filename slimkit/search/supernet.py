@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimkit.io.atomic import atomic_path
+from slimkit.atomic import atomic_path
 from slimkit.search.config import SearchConfig, SupernetConfig
 from slimkit.search.evaluators import SearchData, recalibrate_bn, val_scores
 from slimkit.search.space import SearchError, Space
 from slimkit.search.spaces import DEPTHS, DIGITS_WIDTHS, KERNELS, digits_arch
+from slimkit.train import TrainConfig, Trainer
 
 Arch = tuple[list[int], list[int], list[int]]  # (depths, widths, kernels) per stage
 
@@ -117,8 +118,6 @@ class SandwichLoss:
 def train_supernet(space: Space, cfg: SupernetConfig, data: SearchData, seed: int = 0,
                    cache: Path | None = None) -> DigitsSupernet:
     """Train (or load from `cache`, written atomically) the digits supernet."""
-    from slimkit.train import TrainConfig, Trainer
-
     torch.manual_seed(seed)
     net = DigitsSupernet()
     if cache is not None and cache.exists():

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from slimkit.atomic import atomic_path
 from slimkit.errors import SlimkitError
-from slimkit.io.atomic import atomic_path
 
 _NAME = re.compile(r"step-(\d{8})\.pt$")
 

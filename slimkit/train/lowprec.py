@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from slimkit.errors import ConfigError
+from slimkit.quant import prepare_qat  # the quantization layer sits below training
 from slimkit.train.trainer import Callback
 
 
@@ -68,8 +69,6 @@ class ProgressivePrecision(Callback):
     def _apply(self, trainer) -> None:
         e = trainer.epoch
         if e >= self.qat_from and not self._phase_is("int8 QAT"):
-            from slimkit.quant import prepare_qat  # the quantization layer sits below training
-
             trainer.precision = "fp32"
             trainer.model = trainer.module = prepare_qat(trainer.model, self.qat_config,
                                                          self.example_inputs, inplace=True)

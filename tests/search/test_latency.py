@@ -1,4 +1,4 @@
-"""The per-layer latency table (slimkit/bench/layer_latency.py): real ONNX Runtime sessions on
+"""The per-layer latency table (slimkit/latency/table.py): real ONNX Runtime sessions on
 tiny layers, the cache stamped per machine, atomic, resumable."""
 
 import json
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-import slimkit.io.atomic as atomic
-from slimkit.bench.layer_latency import LatencyTable, LayerSpec, layer_onnx, layer_specs
+import slimkit.atomic as atomic
+from slimkit.latency.table import LatencyTable, LayerSpec, layer_onnx, layer_specs
 
 SPECS = [LayerSpec("conv", 4, 8, (3, 3), (1, 1), (1, 1), 1, 6, 6),
          LayerSpec("depthwise", 8, 8, (3, 3), (2, 2), (1, 1), 8, 6, 6),
@@ -143,7 +143,7 @@ def test_the_rest_of_a_run_is_fitted_on_unprofiled_networks():
     """With ≥ 8 networks of spread layer counts, per_layer and base are the least-squares fit
     of what whole runs cost beyond the fitted layers (exact on exact data); with fewer, the
     in-network intercept stays and base is the median residual."""
-    from slimkit.bench.layer_latency import MIN_NETS_FOR_PER_LAYER, Joint, _fit_rest
+    from slimkit.latency.table import MIN_NETS_FOR_PER_LAYER, Joint, _fit_rest
 
     def net(n, alone_ms, mb):  # a run = 1.1 · Σ alone + 0.02 · MB + 0.004 / layer + 0.05
         alone = [alone_ms] * n
@@ -161,7 +161,7 @@ def test_the_rest_of_a_run_is_fitted_on_unprofiled_networks():
 def _exact_net(n, alone_ms):
     """A network whose layers run inside it at 1.1 · alone + 0.02 · MB + 0.001 and whose whole
     run adds 0.003 / layer + 0.05 on top of them — exactly."""
-    from slimkit.bench.layer_latency import Joint
+    from slimkit.latency.table import Joint
 
     alone = [alone_ms * (1 + i % 2) for i in range(n)]
     mbs = [0.01 * (i + 1) for i in range(n)]
@@ -172,7 +172,7 @@ def _exact_net(n, alone_ms):
 def test_calibration_on_exact_networks_predicts_an_unseen_one_exactly():
     """fit_calibration recovers the terms of exact data, and the leave-one-out error (each
     network predicted by the fit on the others) is then zero; fewer than 3 networks: none."""
-    from slimkit.bench.layer_latency import _loo_error, fit_calibration
+    from slimkit.latency.table import _loo_error, fit_calibration
 
     joint = [_exact_net(n, 0.01 * (1 + n % 3)) for n in range(3, 13)]
     c = fit_calibration(joint)
@@ -183,7 +183,7 @@ def test_calibration_on_exact_networks_predicts_an_unseen_one_exactly():
 
 def test_repeated_joint_runs_are_pooled_by_median():
     """One slow run among three cannot move the pooled times: each is the median across runs."""
-    from slimkit.bench.layer_latency import Joint, _pooled
+    from slimkit.latency.table import Joint, _pooled
 
     runs = [Joint(1.0, [0.2, 0.3], [0.25, 0.35], 0.5, [0.2, 0.3]),
             Joint(1.5, [0.3, 0.4], [0.3, 0.5], 0.5, [0.2, 0.3]),  # a slow spell

@@ -119,7 +119,7 @@ def test_latency_constraint_uses_the_layer_table(tmp_path):
     assert all(v is not None and v > 0 for v in lat)
     assert list(tmp_path.glob("layer-latency-*.json"))
     # the table was calibrated on this space first (10 networks, kept per space in the cache)
-    from slimkit.bench.layer_latency import LatencyTable
+    from slimkit.latency.table import LatencyTable
     from slimkit.search.latency import calibration_note, calibration_scope
 
     table = LatencyTable(batch=2, cache_dir=tmp_path, scope=calibration_scope(tiny_space()))

@@ -8,7 +8,7 @@ import pytest
 
 import slimkit as sk
 from slimkit.bench.choose import COSINE_FLOOR, agreement, has_bf16, pick
-from slimkit.bench.measure import BenchResult, Candidate, Row
+from slimkit.latency.measure import BenchResult, Candidate, Row
 
 
 def test_choose_tries_each_runtime_and_precision_and_says_why(tiny_files, calib):

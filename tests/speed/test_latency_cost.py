@@ -3,8 +3,8 @@
 import pytest
 
 import slimkit as sk
-from slimkit.bench.latency_cost import LatencyCost, precision_of
 from slimkit.quant.mixed_precision import default_schemes
+from slimkit.quant.mixed_precision.latency_cost import LatencyCost, precision_of
 
 
 def test_schemes_map_to_the_kernels_the_table_times():

@@ -10,15 +10,15 @@ import time
 
 import pytest
 
-from slimkit.bench.channel_steps import (
+from slimkit.deploy.runtimes import RuntimeUnavailable
+from slimkit.latency.channel_steps import (
     ChannelSteps,
     SweepKind,
     isotonic,
     plateau_ends,
     sweep_counts,
 )
-from slimkit.bench.layer_latency import LatencyTable
-from slimkit.deploy.runtimes import RuntimeUnavailable
+from slimkit.latency.table import LatencyTable
 
 
 def test_isotonic_is_the_non_decreasing_least_squares_fit():
@@ -59,8 +59,8 @@ def test_a_sweep_is_measured_once_and_cached_per_machine(tmp_path):
 
 _SWEEP = """
 import sys
-from slimkit.bench.channel_steps import ChannelSteps, SweepKind
-from slimkit.bench.layer_latency import LatencyTable
+from slimkit.latency.channel_steps import ChannelSteps, SweepKind
+from slimkit.latency.table import LatencyTable
 LatencyTable.CHUNK = 1
 ChannelSteps("ort", "fp32", cache_dir=sys.argv[1]).curve(SweepKind("conv", 3), 256)
 """
@@ -107,7 +107,7 @@ def test_a_cache_from_another_machine_is_ignored_and_re_measured(tmp_path):
 
 def test_a_runtime_that_is_not_installed_is_named():
     code = ("import sys; sys.modules['openvino'] = None\n"
-            "from slimkit.bench.layer_latency import LatencyTable\n"
+            "from slimkit.latency.table import LatencyTable\n"
             "try:\n    LatencyTable(runtime='openvino')\n"
             "except Exception as e:\n    print(type(e).__name__, e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -26,9 +26,9 @@ from slimkit.quant.algorithms.common import (
     channel_dim,
     dequant_codes,
     layer_output,
-    quant_layers,
     repack,
     weight_input,
+    wrapped_layers,
 )
 from slimkit.quant.algorithms.gptq import packed_skip_reason
 from slimkit.quant.algorithms.report import LayerResult
@@ -155,7 +155,7 @@ def optimize_layer(layer, w, x, y, cfg: AdaRound) -> tuple[torch.Tensor, float, 
 
 @register(AdaRound, "quantized", "adaround")
 def _adaround(qmodel, cfg: AdaRound, calib, reference):
-    layers = {m.name: m for m in quant_layers(qmodel)}
+    layers = {m.name: m for m in wrapped_layers(qmodel)}
     first = next(iter(batches(calib, 1, "AdaRound")))
     applied, skipped = [], []
     for name in execution_order(qmodel, list(layers), first):

@@ -23,14 +23,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from slimkit.errors import ConfigError
-from slimkit.quant.algorithms.common import (
-    float_reference,
-    is_quantized,
-    note_step,
-    original_of,
-)
+from slimkit.quant.algorithms.common import float_reference, note_step, original_of
 from slimkit.quant.algorithms.report import AlgorithmReport, PTQReport, config_dict
 from slimkit.quant.config import QuantConfig
+from slimkit.quant.flows import is_quantized, quantize
 from slimkit.record import copy_model, record_of
 
 STAGES = ("float", "quantized")
@@ -116,8 +112,6 @@ def apply(model: nn.Module, config, calib: Iterable | None = None, *,
 
 
 def _quantized_input(model, name, calib, qconfig, reference, inplace):
-    from slimkit.quant.flows import quantize
-
     if not is_quantized(model):
         if qconfig is None:
             raise ConfigError(f"{name} refines a quantized model: pass a model from "
@@ -133,8 +127,6 @@ def _quantized_input(model, name, calib, qconfig, reference, inplace):
 def ptq(model: nn.Module, qconfig: QuantConfig, calib: Iterable, steps=(),
         ) -> tuple[nn.Module, PTQReport]:
     """Float steps → sk.quantize(model, qconfig, calib) → quantized steps, in that order."""
-    from slimkit.quant.flows import quantize
-
     steps = tuple(algorithm_from_dict(s) if isinstance(s, dict) else s for s in steps)
     stages = [_handler(s).stage for s in steps]
     first_quantized = stages.index("quantized") if "quantized" in stages else len(stages)

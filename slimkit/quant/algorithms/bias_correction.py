@@ -22,9 +22,9 @@ from slimkit.quant.algorithms.capture import batches, check_finite, execution_or
 from slimkit.quant.algorithms.common import (
     channel_dim,
     layer_output,
-    quant_layers,
     set_bias,
     weight_input,
+    wrapped_layers,
 )
 from slimkit.quant.algorithms.report import LayerResult
 from slimkit.quant.calibrate import call_model
@@ -95,7 +95,7 @@ def mean_output_error(qmodel: nn.Module, reference: nn.Module, name: str, calib,
 
 @register(BiasCorrection, "quantized", "bias_correction")
 def _bias_correction(qmodel, cfg: BiasCorrection, calib, reference):
-    layers = {m.name: m for m in quant_layers(qmodel)}
+    layers = {m.name: m for m in wrapped_layers(qmodel)}
     first = next(iter(batches(calib, 1, "bias correction")))
     order = execution_order(qmodel, list(layers), first)
     # the float model does not change: its means for every layer in one pass

@@ -18,18 +18,9 @@ from slimkit.quant.qscheme import QScheme, dequantize
 from slimkit.record import copy_model, note_source, record_of
 
 
-def quant_layers(model: nn.Module) -> list[QuantLayer]:
+def wrapped_layers(model: nn.Module) -> list[QuantLayer]:
+    """The QuantLayer wrappers (Linear / Conv / Embedding) the algorithms refine."""
     return [m for m in model.modules() if isinstance(m, QuantLayer)]
-
-
-def is_quantized(model: nn.Module) -> bool:
-    return bool(quant_layers(model))
-
-
-def is_converted(model: nn.Module) -> bool:
-    layers = quant_layers(model)
-    return bool(layers) and all(m.packed is not None or m.weight_quantizer is None
-                                for m in layers)
 
 
 def float_reference(model: nn.Module) -> nn.Module:

@@ -22,7 +22,7 @@ import torch
 from slimkit.errors import CalibrationError, ConfigError
 from slimkit.quant.algorithms.api import AlgoConfig, register, report_for
 from slimkit.quant.algorithms.capture import batches, check_finite, execution_order, run_to
-from slimkit.quant.algorithms.common import linear_scheme, quant_layers, repack, weight_input
+from slimkit.quant.algorithms.common import linear_scheme, repack, weight_input, wrapped_layers
 from slimkit.quant.algorithms.hessian import Gram, unsupported
 from slimkit.quant.algorithms.report import LayerResult
 from slimkit.quant.granularity import PerChannel, PerGroup, PerTensor
@@ -164,7 +164,7 @@ def skip_reason(layer) -> str | None:
 
 @register(GPTQ, "quantized", "gptq")
 def _gptq(qmodel, cfg: GPTQ, calib, reference):
-    layers = {m.name: m for m in quant_layers(qmodel)}
+    layers = {m.name: m for m in wrapped_layers(qmodel)}
     first = next(iter(batches(calib, 1, "GPTQ")))
     applied, skipped = [], []
     for name in execution_order(qmodel, list(layers), first):

@@ -25,7 +25,7 @@ from slimkit.errors import CalibrationError, ConfigError
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.algorithms.api import AlgoConfig, register, report_for
 from slimkit.quant.algorithms.capture import batches, check_finite
-from slimkit.quant.algorithms.common import quant_layers
+from slimkit.quant.algorithms.common import wrapped_layers
 from slimkit.quant.algorithms.report import LayerResult
 from slimkit.quant.calibrate import call_model
 from slimkit.quant.graph_quant import standalone_quantizers
@@ -117,7 +117,7 @@ class Log2Quantizer(nn.Module):
 
 def _swap_all(model: nn.Module, cfg: Log2Activations):
     swapped, skipped = {}, []
-    for layer in quant_layers(model):
+    for layer in wrapped_layers(model):
         for where in ("input", "output"):
             q = getattr(layer, f"{where}_quantizer")
             if q is None:
@@ -142,7 +142,7 @@ def _swap_all(model: nn.Module, cfg: Log2Activations):
 @register(Log2Activations, "quantized", "log2_activations")
 def _log2(qmodel, cfg: Log2Activations, calib, reference):
     qat = qmodel.training or any(m.packed is None and m.weight_quantizer is not None
-                                 for m in quant_layers(qmodel))
+                                 for m in wrapped_layers(qmodel))
     swapped, skipped = _swap_all(qmodel, cfg)
     qmodel.eval()
     with torch.no_grad():

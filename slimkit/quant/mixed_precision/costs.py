@@ -1,6 +1,6 @@
 """What a per-layer choice costs. A cost model is any callable
 `cost(layer_name, scheme) -> float` (scheme: a LayerQuant, or None for float) — bytes here;
-a measured per-layer latency table (slimkit/bench/layer_latency.py) plugs in the same way."""
+a measured per-layer latency table (slimkit/latency/table.py) plugs in the same way."""
 
 from __future__ import annotations
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.atomic import write_atomic
 from slimkit.errors import ConfigError
 from slimkit.graph.modules import set_submodule
-from slimkit.io.atomic import write_atomic
 from slimkit.quant.algorithms.capture import batches
 from slimkit.quant.algorithms.common import float_reference
 from slimkit.quant.calibrate import call_model

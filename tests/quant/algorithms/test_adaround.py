@@ -10,8 +10,8 @@ from slimkit.quant.algorithms.capture import run_to
 from slimkit.quant.algorithms.common import (
     dequant_codes,
     float_reference,
-    quant_layers,
     weight_input,
+    wrapped_layers,
 )
 from tests.quant.algorithms.nets import SmallCNN, image_batches, randomize_bn
 
@@ -39,7 +39,7 @@ def test_adaround_lowers_reconstruction_loss_below_round_to_nearest():
     assert sum(r.metrics["loss_adaround"] < 0.95 * r.metrics["loss_rtn"] for r in rep.applied) >= 2
     ref = float_reference(model)  # the first layer sees the same inputs in both models
     assert _first_layer_loss(q, ref, calib) <= _first_layer_loss(rtn, ref, calib)
-    assert all(layer.packed is not None for layer in quant_layers(q))  # still packed codes
+    assert all(layer.packed is not None for layer in wrapped_layers(q))  # still packed codes
 
 
 def test_a_worse_learned_rounding_falls_back_to_round_to_nearest():

@@ -9,7 +9,7 @@ from torch import nn
 import slimkit as sk
 from slimkit.deploy import ExportError
 from slimkit.quant import algorithms as qa
-from slimkit.quant.algorithms.common import quant_layers
+from slimkit.quant.algorithms.common import wrapped_layers
 from slimkit.quant.algorithms.log2 import levels, log2_dequantize, log2_fake_quantize
 from slimkit.quant.algorithms.log2 import log2_quantize as lq
 from tests.quant.algorithms.nets import SmallCNN, image_batches
@@ -49,7 +49,7 @@ def test_ptq_puts_every_activation_on_the_level_set():
     q, rep = qa.apply(q, qa.Log2Activations(bits=4), calib)
     assert len(rep.applied) == 4 and sk.record_of(q).steps[-1].kind == "log2_activations"
     seen = []
-    for layer in quant_layers(q):
+    for layer in wrapped_layers(q):
         layer.input_quantizer.register_forward_hook(lambda m, a, o: seen.append((m, o)))
     q(calib[0])
     for m, out in seen:

@@ -107,6 +107,6 @@ def test_nan_in_sensitivity_data_is_refused(setup):
 def test_quantconfig_auto_is_the_same_construction(setup):
     model, data = setup
     tab = sensitivity(model, data, default_schemes())
-    cfg, res = sk.QuantConfig.auto(model, data, 4000, table=tab)
+    cfg, res = auto_config(model, data, 4000, table=tab)
     cfg2, res2 = auto_config(model, data, 4000, table=tab)
     assert cfg == cfg2 and res.chosen == res2.chosen

@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import save_file
 
 import slimkit as sk
+from slimkit.artifact import MANIFEST, WEIGHTS, ArtifactError
 from slimkit.deploy.kernels import to_kernels
 from slimkit.graph.modules import set_submodule
-from slimkit.io.artifact import MANIFEST, WEIGHTS, ArtifactError
 from slimkit.sparse import SparseLinear, sparsify
-from tests.io import nets
+from tests.artifact import nets
 
 ROOT = Path(__file__).parents[2]
 
@@ -70,7 +70,7 @@ def _save_all(root: Path, full: bool):
             m = QUANT[q](m, x)
         name = f"{model}-{p}-{q}"
         path = root / (name + (".zip" if (model, p, q) in ARCHIVED else ""))
-        sk.save(m, path, factory=f"tests.io.nets:{model}")
+        sk.save(m, path, factory=f"tests.artifact.nets:{model}")
         with torch.no_grad():
             outputs[name] = m(x)
         dirs.append(str(path))
@@ -111,8 +111,8 @@ def test_sparse_kernels_masks_and_students_round_trip(tmp_path):
         "student": nets.digits(width=0.5),
     }
     for name, model in cases.items():
-        kw = {"factory": "tests.io.nets:digits", "kwargs": {"width": 0.5}} \
-            if name == "student" else {"factory": "tests.io.nets:digits"}
+        kw = {"factory": "tests.artifact.nets:digits", "kwargs": {"width": 0.5}} \
+            if name == "student" else {"factory": "tests.artifact.nets:digits"}
         sk.save(model, tmp_path / name, **kw)
         back = sk.load(tmp_path / name)
         assert torch.equal(back(x), model(x)), name
@@ -130,7 +130,7 @@ def test_sparse_linear_layers_round_trip(tmp_path):
     sk.record_of(sparse).steps[-1:] = []  # drop the timing-dependent step, record the forced one
     sk.record_of(sparse).add("sparsify", {"layers": {"0": {"format": "csr"},
                                                      "2": {"format": "csr"}}})
-    sk.save(sparse, tmp_path / "sparse", factory="tests.io.nets:mlp")
+    sk.save(sparse, tmp_path / "sparse", factory="tests.artifact.nets:mlp")
     back = sk.load(tmp_path / "sparse")
     assert isinstance(back[0], SparseLinear) and back[0].weight.layout == torch.sparse_csr
     assert torch.equal(back(x), sparse(x))
@@ -161,7 +161,7 @@ def test_the_deployable_onnx_file_rides_along(tmp_path):
 
     m, x = nets.resnet(), _input("resnet")
     q = sk.quantize(m, sk.QuantConfig.w8a8(), calib=[x], progress=False)
-    path = sk.save(q, tmp_path / "r", factory="tests.io.nets:resnet", example_inputs=x[:2])
+    path = sk.save(q, tmp_path / "r", factory="tests.artifact.nets:resnet", example_inputs=x[:2])
     manifest = json.loads((path / MANIFEST).read_text())
     assert manifest["deploy"] == {"onnx": "model.onnx"}
     out = session(path / "model.onnx").run((x.numpy(),))

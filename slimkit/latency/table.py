@@ -34,11 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimkit.bench.layer_graphs import PRECISIONS, layer_onnx, shapes
-from slimkit.bench.layer_sessions import SESSIONS, interleaved_medians
-from slimkit.bench.layer_spec import KINDS, LayerSpec, layer_specs
+from slimkit.atomic import write_atomic
+from slimkit.deploy.onnx_export import to_onnx
+from slimkit.deploy.runtimes import RuntimeUnavailable
 from slimkit.errors import ConfigError, check_choice
-from slimkit.io.atomic import write_atomic
+from slimkit.latency.graphs import PRECISIONS, layer_onnx, shapes
+from slimkit.latency.sessions import SESSIONS, interleaved_medians
+from slimkit.latency.spec import KINDS, LayerSpec, layer_specs
+from slimkit.target import resolve_target
 
 log = logging.getLogger("slimkit.bench")
 RUNTIMES = tuple(SESSIONS)  # ort, openvino
@@ -53,8 +56,6 @@ def default_cache_dir() -> Path:
 
 def _runtime_version(runtime: str) -> str:
     """The installed version of `runtime`; RuntimeUnavailable (named) when it is missing."""
-    from slimkit.deploy.runtimes import RuntimeUnavailable
-
     try:
         if runtime == "openvino":
             import openvino
@@ -124,7 +125,6 @@ class LatencyTable:
         # what the calibration is for (a search space, say): whole-network overheads differ
         # between families of networks, the layer entries do not — they are shared
         self.scope = scope
-        from slimkit.target import resolve_target
 
         self.batch, self.threads, self.runtime, self.precision = batch, threads, runtime, precision
         self.target = resolve_target("auto")
@@ -253,8 +253,6 @@ class LatencyTable:
         measured here +11 % on ResNet-18 at batch 1 and +82 % once it was pruned to half its
         channels — the error of a prediction checked against a profiled run is not the one a
         user sees."""
-        from slimkit.deploy.onnx_export import to_onnx
-
         xb = x.expand(self.batch, *x.shape[1:]).contiguous()
         with torch.no_grad():
             y = m.eval()(xb)

@@ -11,16 +11,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import slimkit as sk
-from slimkit.io.artifact import MANIFEST, WEIGHTS, ArtifactError, _sha256
-from slimkit.io.atomic import WriteError, write_atomic
-from tests.io import nets
+from slimkit.artifact import MANIFEST, WEIGHTS, ArtifactError, _sha256
+from slimkit.atomic import WriteError, write_atomic
+from tests.artifact import nets
 
 
 @pytest.fixture
 def art(tmp_path):
     m = nets.digits()
     q = sk.quantize(m, sk.QuantConfig.w8a8(), calib=[torch.randn(8, 1, 8, 8)], progress=False)
-    return sk.save(q, tmp_path / "q", factory="tests.io.nets:digits"), q
+    return sk.save(q, tmp_path / "q", factory="tests.artifact.nets:digits"), q
 
 
 def _rewrite(path, change):
@@ -116,10 +116,10 @@ def test_saving_never_overwrites_other_files_and_leaves_nothing_half_written(art
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
     with pytest.raises(WriteError, match="not a slimkit artifact: refusing"):
-        sk.save(q, keep, factory="tests.io.nets:digits")
+        sk.save(q, keep, factory="tests.artifact.nets:digits")
     assert (keep / "notes.txt").read_text() == "mine"
     with pytest.raises(WriteError, match="does not exist"):
-        sk.save(q, tmp_path / "no" / "such" / "dir", factory="tests.io.nets:digits")
+        sk.save(q, tmp_path / "no" / "such" / "dir", factory="tests.artifact.nets:digits")
     ro = tmp_path / "ro"
     ro.mkdir()
     os.chmod(ro, 0o500)
@@ -127,7 +127,7 @@ def test_saving_never_overwrites_other_files_and_leaves_nothing_half_written(art
         if os.access(ro, os.W_OK):  # root ignores permissions: nothing to check here
             pytest.skip("running as a user that can write anywhere")
         with pytest.raises(WriteError):
-            sk.save(q, ro / "q", factory="tests.io.nets:digits")
+            sk.save(q, ro / "q", factory="tests.artifact.nets:digits")
     finally:
         os.chmod(ro, 0o700)
 
@@ -142,7 +142,7 @@ def test_a_qat_model_must_be_converted_first(tmp_path):
 def test_resaving_replaces_an_earlier_artifact_atomically(art):
     path, q = art
     before = (path / MANIFEST).read_text()
-    sk.save(q, path, factory="tests.io.nets:digits")
+    sk.save(q, path, factory="tests.artifact.nets:digits")
     assert (path / MANIFEST).read_text() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["q"]  # no temp dirs left
 
@@ -159,7 +159,7 @@ def test_a_full_disk_during_save_leaves_nothing_behind(art, tmp_path, monkeypatc
 
     monkeypatch.setattr(st, "save_file", full)
     with pytest.raises(WriteError, match="No space left"):
-        sk.save(q, tmp_path / "new", factory="tests.io.nets:digits")
+        sk.save(q, tmp_path / "new", factory="tests.artifact.nets:digits")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]  # no partial dir, no temp
 
 
@@ -167,13 +167,13 @@ def test_an_archive_is_the_directory_zipped_and_refuses_damage(art, tmp_path):
     import zipfile
 
     path, q = art
-    z = sk.save(q, tmp_path / "q.zip", factory="tests.io.nets:digits")
+    z = sk.save(q, tmp_path / "q.zip", factory="tests.artifact.nets:digits")
     assert z.is_file() and torch.equal(sk.load(z)(torch.ones(2, 1, 8, 8)),
                                        q(torch.ones(2, 1, 8, 8)))
     with zipfile.ZipFile(z) as f:  # unzipped, it is the directory form
         assert sorted(f.namelist()) == sorted(p.name for p in path.iterdir())
         assert f.read(WEIGHTS) == (path / WEIGHTS).read_bytes()
-    assert sk.io.read_manifest(z)["weights"]["sha256"] == _sha256(path / WEIGHTS)
+    assert sk.read_manifest(z)["weights"]["sha256"] == _sha256(path / WEIGHTS)
     data = z.read_bytes()
     (tmp_path / "cut.zip").write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="not a slimkit artifact"):
@@ -188,10 +188,10 @@ def test_an_archive_is_the_directory_zipped_and_refuses_damage(art, tmp_path):
     with zipfile.ZipFile(other, "w") as f:
         f.writestr("notes.txt", "mine")
     with pytest.raises(WriteError, match="not a slimkit artifact: refusing"):
-        sk.save(q, other, factory="tests.io.nets:digits")
+        sk.save(q, other, factory="tests.artifact.nets:digits")
     with pytest.raises(ArtifactError, match="not a slimkit artifact"):
         sk.load(other)
-    sk.save(q, z, factory="tests.io.nets:digits")  # an earlier archive is replaced
+    sk.save(q, z, factory="tests.artifact.nets:digits")  # an earlier archive is replaced
     assert sorted(p.name for p in tmp_path.glob("q.zip*")) == ["q.zip"]
 
 
@@ -206,3 +206,29 @@ def test_temp_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     write_atomic(tmp_path / "cache.json", "{}")
     assert (tmp_path / "cache.json").read_text() == "{}"
     assert not orphan.exists() and live.exists() and other.exists()
+
+
+def _load_fresh(path) -> subprocess.CompletedProcess:
+    """sk.load in a new process: no technique imported, only what the manifest names."""
+    code = ("import slimkit as sk, sys; m = sk.load(sys.argv[1]); "
+            "print(' '.join(s.kind for s in sk.record_of(m).steps))")
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
+def test_the_manifest_names_each_step_module_and_older_manifests_still_load(art):
+    path, _ = art
+    steps = json.loads((path / MANIFEST).read_text())["steps"]
+    assert {s["kind"]: s["module"] for s in steps} == {"quantize": "slimkit.quant.flows"}
+    _manifest(path, lambda m: [s.pop("module") for s in m["steps"]])  # written before modules
+    res = _load_fresh(path)
+    assert res.returncode == 0 and res.stdout.split() == ["quantize"], res.stderr
+
+
+def test_a_step_module_outside_slimkit_is_never_imported(art):
+    path, _ = art
+    _manifest(path, lambda m: m["steps"][0].update(kind="mystery", module="os"))
+    res = _load_fresh(path)
+    assert res.returncode == 1
+    assert "step 'mystery' has no rebuild registered and the manifest names no slimkit module" \
+        in res.stderr

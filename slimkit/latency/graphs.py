@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from slimkit.bench.layer_spec import LayerSpec
+from slimkit.deploy.onnx_export import DEFAULT_OPSET
 from slimkit.errors import check_choice
+from slimkit.latency.spec import LayerSpec
 
 PRECISIONS = ("fp32", "int8")
 _X_SCALE, _Y_SCALE, _ZP = 0.05, 0.1, 128  # any valid qparams: timing does not depend on them
@@ -48,7 +49,6 @@ def layer_onnx(spec: LayerSpec, batch: int, precision: str = "fp32") -> bytes:
     """A one-node ONNX model of `spec` (random weights; timing does not depend on them)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from slimkit.deploy.onnx_export import DEFAULT_OPSET
 
     check_choice("layer precision", precision, PRECISIONS)
     rng = np.random.default_rng(0)

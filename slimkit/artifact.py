@@ -36,10 +36,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.atomic import WriteError, atomic_dir, atomic_path
+from slimkit.deploy import export
 from slimkit.errors import SlimkitError
 from slimkit.factory import import_attr
-from slimkit.io.atomic import WriteError, atomic_dir, atomic_path
-from slimkit.record import REBUILDS, ModelRecord, Step, copy_model, record_of, set_record
+from slimkit.record import (
+    CODECS,
+    REBUILDS,
+    SAVE_CHECKS,
+    ModelRecord,
+    Step,
+    copy_model,
+    record_of,
+    set_record,
+    step_module,
+)
 
 FORMAT, VERSION = "slimkit.artifact", 1
 MANIFEST, WEIGHTS, ONNX = "manifest.json", "weights.safetensors", "model.onnx"
@@ -59,11 +70,31 @@ class ArtifactError(SlimkitError):
     """A path is not a (complete, intact, compatible) slimkit artifact, or cannot become one."""
 
 
-def _techniques() -> None:
-    """Import every module that registers a rebuild (the registry lives below them)."""
-    for mod in ("slimkit.quant.flows", "slimkit.pruning.api", "slimkit.sparse.policy",
-                "slimkit.deploy.kernels", "slimkit.quant.algorithms"):
-        importlib.import_module(mod)
+# Artifacts written before the manifest named each step's module: where those kinds live.
+LEGACY_STEPS = {
+    **dict.fromkeys(("quantize", "convert"), "slimkit.quant.flows"),
+    "prune": "slimkit.pruning.api", "drop_blocks": "slimkit.pruning.depth",
+    "sparsify": "slimkit.sparse.policy", "kernels": "slimkit.deploy.kernels",
+    **dict.fromkeys(("cle", "smoothquant", "awq", "gptq", "adaround", "bias_correction",
+                     "log2_activations"), "slimkit.quant.algorithms.steps"),
+}
+
+
+def _registered(steps: list[dict]) -> None:
+    """Import the modules that register the steps' rebuilds — named by the manifest (or, for
+    older artifacts, by LEGACY_STEPS); only slimkit's own modules are imported this way."""
+    for s in steps:
+        if s["kind"] in REBUILDS:
+            continue
+        module = s.get("module") or LEGACY_STEPS.get(s["kind"])
+        if not module or not module.startswith("slimkit."):
+            raise ArtifactError(f"step '{s['kind']}' has no rebuild registered and the "
+                                f"manifest names no slimkit module for it (got {module!r})")
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ArtifactError(f"step '{s['kind']}': cannot import {module} ({e}), which "
+                                "rebuilds it") from e
 
 
 # ---- save -----------------------------------------------------------------------------------
@@ -76,11 +107,10 @@ def save(model: nn.Module, path: str | os.PathLike, *, factory: str | None = Non
     template: an uncompressed instance instead, for a structure no factory builds (then
     `sk.load(path, model=...)` needs one too). example_inputs also writes model.onnx;
     onnx_file: an ONNX file already exported from this model, copied in instead."""
-    from slimkit.quant.flows import is_converted
-
-    if not is_converted(model):
-        raise ArtifactError("the model is prepared for QAT but not converted: sk.convert(model) "
-                            "first (a training run checkpoints through the Trainer instead)")
+    for check in SAVE_CHECKS:
+        why = check(model)
+        if why:
+            raise ArtifactError(why)
     rec = copy.deepcopy(record_of(model, create=False) or ModelRecord())
     rec.source = _source(model, rec, factory, kwargs)
     state = model.state_dict()
@@ -106,8 +136,6 @@ def _write_files(d: Path, tensors: dict, manifest: dict, model, example_inputs,
         shutil.copyfile(onnx_file, d / ONNX)
         manifest["deploy"] = {"onnx": ONNX}
     elif example_inputs is not None:
-        from slimkit.deploy import export
-
         export(model, example_inputs, d / ONNX)
         manifest["deploy"] = {"onnx": ONNX}
     (d / MANIFEST).write_text(json.dumps(manifest, separators=(",", ":"), sort_keys=True))
@@ -162,16 +190,14 @@ def _flatten(state: dict, masks: dict):
 
 
 def _manifest(rec: ModelRecord, tensors: dict, sparse: dict, aliases: dict) -> dict:
-    from slimkit.quant.codec import plan_to_json
-
     return {
         "format": FORMAT, "version": VERSION,
         "slimkit": _version("slimkit"), "torch": torch.__version__,
         "python": platform.python_version(),
         "source": rec.source,
-        "steps": [s.to_dict() for s in rec.steps],
+        "steps": [{**s.to_dict(), "module": step_module(s.kind)} for s in rec.steps],
         "arch": rec.arch,
-        "plan": None if rec.plan is None else plan_to_json(rec.plan),
+        "plan": None if rec.plan is None else CODECS["plan"][0](rec.plan),
         "masks": sorted(rec.masks),
         "weights": {"file": WEIGHTS, "tensors": len(tensors)},
         "sparse": sparse, "aliases": aliases, "deploy": {},
@@ -289,10 +315,11 @@ def _parse_manifest(files: _Files) -> dict:
 
 
 def _record(manifest: dict) -> ModelRecord:
-    from slimkit.quant.codec import plan_from_json
-
+    _registered(manifest["steps"])  # before the plan: the modules register its codec too
     steps = [Step(s["kind"], s["config"], s.get("note", "")) for s in manifest["steps"]]
-    plan = None if manifest["plan"] is None else plan_from_json(manifest["plan"])
+    if manifest["plan"] is not None and "plan" not in CODECS:
+        raise ArtifactError("the manifest holds a quantization plan but no step that reads it")
+    plan = None if manifest["plan"] is None else CODECS["plan"][1](manifest["plan"])
     return ModelRecord(manifest["source"], steps, manifest["arch"], {}, plan)
 
 
@@ -320,7 +347,7 @@ def build_source(source: dict | None) -> nn.Module:
 
 def rebuild(model: nn.Module, rec: ModelRecord) -> nn.Module:
     """Replay every recorded step's structure on `model` (values are placeholders)."""
-    _techniques()
+    _registered([{"kind": s.kind} for s in rec.steps])
     model.eval()
     for step in rec.steps:
         fn = REBUILDS.get(step.kind)

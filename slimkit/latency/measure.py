@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from slimkit.batch import as_args
-from slimkit.bench.machine import environment, machine_line
 from slimkit.deploy.runtimes import session
+from slimkit.latency.machine import environment, machine_line
 
 
 @dataclass
@@ -106,22 +106,20 @@ def _size_mb(model) -> float | None:
         return f.tell() / 2**20
 
 
-def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int = 10,
-              runs_per_round: int = 3, warmup: int = 3, threads: int = 2,
-              choose: bool = False) -> BenchResult:
-    """`candidates`: {name: nn.Module | .onnx path} or a list of Candidate (to pick the
-    runtime). Every candidate gets the same inputs; ratios are against the first.
-    choose=True: each model file is tried on every runtime and precision available here
-    (ONNX Runtime, OpenVINO, OpenVINO bf16 on CPUs with bf16 units — bench/choose.py), and
-    `choice` names the fastest whose outputs match its reference, and why; runtimes that
-    are not installed are skipped and named in `skipped`."""
-    from slimkit.bench.choose import expand, pick
+def as_candidates(candidates: dict | list[Candidate]) -> list[Candidate]:
+    """{name: nn.Module | .onnx path} or a list of Candidate → a list of Candidate."""
+    if isinstance(candidates, dict):
+        return [Candidate(k, v) for k, v in candidates.items()]
+    return list(candidates)
 
-    cands = [Candidate(k, v) for k, v in candidates.items()] if isinstance(candidates, dict) \
-        else list(candidates)
-    skipped: list[str] = []
-    if choose:
-        cands, skipped = expand(cands)
+
+def measure(candidates: dict | list[Candidate], example_inputs, *, rounds: int = 10,
+            runs_per_round: int = 3, warmup: int = 3, threads: int = 2,
+            skipped: list[str] | None = None) -> BenchResult:
+    """Time the candidates in one process: warm-up, then `rounds` rounds in a seeded-random
+    order, `runs_per_round` timed runs each; medians, p90, min, throughput, RSS, size, ratios
+    against the first, and each variant's output agreement with its reference."""
+    cands = as_candidates(candidates)
     torch.set_num_threads(threads)
     xs = as_args(example_inputs)
     sessions, rss = [], []
@@ -146,7 +144,7 @@ def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int
                 times[i].append(time.perf_counter() - t)
     batch = int(xs[0].shape[0]) if hasattr(xs[0], "shape") else 1
     res = BenchResult(batch, threads, rounds * runs_per_round, machine=environment(threads),
-                      skipped=skipped)
+                      skipped=list(skipped or []))
     sizes = [_size_mb(c.model) for c in cands]  # a module is serialised once to measure it
     base_med, base_size = statistics.median(times[0]), sizes[0]
     fid = _fidelity(cands, sessions, xs)
@@ -156,16 +154,12 @@ def benchmark(candidates: dict | list[Candidate], example_inputs, *, rounds: int
                             min(t) * 1e3, batch / med, base_med / med, r, size,
                             None if size is None or base_size is None else base_size / size,
                             c.precision, f))
-    if choose:
-        res.choice = pick(res, cands)
     return res
 
 
 def _fidelity(cands: list[Candidate], sessions: list, xs: tuple) -> list[dict | None]:
     """Each candidate with a reference: its outputs against the reference's on the same
     inputs (mean cosine per sample; top-1 agreement for 2-D outputs with > 1 column)."""
-    from slimkit.bench.choose import agreement
-
     outs: dict[int, np.ndarray] = {}
 
     def out(i: int) -> np.ndarray:
@@ -174,3 +168,12 @@ def _fidelity(cands: list[Candidate], sessions: list, xs: tuple) -> list[dict | 
         return outs[i]
     return [None if c.reference is None else agreement(out(c.reference), out(i))
             for i, c in enumerate(cands)]
+
+
+def agreement(ref: np.ndarray, out: np.ndarray) -> dict:
+    """Mean per-sample cosine of `out` vs `ref`, and top-1 agreement for (N, classes)."""
+    r, o = ref.reshape(ref.shape[0], -1), out.reshape(out.shape[0], -1)
+    cos = (r * o).sum(1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1) + 1e-30)
+    top1 = float((r.argmax(1) == o.argmax(1)).mean()) if ref.ndim == 2 and r.shape[1] > 1 \
+        else None
+    return {"cosine": float(cos.mean()), "top1": top1}

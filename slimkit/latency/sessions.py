@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slimkit.deploy.runtimes import openvino_config
+
 # ops at a one-layer graph's edges that a network does not pay per layer (OpenVINO's
 # "Subgraph" is the input quantize / output dequantize of the graph, jitted on their own)
 _EDGE_OPS = ("Reorder", "QuantizeLinear", "DequantizeLinear", "Transpose", "FakeQuantize",
@@ -114,7 +116,6 @@ class OvLayerSession:
 
         import openvino as ov
 
-        from slimkit.deploy.runtimes import openvino_config
 
         core = ov.Core()
         cfg = {**openvino_config(threads, "f32"), "PERF_COUNT": profile_dir is not None}

@@ -29,6 +29,6 @@ def test_a_module_that_reads_its_state_version_loads(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(4, 6)
     small = sk.prune(Versioned(), sk.PruneConfig(ratio=0.5), x).model
-    sk.save(small, tmp_path / "a", factory="tests.io.test_state_versions:Versioned")
+    sk.save(small, tmp_path / "a", factory="tests.artifact.test_state_versions:Versioned")
     again = sk.load(tmp_path / "a")
     torch.testing.assert_close(again(x), small(x), rtol=0, atol=0)

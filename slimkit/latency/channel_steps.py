@@ -28,9 +28,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from slimkit.bench.layer_latency import LatencyTable
-from slimkit.bench.layer_spec import LayerSpec
 from slimkit.errors import ConfigError, check_choice
+from slimkit.latency.spec import LayerSpec
+from slimkit.latency.table import LatencyTable
 
 SWEEP_HW = {"conv": 28, "depthwise": 28}  # input height = width of a sweep layer
 SWEEP_QUANTILE = 0.1

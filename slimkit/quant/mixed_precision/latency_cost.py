@@ -2,8 +2,8 @@
 runtime for a quantization choice, from the per-layer table (bench/layer_latency.py).
 
     cost = LatencyCost.for_model(model, example, runtime="ort")   # measures what is missing
-    cfg, result = sk.QuantConfig.auto(model, calib, budget=0.6 * cost.float_ms(), cost=cost,
-                                      schemes={"float": None, "int8": int8})
+    cfg, result = auto_config(model, calib, budget=0.6 * cost.float_ms(), cost=cost,
+                              schemes={"float": None, "int8": int8})
 
 A layer left float costs its fp32 kernel; int8 weights with uint8 activations cost the int8
 kernel in slimkit's QDQ form (the one the exporter writes). Other schemes (4-bit weights,
@@ -18,9 +18,14 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from slimkit.bench.layer_latency import LatencyTable
-from slimkit.bench.layer_spec import LayerSpec, layer_specs
+from slimkit.deploy import export
 from slimkit.errors import ConfigError
+from slimkit.latency.measure import Candidate, measure
+from slimkit.latency.spec import LayerSpec, layer_specs
+from slimkit.latency.table import LatencyTable
+from slimkit.quant.config import QuantConfig
+from slimkit.quant.flows import quantize
+from slimkit.quant.mixed_precision.auto import config_from_choice
 from slimkit.quant.spec import LayerQuant
 
 
@@ -73,13 +78,10 @@ class LatencyCost:
                     example_inputs, runtime: str, target="auto", threads: int = 2) -> tuple:
         """fit_rest with the model's all-int8 form made here: every timed layer `int8`,
         calibrated on `calib`, exported to `out_file` for `runtime`."""
-        import slimkit as sk
-        from slimkit.quant.mixed_precision.auto import config_from_choice
-
         qc = config_from_choice({n: "int8" for n in self.specs}, {"int8": int8},
-                                sk.QuantConfig.w8a8())
-        q = sk.quantize(model, qc, calib=calib, progress=False, target=target)
-        return self.fit_rest(float_file, sk.export(q, example_inputs, out_file, runtime=runtime),
+                                QuantConfig.w8a8())
+        q = quantize(model, qc, calib=calib, progress=False, target=target)
+        return self.fit_rest(float_file, export(q, example_inputs, out_file, runtime=runtime),
                              example_inputs, runtime, threads=threads)
 
     def fit_rest(self, float_file, int8_file, example_inputs, runtime: str, threads: int = 2,
@@ -87,9 +89,7 @@ class LatencyCost:
         """Measure the model all-float and all-int8 end to end (its ONNX files, the inputs at
         the table's batch): what they take beyond the layers' kernels is this network's rest
         — a transformer's attention, softmax and norms are not in the table."""
-        from slimkit.bench.measure import Candidate, benchmark
-
-        res = benchmark([Candidate("float", float_file, runtime),
+        res = measure([Candidate("float", float_file, runtime),
                          Candidate("int8", int8_file, runtime)], example_inputs,
                         rounds=rounds, threads=threads)
         f, i = (r.median_ms for r in res.rows)
@@ -110,9 +110,7 @@ class LatencyCost:
               threads: int = 2, rounds: int = 7) -> dict:
         """A chosen point's estimate against the exported model measured end to end (the
         inputs at the table's batch size): the error of the latency cost."""
-        from slimkit.bench.measure import Candidate, benchmark
-
-        res = benchmark([Candidate("chosen", onnx_file, runtime)], example_inputs,
+        res = measure([Candidate("chosen", onnx_file, runtime)], example_inputs,
                         rounds=rounds, threads=threads)
         measured = res.rows[0].median_ms
         estimate = self.estimate(kernels_ms, n_int8)
