@@ -105,12 +105,12 @@ def prune_minilm(model, heads: float, ffn: float, data):
     if heads:
         small = sk.prune(small, sk.PruneConfig(granularity="head", ratio=heads,
                                                importance="mask"),
-                         data[0][0], data=data, loss_fn=cosine_loss).model
+                         data[0][0], data=data, loss_fn=cosine_loss)
     if ffn:
         rules = (sk.PruneRule("*", skip=True), sk.PruneRule("*.intermediate.dense", ratio=ffn))
         small = sk.prune(small, sk.PruneConfig(granularity="neuron", ratio=ffn, rules=rules,
                                                importance="taylor"),
-                         data[0][0], data=data, loss_fn=cosine_loss).model
+                         data[0][0], data=data, loss_fn=cosine_loss)
     return small
 
 
@@ -256,7 +256,8 @@ def mixed_net(args) -> None:
     g0 = DependencyGraph.build(model, x)
     say(f"{'(before)':>12}{'':>14}{'':>10}{frozen_share(g0):>12.1%}")
     for t in (0.3, 0.5):
-        small, rep = sk.prune(model, sk.PruneConfig(target_macs=t), x)
+        small = sk.prune(model, sk.PruneConfig(target_macs=t), x)
+        rep = sk.record_of(small).report
         say(f"{t:>12.2f}{1 - rep.macs_ratio:>13.1%}{rep.params_ratio:>10.3f}"
             f"{frozen_share(DependencyGraph.build(small, x)):>12.1%}")
 

@@ -46,7 +46,7 @@ def flows(model, x):
     yield "dynamic int8", sk.quantize(model, sk.QuantConfig.dynamic())
     yield "w4 weight-only", sk.quantize(model, sk.QuantConfig.weight_only(4))
     yield "w4 k-means", sk.quantize(model, sk.QuantConfig.nonuniform("kmeans"))
-    pruned = sk.prune(model, sk.PruneConfig(ratio=0.5), x[:1]).model
+    pruned = sk.prune(model, sk.PruneConfig(ratio=0.5), x[:1])
     yield "pruned 50%", pruned
     yield "pruned 50% + w8a8", sk.quantize(pruned, sk.QuantConfig.w8a8(), calib=calib,
                                            progress=False)

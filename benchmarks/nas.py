@@ -313,13 +313,13 @@ def _prune_case(name, model, data, x, batch, trials, finetune, proxy=AFTER_CUT,
 
     cache = CACHE / f"latency-prune-b{batch}"
     table = LatencyTable(batch=batch, threads=THREADS, cache_dir=cache)
-    uniform = prune(model, PruneConfig(ratio=0.5), x).model
+    uniform = prune(model, PruneConfig(ratio=0.5), x)
     macs_u, macs_0 = model_costs(uniform, x).macs, model_costs(model, x).macs
-    glob = prune(model, PruneConfig(target_macs=1 - macs_u / macs_0, scope="global"), x).model
+    glob = prune(model, PruneConfig(target_macs=1 - macs_u / macs_0, scope="global"), x)
     space = prune_space(model, x, ratios=RATIOS)
     t = time.perf_counter()
     rng = random.Random(5)  # + 3 random candidates of the space: spread layer shapes
-    variants = {f"uniform {r}": prune(model, PruneConfig(ratio=r), x).model
+    variants = {f"uniform {r}": prune(model, PruneConfig(ratio=r), x)
                 for r in (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)}
     variants |= {"original": model, "global": glob}
     variants |= {f"random {i}": space.build_model(space.random(rng)) for i in range(3)}

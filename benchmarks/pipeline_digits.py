@@ -108,7 +108,7 @@ def by_hand(seed: int) -> float:
     Trainer(m, TrainConfig(epochs=20, lr=0.003, seed=seed, progress=False), train).fit()
     top1(m.eval(), loader)
     x = train[:1][0]
-    small = sk.prune(m, sk.PruneConfig(target_macs=0.5, round_to=8), x).model
+    small = sk.prune(m, sk.PruneConfig(target_macs=0.5, round_to=8), x)
     Trainer(small, TrainConfig(epochs=6, lr=0.001, seed=seed, progress=False), train).fit()
     top1(small.eval(), loader)
     Trainer(small, TrainConfig(epochs=6, lr=0.0005, seed=seed + 1, progress=False), train,

@@ -80,7 +80,7 @@ def table(name: str, batch: int, rounds: int, round_to: int) -> None:
     for label, scope in (("uniform", "uniform"), ("global", "global")):
         t = time.perf_counter()
         cfg = sk.PruneConfig(target_macs=0.5, scope=scope, round_to=round_to, rules=keep_fc)
-        built[f"slimkit {label}"] = sk.prune(model, cfg, x1).model
+        built[f"slimkit {label}"] = sk.prune(model, cfg, x1)
         times[f"slimkit {label}"] = time.perf_counter() - t
         t = time.perf_counter()
         built[f"Torch-Pruning {label}"] = torch_pruning(model, x1, classifier, scope == "global")

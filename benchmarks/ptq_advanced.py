@@ -95,7 +95,7 @@ def part_digits(adaround_iters: int) -> str:
             for mname, steps in methods.items():
                 k = f"{cname} {mname}"
                 t = time.perf_counter()
-                q, _ = qa.ptq(fp, cfg, calib, steps)
+                q = qa.ptq(fp, cfg, calib, steps)
                 secs[k] = secs.get(k, 0) + time.perf_counter() - t
                 logits, _ = predict(q, test)
                 acc.setdefault(k, []).append(100.0 * float((logits.argmax(1) == labels)
@@ -150,14 +150,16 @@ def part_minilm(group: int) -> str:
     models = {"RTN": sk.quantize(model, cfg)}
     t["RTN"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    models["GPTQ"], rep_g = qa.apply(model, qa.GPTQ(act_order=True), calib, qconfig=cfg)
+    models["GPTQ"] = qa.apply(model, qa.GPTQ(act_order=True), calib, qconfig=cfg)
+    rep_g = sk.record_of(models["GPTQ"]).report
     t["GPTQ"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    awq_fp, rep_a = qa.apply(model, qa.AWQ(), calib, qconfig=cfg)
+    awq_fp = qa.apply(model, qa.AWQ(), calib, qconfig=cfg)
+    rep_a = sk.record_of(awq_fp).report
     models["AWQ"] = sk.quantize(awq_fp, cfg)
     t["AWQ"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    models["AWQ+GPTQ"], _ = qa.ptq(model, cfg, calib, [qa.AWQ(), qa.GPTQ(act_order=True)])
+    models["AWQ+GPTQ"] = qa.ptq(model, cfg, calib, [qa.AWQ(), qa.GPTQ(act_order=True)])
     t["AWQ+GPTQ"] = time.perf_counter() - t0
     x = (evals[0]["input_ids"], evals[0]["attention_mask"])
     with torch.no_grad():

@@ -43,7 +43,7 @@ def table(name: str, model, x, calib, variants, qcfg, d: Path, rounds: int) -> N
         m = model if ratio == 0 else sk.prune(
             model, sk.PruneConfig(granularity=gran, ratio=ratio,
                                   rules=tuple(sk.PruneRule(p, skip=True) for p in skip)),
-            x).model
+            x)
         q = sk.quantize(m, qcfg, calib=calib, progress=False)
         path = sk.export(q, x, d / f"{name}-{tag}.onnx", runtime="openvino")
         cands.append(Candidate(f"{tag} int8", path, "openvino"))

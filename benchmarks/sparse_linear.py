@@ -65,7 +65,7 @@ def block_table(n: int, x: torch.Tensor, runs: int) -> None:
         row, ms = [], {}
         for b in (16, 32):
             lin = sk.prune(torch.nn.Linear(n, n), sk.PruneConfig(
-                granularity="block", ratio=1 - d, block=(b, b)), x).model
+                granularity="block", ratio=1 - d, block=(b, b)), x)
             dense_ms, ms[f"bsr{b}"] = time_pair(lin, SparseLinear(lin, "bsr", b), x, runs)
             row.append(dense_ms)
             if b == 16:

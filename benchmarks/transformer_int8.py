@@ -99,7 +99,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         t = time.perf_counter()
-        dyn, swapped = to_kernels(sk.quantize(model, sk.QuantConfig.dynamic()))
+        dyn = to_kernels(sk.quantize(model, sk.QuantConfig.dynamic()))
+        swapped = sk.record_of(dyn).steps[-1].config["layers"]
         t_dyn = time.perf_counter() - t
         all_int8 = sk.QuantConfig.w8a8().skip(pattern="*pooler*")
         mixed = all_int8.skip(pattern="*.layer.*.output.dense")  # FFN down-projections

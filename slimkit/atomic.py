@@ -61,14 +61,15 @@ def _remove_orphans(path: Path) -> None:
     process no longer runs."""
     for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = p.name[len(path.name) + 2:].partition(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """The process `pid` still runs (a live process of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -20,6 +20,8 @@ alone: a tensor, a tuple of positional tensors, or a dict of keyword tensors.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -97,6 +99,19 @@ def inputs_of(batch: Any) -> Any:
 
 def target_of(batch: Any) -> Any:
     return split(batch)[1]
+
+
+@contextmanager
+def evaluating(model: nn.Module, grad: bool = False) -> Iterator[nn.Module]:
+    """The model in eval mode (BN on running statistics, no dropout), without autograd unless
+    `grad`; its training mode restored afterwards, whatever happens inside."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.set_grad_enabled(grad):
+            yield model
+    finally:
+        model.train(was)
 
 
 def call(model: nn.Module, inputs: Any) -> Any:
@@ -202,4 +217,5 @@ def _signature(params: dict[str, inspect.Parameter]) -> str:
 
 
 __all__ = ["ACCEPTED", "BatchError", "as_args", "call", "call_model", "check", "describe",
+           "evaluating",
            "inputs_of", "join", "rows", "split", "take", "target_of"]

@@ -10,19 +10,31 @@ technique's config plus the fields only the pipeline reads.
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic._internal._model_construction import ModelMetaclass
 
 from slimkit.errors import ConfigError
 
 
-class Config(BaseModel):
+class _Built(ModelMetaclass):
+    """Construction in Python: positional arguments in field order, and a bad value a
+    ConfigError. (Validation from data — a recipe — does not pass here: its errors keep
+    pydantic's field paths.)"""
+
+    def __call__(cls, *args, **kwargs):
+        names = list(cls.model_fields)
+        if len(args) > len(names):
+            raise ConfigError(f"{cls.__name__} takes at most {len(names)} positional "
+                              f"arguments ({', '.join(names)}), got {len(args)}")
+        kwargs.update(zip(names, args, strict=False))
+        try:
+            return super().__call__(**kwargs)
+        except ValidationError as e:
+            raise ConfigError(explain(e, cls.__name__)) from None
+
+
+class Config(BaseModel, metaclass=_Built):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
                               arbitrary_types_allowed=True)
-
-    def __init__(self, **data) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            raise ConfigError(explain(e, type(self).__name__)) from None
 
     def replace(self, **changes) -> Config:
         """A copy with `changes`, validated again (model_copy would not validate)."""
@@ -30,17 +42,42 @@ class Config(BaseModel):
 
 
 def explain(e: ValidationError, prefix: str = "") -> str:
-    """One line per error: the field path (prefix.field[2].sub), the value, what is allowed."""
-    out = []
+    """One line per error: the field path (prefix.field[2].sub), the value, what is allowed.
+    A value no member of a union accepts is one line naming the members."""
+    out, unions = [], _unions(e.errors())
     for err in e.errors():
-        loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"])
-        path = ".".join(x for x in (prefix, loc.replace(".[", "[")) if x)
+        loc = tuple(err["loc"])
+        if loc[:-1] in unions:
+            if unions[loc[:-1]] is None:
+                continue  # said already
+            members, unions[loc[:-1]] = unions[loc[:-1]], None
+            out.append(f"{_path(prefix, loc[:-1])}={err['input']!r}: allowed "
+                       + ", ".join(members))
+            continue
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         shown = f"={err['input']!r}" if loc and err["type"] != "missing" else ""
-        out.append(f"{path}{shown}: {msg}")
+        out.append(f"{_path(prefix, loc)}{shown}: {msg}")
     return "; ".join(out)
+
+
+def _path(prefix: str, loc: tuple) -> str:
+    text = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc)
+    return ".".join(x for x in (prefix, text.replace(".[", "[")) if x)
+
+
+def _unions(errors: list) -> dict:
+    """loc prefix → the union members that refused one value (two or more errors sharing a
+    prefix and an input, differing in their last, member-naming element)."""
+    groups: dict = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        if len(loc) >= 2 and isinstance(loc[-1], str) and err["type"] not in (
+                "extra_forbidden", "missing"):
+            groups.setdefault((loc[:-1], repr(err["input"])), []).append(loc[-1])
+    return {key[0]: [m.removeprefix("literal[").removesuffix("]") for m in members]
+            for key, members in groups.items() if len(members) > 1}
 
 
 __all__ = ["Config", "ConfigError", "explain"]

@@ -13,6 +13,8 @@ state_dict):
   plan      the quantization plan: every layer's scheme, and why
   original  the uncompressed model (distillation's default teacher) — a reference, never
             copied, never saved
+  reports   what each step reported (a PruneReport, an algorithm's report), in this process:
+            a verb returns the model, and what happened is read here (`record.report`)
 
 `sk.save` writes it into the artifact's manifest; `sk.load` replays the steps' structure on a
 fresh source model and loads the weights. Each technique registers how to replay its step
@@ -49,6 +51,12 @@ class ModelRecord:
     masks: dict = field(default_factory=dict)  # FQN → bool tensor
     plan: Any = None  # slimkit.quant.QuantPlan (typed loosely: quant sits above this module)
     original: nn.Module | None = None
+    reports: list = field(default_factory=list)  # per step that made one; not saved
+
+    @property
+    def report(self):
+        """The last step's report (sk.prune's PruneReport, qa.apply's AlgorithmReport, …)."""
+        return self.reports[-1] if self.reports else None
 
     def add(self, kind: str, config: dict | None = None, note: str = "") -> Step:
         step = Step(kind, dict(config or {}), note)
@@ -59,7 +67,7 @@ class ModelRecord:
         # a copied model shares the reference to its original (never duplicated in memory)
         out = ModelRecord(copy.deepcopy(self.source, memo), copy.deepcopy(self.steps, memo),
                           copy.deepcopy(self.arch, memo), copy.deepcopy(self.masks, memo),
-                          copy.deepcopy(self.plan, memo), self.original)
+                          copy.deepcopy(self.plan, memo), self.original, list(self.reports))
         memo[id(self)] = out
         return out
 

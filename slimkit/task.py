@@ -19,23 +19,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
 from slimkit.batch import describe, join
+from slimkit.config import Config
 from slimkit.errors import ConfigError, check_choice
 from slimkit.factory import import_attr
 from slimkit.metrics import BUILTIN, Metric, cosine_to, token_top1
 
-KINDS = ("classification", "multilabel", "regression", "embedding", "token_classification",
-         "custom")
+TaskKind = Literal["classification", "multilabel", "regression", "embedding",
+                   "token_classification", "custom"]
+KINDS = get_args(TaskKind)
 DEFAULT_METRIC = {"classification": "top1", "multilabel": "map", "regression": "mse",
                   "embedding": "cosine", "token_classification": "token_top1", "custom": None}
 METRICS = {"classification": ("top1",), "multilabel": ("map", "f1"),
            "regression": ("mse", "mae", "r2"), "embedding": ("cosine",),
            "token_classification": ("token_top1",), "custom": ()}
 LOSSES = {"regression": ("mse", "huber")}
+
+
+class TaskSpec(Config):
+    """A task as a recipe states it (the metric comes from `eval`)."""
+
+    kind: TaskKind
+    """What the model predicts: classification, multilabel, regression, embedding,
+    token_classification, custom."""
+    loss: str | None = None
+    """regression: mse | huber; custom: 'pkg.mod:fn' — fn(outputs, batch) -> loss."""
+    ignore_index: int = -100
+    """token_classification: target positions left out of the loss and the metric."""
 
 
 @dataclass(frozen=True)
@@ -343,4 +358,5 @@ def infer(outputs, target) -> Task:
                       f"task: one of {list(KINDS)}")
 
 
-__all__ = ["DEFAULT_METRIC", "KINDS", "METRICS", "Task", "embedding_loss", "infer"]
+__all__ = ["DEFAULT_METRIC", "KINDS", "METRICS", "Task", "TaskKind", "TaskSpec",
+           "embedding_loss", "infer"]

@@ -14,8 +14,8 @@ from pathlib import Path
 # Bottom to top. A module belongs to the room of its longest matching prefix; a room may import
 # its own modules and any room below it, nothing above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("_version", "errors", "config", "_cpuid", "target", "factory", "atomic", "progress",
-              "callbacks", "batch", "metrics", "task", "record")),
+    ("base", ("_version", "errors", "config", "figures", "_cpuid", "target", "factory",
+              "atomic", "progress", "callbacks", "batch", "metrics", "task", "record")),
     ("sources", ("data", "models")),
     ("graph", ("graph",)),
     ("techniques", ("quant", "sparse", "distill")),

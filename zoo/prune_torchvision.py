@@ -86,9 +86,11 @@ def check(name: str, tmp: Path) -> tuple[str, str, PruneReport]:
     model, x, template = _model(name)
     status = "ok"
     try:
-        small, rep = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
+        small = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
+        rep = sk.record_of(small).report
     except DependencyError as e:
-        small, rep = sk.prune(model, sk.PruneConfig(ratio=0.5, unknown_ops="freeze"), x)
+        small = sk.prune(model, sk.PruneConfig(ratio=0.5, unknown_ops="freeze"), x)
+        rep = sk.record_of(small).report
         status = f"frozen ({str(e).split(' is not')[0]})"
     with torch.no_grad():
         out, ref = small(x), model(x)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimkit.errors import SlimkitError
+from slimkit.errors import ConfigError, SlimkitError
 from slimkit.graph.modules import set_submodule
 from slimkit.quant.granularity import PerChannel, PerGroup, PerToken
 from slimkit.quant.modules import QuantLinear, _no_fused_fast_path
@@ -139,14 +139,18 @@ def kernel_for(layer: QuantLinear) -> nn.Module | None:
     return None
 
 
-def to_kernels(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Module, list[str]]:
-    """Swap every converted QuantLinear an integer kernel can run; returns (model, names)."""
+def to_kernels(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Swap every converted QuantLinear an integer kernel can run; the swapped layers are in
+    the record (the 'kernels' step's config["layers"]). None to swap is a ConfigError."""
     model = model if inplace else copy_model(model)
     swapped = _swap_kernels(model, None)
-    if swapped:
-        record_of(model).add("kernels", {"layers": swapped},
-                             f"{len(swapped)} Linear layer(s) on PyTorch integer kernels")
-    return model, swapped
+    if not swapped:
+        raise ConfigError("to_kernels: no converted Linear layer of this model has a PyTorch "
+                          "integer kernel (they run dynamic int8 and 4/8-bit weight-only "
+                          "schemes; static activations stay in the simulation)")
+    record_of(model).add("kernels", {"layers": swapped},
+                         f"{len(swapped)} Linear layer(s) on PyTorch integer kernels")
+    return model
 
 
 def _swap_kernels(model: nn.Module, only: list[str] | None) -> list[str]:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimkit.batch import call, rows
+from slimkit.distill.config import DistillConfig
 from slimkit.distill.losses import kd_loss
 from slimkit.errors import ConfigError, check_choice
 from slimkit.record import record_of
@@ -57,6 +58,12 @@ class Distiller(nn.Module):
         self.__dict__["teacher"] = None
         if teacher is not None:
             self._set_teacher(teacher)
+
+    @classmethod
+    def from_config(cls, teacher: nn.Module | None, config: DistillConfig,
+                    task: Task | str = "classification") -> Distiller:
+        return cls(teacher, config.temperature, config.alpha, config.features,
+                   config.feature_weight, config.loss, task)
 
     def _set_teacher(self, teacher: nn.Module) -> None:
         # frozen and never trained: eval mode, no grad, and not a submodule whose parameters

@@ -14,6 +14,7 @@ from slimkit.bench import benchmark
 from slimkit.data.digits import digits_tensors
 from slimkit.deploy.layout import optimize_eager
 from slimkit.pruning import PruneConfig, prune
+from slimkit.record import record_of
 from slimkit.train import TrainConfig, Trainer, evaluate
 
 FINETUNE = {"epochs": 6, "lr": 1e-3, "seed": 0}
@@ -40,7 +41,8 @@ class PruneDemo:
 def run_prune(fp32: nn.Module, progress: bool = False) -> PruneDemo:
     train, test = digits_tensors()
     x = torch.stack([test[i][0] for i in range(256)])  # (256, 1, 8, 8)
-    small, report = prune(fp32, PruneConfig(ratio=RATIO), x[:1])
+    small = prune(fp32, PruneConfig(ratio=RATIO), x[:1])
+    report = record_of(small).report
     t = Trainer(small, TrainConfig(epochs=FINETUNE["epochs"], lr=FINETUNE["lr"],
                                    seed=FINETUNE["seed"], progress=progress), train, test)
     cut = t.evaluate()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from slimkit.batch import as_args
+from slimkit.batch import as_args, evaluating
 from slimkit.errors import SlimkitError, check_choice
 from slimkit.graph import registry, rules, rules_layers
 from slimkit.graph.modules import tensor_names
@@ -324,10 +324,9 @@ def _flat(x):
 def export_program(model: nn.Module, example_inputs):
     """torch.export in eval mode (BN uses running stats; dropout is identity), mode restored."""
     args = as_args(example_inputs)
-    was_training = model.training
-    model.eval()
     try:
-        return torch.export.export(model, args, strict=False)
+        with evaluating(model, grad=True):
+            return torch.export.export(model, args, strict=False)
     except Exception as e:  # noqa: BLE001 — export raises many kinds; report one clear error
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DependencyError(
@@ -335,5 +334,3 @@ def export_program(model: nn.Module, example_inputs):
             f"(data-dependent Python control flow on tensor values cannot be pruned "
             f"structurally; rewrite it with torch.cond or prune the submodules separately)"
         ) from e
-    finally:
-        model.train(was_training)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slimkit.batch import as_args
+from slimkit.batch import as_args, evaluating
 from slimkit.errors import ConfigError, check_choice
 
 KINDS = ("conv", "depthwise", "linear")
@@ -83,16 +83,12 @@ def layer_specs(model: nn.Module, example_inputs) -> list[tuple[str, LayerSpec]]
                 found.append((n, LayerSpec("linear", mod.in_features, mod.out_features,
                                            h=rows, bias=mod.bias is not None)))
             hooks.append(m.register_forward_hook(lin))
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            xs = as_args(example_inputs)
-            model(*xs)
+        with evaluating(model):
+            model(*as_args(example_inputs))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was)
     return found
 
 

@@ -16,8 +16,9 @@ import logging
 from pathlib import Path
 
 from slimkit.atomic import write_atomic
-from slimkit.pipeline.context import Context, own_budget
+from slimkit.pipeline.context import Context
 from slimkit.pipeline.execute import advance, plain, run_or_load, stage_dir
+from slimkit.pipeline.guard import own_budget
 from slimkit.pipeline.recipe import Recipe
 
 log = logging.getLogger("slimkit.pipeline")
@@ -39,9 +40,9 @@ def chain_end(stages: list, i: int) -> int:
 def run_chain(ctx: Context, out: Path, recipe: Recipe, stages: list, i: int, j: int, model,
               stale: bool):
     """(model after the chain, the results of stages i..j, stale)."""
-    start = (ctx.input_metric, ctx.input_macs, len(ctx.kept))
+    start = (ctx.input_metric, ctx.cache.input_macs, len(ctx.kept))
     reference = ctx.metric.worse(ctx.baseline, ctx.input_metric)
-    budget = sum(own_budget(recipe, cfg) for _, cfg in stages[i:j + 1])
+    budget = sum(own_budget(recipe.budget, cfg) for _, cfg in stages[i:j + 1])
     tries = max(stages[k][1].bisect_steps for k in range(i, j)) if stages[i:j] else 0
     state = _state_file(out, i)
     state.parent.mkdir(parents=True, exist_ok=True)
@@ -67,15 +68,15 @@ def _trial(ctx, out, recipe, stages, i, j, model, stale, fraction, reference, bu
     for k in range(i, j + 1):
         kind, cfg = stages[k]
         last = k == j
-        ctx.deferred = not last
-        ctx.chain_budget = budget if last else None
         if last:
-            ctx.reference = reference
+            ctx.guard.judge_chain(reference, budget)
+        else:
+            ctx.guard.deferred = True
         stage = (kind, cfg if last else cfg.scaled(fraction))
         try:
             model, done, stale = run_or_load(ctx, out, recipe, k, stage, model, stale, tag)
         finally:
-            ctx.deferred, ctx.chain_budget = False, None
+            ctx.guard.end_stage()
         dones.append(done)
     return model, dones, stale
 
@@ -102,7 +103,8 @@ def _roll_back(ctx, out, recipe, stages, i, j, model, start):
 
 
 def _restore(ctx: Context, start: tuple) -> None:
-    ctx.input_metric, ctx.input_macs, kept = start
+    ctx.input_metric, macs, kept = start
+    ctx.cache.set_input(macs=macs)
     del ctx.kept[kept:]
 
 

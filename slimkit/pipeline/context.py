@@ -1,54 +1,48 @@
-"""What every stage works with: the data, the metric, the original model, the budget, its own
-directory — and the measurements (one Attempt per model a stage tries)."""
+"""What a stage works with. The run's state is fixed for the whole run (`Run`: the recipe,
+data, task, metric, original model and its baseline, built and measured once); the budget is
+the guard's (guard.py); measurements are cached (measurements.py); what belongs to the stage
+running now (its index, directory, input, notes) changes only through `begin` / `advance`."""
 
 from __future__ import annotations
 
 import logging
-import statistics
 import time
-import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from slimkit.atomic import write_atomic
-from slimkit.batch import as_args, take
-from slimkit.deploy import export, session
-from slimkit.deploy.onnx_export import DEFAULT_OPSET
 from slimkit.distill import Distiller
-from slimkit.graph.deps import DependencyError, DependencyGraph
 from slimkit.graph.modules import state_bytes
+from slimkit.pipeline.guard import Guard
+from slimkit.pipeline.measurements import Measurements
 from slimkit.pipeline.recipe import Recipe, RecipeError
 from slimkit.pipeline.sources import Data, RunMetric
 from slimkit.progress import note
 from slimkit.quant.modules import QuantLayer
 from slimkit.task import Task
 from slimkit.train import TrainConfig, Trainer
+from slimkit.train.config import Schedule
 from slimkit.train.guard import describe_loss
 
 log = logging.getLogger("slimkit.pipeline")
 
 
-class RuntimeModule(nn.Module):
-    """A runtime session as a module, so the recipe's metric can measure it."""
+@dataclass(frozen=True)
+class Run:
+    """Everything fixed for a run, built once from the recipe."""
 
-    def __init__(self, sess) -> None:
-        super().__init__()
-        self.sess = sess
-
-    def forward(self, *args, **kwargs) -> torch.Tensor:
-        xs = tuple(a.numpy() for a in (*args, *kwargs.values()))
-        return torch.from_numpy(np.asarray(self.sess.run(xs)))
-
-
-def structure_key(model: nn.Module) -> tuple:
-    """What MACs and latency depend on — module types and tensor shapes, not the values: a
-    distilled student has its input's, so neither is measured twice."""
-    return (tuple((n, type(m).__name__) for n, m in model.named_modules()),
-            tuple((n, tuple(t.shape), t.dtype) for n, t in model.state_dict().items()))
+    recipe: Recipe
+    stages: list  # [(stage type, typed config)]
+    data: Data
+    task: Task
+    metric: RunMetric
+    original: nn.Module
+    baseline: float  # the original's metric
+    progress: bool | None = None
+    workers: int = 1  # search stages: worker processes on one storage
+    run_dir: Path = Path(".")
 
 
 @dataclass
@@ -83,54 +77,54 @@ class StageResult:
 
 
 class Context:
-    def __init__(self, recipe: Recipe, data: Data, task: Task, metric: RunMetric,
-                 original: nn.Module, baseline: float, progress: bool | None) -> None:
-        self.recipe, self.data, self.task, self.metric = recipe, data, task, metric
-        self.unit = metric.unit
-        self.original, self.baseline, self.progress = original, baseline, progress
-        self.index, self.dir, self.run_dir = 0, Path("."), Path(".")
-        self.input_metric = baseline
-        # the guard: what a stage's loss is measured from, and what it may lose (the runner
-        # sets both per stage; a deferred chain is judged from where it started)
-        self.reference, self.chain_budget = baseline, None
-        self.deferred = False  # this stage's loss is judged at the end of its chain
-        self._input_macs: int | None = None
-        self._input_model: nn.Module | None = None  # MACs counted when first asked
-        self.kept: list[tuple[str, nn.Module]] = [("original", original)]  # benchmark stage
-        self.workers = 1  # search stages: worker processes on one storage
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.guard = Guard(run.metric, run.baseline, run.recipe.budget, run.baseline)
+        self.cache = Measurements(run.data.example, run.recipe.threads)
+        self.cache.set_input(model=run.original)
+        self.index, self.dir = 0, run.run_dir
+        self.input_metric = run.baseline  # the metric of the model the stage starts from
+        self.kept: list[tuple[str, nn.Module]] = [("original", run.original)]  # benchmark
         self.notes: list[str] = []  # what a stage's methods reported (into its result)
         self.training: list[dict] = []  # each training run of the stage: its loss, first steps
-        self._macs: dict[tuple, int | None] = {}  # structure_key → MACs
-        self._probes: dict[tuple, float | None] = {}  # structure_key → probe ms
-        self._onnx: dict[int, tuple] = {}  # id(model) → (weakref, fingerprint, opset, bytes)
 
-    # ---- budget -----------------------------------------------------------------------------
-    def stage_budget(self, cfg) -> float:
-        """What this stage may lose (a chain's end: what the whole chain may lose)."""
-        if self.chain_budget is not None:
-            return self.chain_budget
-        return own_budget(self.recipe, cfg)
+    # the run's fixed state, read where stages read it
+    recipe = property(lambda self: self.run.recipe)
+    data = property(lambda self: self.run.data)
+    task = property(lambda self: self.run.task)
+    metric = property(lambda self: self.run.metric)
+    original = property(lambda self: self.run.original)
+    baseline = property(lambda self: self.run.baseline)
+    unit = property(lambda self: self.run.metric.unit)
 
-    def begin_stage(self) -> None:
-        """Per-stage losses are measured from the worse of the original's metric and the
-        previous stage's: a stage that improved does not make the next one look lossy."""
-        self.reference = self.metric.worse(self.baseline, self.input_metric)
+    # ---- the stage running now --------------------------------------------------------------
+    def begin(self, index: int, directory: Path) -> None:
+        """Stage `index` starts in `directory` from the current input."""
+        self.index, self.dir, self.notes, self.training = index, directory, [], []
+        if self.guard.chain_budget is None:  # a chain's end is judged from the chain's start
+            self.guard.begin(self.input_metric)
 
-    def fits_overall(self, value: float) -> bool:
-        return self.metric.drop(self.baseline, value) <= self.recipe.budget.max_drop + 1e-9
+    def advance(self, label: str, done: dict, model: nn.Module, changed: bool) -> None:
+        """What the next stage starts from: this stage's metric and MACs (and its model, for
+        the benchmark stage, when it changed one)."""
+        self.input_metric = done["metric"]
+        self.cache.set_input(macs=done["macs"])
+        if changed:
+            self.kept.append((label, model))
 
-    def fits(self, value: float, cfg) -> bool:
-        if self.deferred:
-            return True  # judged where the chain ends
-        return (self.metric.drop(self.reference, value) <= self.stage_budget(cfg) + 1e-9
-                and self.fits_overall(value))
+    def measure(self, model: nn.Module, label: str, cfg, t0: float, note: str = "") -> Attempt:
+        value = self.metric(model)
+        drop = self.metric.drop
+        a = Attempt(label, value, drop(self.input_metric, value), drop(self.baseline, value),
+                    self.guard.fits(value, cfg), self.guard.fits_overall(value),
+                    count_params(model), self.cache.macs(model), state_bytes(model),
+                    self.cache.latency_probe(model), time.perf_counter() - t0, note)
+        log.info("stage %d %s: %s %.4g (drop %.3g, %s)", self.index, label, self.unit,
+                 value, a.drop, "fits" if a.fits else "over budget")
+        return a
 
     def over(self, a: Attempt, cfg) -> str:
-        """Why an attempt is over budget, in numbers."""
-        d = self.metric.drop(self.reference, a.metric)
-        return (f"{a.label} is over budget ({self.unit} {a.metric:.4g}: {d:+.3g} from "
-                f"{self.reference:.4g}, at most {self.stage_budget(cfg):g} per stage; "
-                f"{a.total_drop:+.3g} of {self.recipe.budget.max_drop:g} overall)")
+        return self.guard.over(a.label, a.metric, cfg)
 
     def say(self, message: str) -> None:
         """A loud note: logged, printed, and kept in the stage's result for the report."""
@@ -138,104 +132,14 @@ class Context:
         note(f"stage {self.index}: {message}")
         self.notes.append(message)
 
-    # ---- measuring --------------------------------------------------------------------------
-    @property
-    def input_macs(self) -> int | None:
-        """MACs of the model the current stage starts from."""
-        if self._input_macs is None and self._input_model is not None:
-            model, self._input_model = self._input_model, None  # (a quantized source asks)
-            self._input_macs = self.macs(model)
-        return self._input_macs
-
-    @input_macs.setter
-    def input_macs(self, macs: int | None) -> None:
-        self._input_macs, self._input_model = macs, None
-
-    def count_input_macs(self, model: nn.Module) -> None:
-        """The source's MACs, counted when first asked: a pruning stage counts them anyway
-        (known_macs), so the run usually builds no graph for them."""
-        self._input_macs, self._input_model = None, model
-
-    def measure(self, model: nn.Module, label: str, cfg, t0: float, note: str = "") -> Attempt:
-        value = self.metric(model)
-        drop = self.metric.drop
-        a = Attempt(label, value, drop(self.input_metric, value), drop(self.baseline, value),
-                    self.fits(value, cfg), self.fits_overall(value), count_params(model),
-                    self.macs(model), state_bytes(model), self.latency_probe(model),
-                    time.perf_counter() - t0, note)
-        log.info("stage %d %s: %s %.4g (drop %.3g, %s)", self.index, label, self.unit,
-                 value, a.drop, "fits" if a.fits else "over budget")
-        return a
-
-    def macs(self, model: nn.Module) -> int | None:
-        """MACs from the dependency graph of a float model; a quantized one (or a runtime
-        session) keeps its input's: quantization changes the bits, not the multiply count."""
-        if isinstance(model, RuntimeModule) or any(isinstance(m, QuantLayer)
-                                                   for m in model.modules()):
-            return self.input_macs
-        key = structure_key(model)
-        if key not in self._macs:
-            self._macs[key] = self._graph_macs(model)
-        return self._macs[key]
-
-    def known_macs(self, model: nn.Module, macs: int | None) -> None:
-        """MACs a step already counted (the pruner's report): no graph built for them again."""
-        if macs:
-            self._macs[structure_key(model)] = macs
-
-    def _graph_macs(self, model: nn.Module) -> int | None:
-        try:
-            return DependencyGraph.build(model, example_args(self.data.example, 1),
-                                         "freeze").macs()
-        except (DependencyError, Exception):  # noqa: BLE001 — MACs are informative only
-            return None
-
-    def onnx(self, model: nn.Module, path: Path, opset: int | None = None) -> Path:
-        """`model` exported to `path` (dynamic batch) — once per model in a run: the latency
-        probe, the export stage and the final artifact share one export (≈ 1 s each)."""
-        opset = opset or DEFAULT_OPSET
-        fp = _fingerprint(model)
-        hit = self._onnx.get(id(model))
-        if hit is not None and hit[0]() is model and hit[1:3] == (fp, opset):
-            return write_atomic(path, hit[3])
-        export(model, example_args(self.data.example), path, opset=opset)
-        self._onnx[id(model)] = (weakref.ref(model), fp, opset, Path(path).read_bytes())
-        return Path(path)
-
-    @torch.no_grad()
-    def latency_probe(self, model: nn.Module, runs: int = 20) -> float | None:
-        """Median ms of the model in ONNX Runtime (fp32, or int8 where quantized) at the
-        data's batch size — quick, one runtime for every attempt, for the report's
-        metric-vs-latency plot (the benchmark stage measures kept models properly). A
-        runtime session is timed as it is; a structure probed before is not probed again."""
-        import tempfile
-
-
-        xs = tuple(t.numpy() for t in example_args(self.data.example))
-        if isinstance(model, RuntimeModule):
-            return _median_ms(model.sess, xs, runs)
-        key = structure_key(model)
-        if key in self._probes:
-            return self._probes[key]
-        try:
-            with tempfile.TemporaryDirectory() as d:
-                sess = session(self.onnx(model, Path(d) / "probe.onnx"),
-                               threads=self.recipe.threads)
-                ms = _median_ms(sess, xs, runs)
-        except Exception:  # noqa: BLE001 — a model that does not export has no probe
-            ms = None
-        self._probes[key] = ms
-        return ms
-
-    # ---- training ---------------------------------------------------------------------------
-    def train(self, model: nn.Module, spec, tag: str, loss_fn=None, extra=()) -> nn.Module:
+    # ---- training -------------------------------------------------------------------------
+    def train(self, model: nn.Module, spec: Schedule, tag: str, loss_fn=None,
+              extra=()) -> nn.Module:
         """Fine-tune `model` in place with the Trainer, checkpointing into the stage directory
         so a killed run resumes bit-identically (same seed, same data order)."""
-        cfg = TrainConfig(epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
+        cfg = TrainConfig(**spec.model_dump(include=set(Schedule.model_fields)),
                           seed=self.recipe.seed + self.index, checkpoint_dir=self.dir / tag,
-                          checkpoint_seconds=5, progress=self.progress is not False,
-                          optimizer=getattr(spec, "optimizer", "adamw"),
-                          schedule=getattr(spec, "schedule", "onecycle"))
+                          checkpoint_seconds=5, progress=self.run.progress is not False)
         with Trainer(model, cfg, self.data.train, loss_fn=loss_fn, extra_parameters=list(extra),
                      task=self.task) as t:
             history = t.fit(resume=True)
@@ -251,24 +155,6 @@ class Context:
             return Distiller(self.original, temperature, alpha if self.data.labeled else 1.0,
                              task=self.task)
         return None
-
-
-@torch.no_grad()
-def _fingerprint(model: nn.Module) -> tuple:
-    """Changes when the weights do (a model trained in place after it was exported)."""
-    return tuple(float(t.double().sum()) if t.is_floating_point() else int(t.sum())
-                 for t in model.state_dict().values())
-
-
-def _median_ms(sess, xs: tuple, runs: int) -> float:
-    for _ in range(3):
-        sess.run(xs)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(xs)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
 
 
 @torch.no_grad()
@@ -292,15 +178,4 @@ def count_params(model: nn.Module) -> int:
     return n
 
 
-def example_args(x, n: int | None = None) -> tuple:
-    """A batch's inputs as positional arguments (a dict in its key order), first n rows."""
-    return as_args(take(x, n))
-
-
-def own_budget(recipe: Recipe, cfg) -> float:
-    """A stage's own per-stage budget: its `budget`, the recipe's per_stage, or max_drop."""
-    own = getattr(cfg, "budget", None)
-    if own is not None:
-        return own
-    b = recipe.budget
-    return b.per_stage if b.per_stage is not None else b.max_drop
+__all__ = ["Attempt", "Context", "Run", "StageResult", "count_params", "unchanged"]

@@ -51,9 +51,7 @@ def _run_stage(ctx: Context, i: int, kind: str, cfg, model, sd: Path, key: str,
         shutil.rmtree(sd)  # a changed stage: its checkpoints belong to another config
     sd.mkdir(parents=True, exist_ok=True)
     write_atomic(sd / "key", key)
-    ctx.index, ctx.dir, ctx.notes, ctx.training = i, sd, [], []
-    if not ctx.chain_budget:
-        ctx.begin_stage()
+    ctx.begin(i, sd)
     torch.manual_seed(ctx.recipe.seed + i)  # each stage's randomness is its own
     log.info("stage %d (%s): running", i, kind)
     t0 = time.perf_counter()
@@ -78,10 +76,10 @@ def _result(ctx: Context, i, kind, cfg, res: StageResult, key, seconds) -> dict:
             "kept": res.kept, "skipped": res.skipped, "input_metric": ctx.input_metric,
             "chosen": next((j for j, a in enumerate(res.attempts) if a is res.chosen), None),
             "fits": None if res.chosen is None else res.chosen.fits,
-            "deferred": ctx.deferred,
+            "deferred": ctx.guard.deferred,
             "metric": metric, "drop": drop(ctx.input_metric, metric),
             "total_drop": drop(ctx.baseline, metric), "params": count_params(res.model),
-            "macs": ctx.macs(res.model) if changes else ctx.input_macs,
+            "macs": ctx.cache.macs(res.model) if changes else ctx.cache.input_macs,
             "state_bytes": state_bytes(res.model),
             "attempts": [a.to_dict() for a in res.attempts], "info": res.info,
             "notes": list(ctx.notes), "training": list(ctx.training),
@@ -90,10 +88,8 @@ def _result(ctx: Context, i, kind, cfg, res: StageResult, key, seconds) -> dict:
 
 def advance(ctx: Context, kind: str, done: dict, model, i: int) -> None:
     """What the next stage starts from."""
-    ctx.input_metric = done["metric"]
-    ctx.input_macs = done["macs"]
-    if STAGES[kind].changes_model and not done["skipped"]:
-        ctx.kept.append((f"{i}:{kind}", model))
+    changed = STAGES[kind].changes_model and not done["skipped"]
+    ctx.advance(f"{i}:{kind}", done, model, changed)
 
 
 def finished(sd: Path, key: str, extra: dict | None = None) -> dict | None:

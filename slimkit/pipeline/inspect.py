@@ -11,7 +11,7 @@ from slimkit.artifact import load
 from slimkit.graph.deps import DependencyError, DependencyGraph
 from slimkit.pipeline.context import count_params
 from slimkit.pipeline.recipe import ModelSpec, RecipeError
-from slimkit.pipeline.runner import prepare
+from slimkit.pipeline.runner import build
 from slimkit.pipeline.sources import build_model
 from slimkit.quant.modules import QUANT_MODULES
 from slimkit.record import describe
@@ -22,9 +22,9 @@ def _build(spec: str, shape: str | None) -> tuple[nn.Module, torch.Tensor | None
     if p.is_dir() and (p / "manifest.json").is_file():
         model = load(p)
     elif p.suffix in (".yaml", ".yml") and p.is_file():
-        ctx = prepare(p, progress=False).ctx
-        return ctx.original, ctx.data.example[:1] if isinstance(
-            ctx.data.example, torch.Tensor) else None
+        src = build(p)
+        return src.model, src.data.example[:1] if isinstance(
+            src.data.example, torch.Tensor) else None
     else:
         tv = spec.partition(":")[2] if spec.startswith("torchvision:") else None
         model = build_model(ModelSpec(torchvision=tv) if tv else ModelSpec(factory=spec))

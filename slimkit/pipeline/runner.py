@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from slimkit._version import __version__
 from slimkit.artifact import load, save
@@ -32,64 +33,69 @@ from slimkit.deploy import ExportError
 from slimkit.graph.modules import state_bytes
 from slimkit.latency.machine import environment
 from slimkit.pipeline.chain import chain_end, run_chain
-from slimkit.pipeline.context import Context, count_params
+from slimkit.pipeline.context import Context, Run, count_params
 from slimkit.pipeline.execute import plain, run_or_load, size
 from slimkit.pipeline.load import load_recipe
 from slimkit.pipeline.recipe import Recipe, RecipeError
 from slimkit.pipeline.registry import STAGES
-from slimkit.pipeline.sources import build_data, build_metric, build_model, build_task
+from slimkit.pipeline.sources import (
+    Data,
+    build_data,
+    build_metric,
+    build_model,
+    build_task,
+)
 from slimkit.pipeline.stage_benchmark import note_deployment
 from slimkit.report import write_html
+from slimkit.task import Task
 from slimkit.train import TrainConfig, Trainer
 
 log = logging.getLogger("slimkit.pipeline")
 RUN_FORMAT = "slimkit.run/1"
 
 
-@dataclass
-class Setup:
+@dataclass(frozen=True)
+class Sources:
+    """What a recipe names, built once per run (before anything is written)."""
+
     recipe: Recipe
     stages: list
-    ctx: Context
+    model: nn.Module
+    data: Data
+    task: Task
 
 
-def prepare(recipe_path, progress: bool | None = None, out: Path | None = None,
-            train: bool = True, macs: bool = True) -> Setup:
-    """Validate the recipe and build model, data and metric — before anything is written.
-    train=False (slimkit check): a source the recipe trains first stays untrained.
-    macs=False: leave the source's MACs unknown (a validation pass that is thrown away)."""
+def build(recipe_path) -> Sources:
+    """Read the recipe and build its model, data and task; any of them bad → RecipeError."""
     recipe, stages = load_recipe(recipe_path)
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)  # the source model's initialisation is part of the recipe
     model = build_model(recipe.model)
     data = build_data(recipe.data, recipe.model, recipe.seed)
-    task = build_task(recipe, data, model)
-    if recipe.model.train is not None and train:  # an example that starts from scratch
-        model = _train_source(recipe, model, data, task, progress, out)
-    metric = build_metric(task, data, model)
-    baseline = metric(model)
-    ctx = Context(recipe, data, task, metric, model, baseline, progress)
-    if macs:
-        ctx.count_input_macs(model)
-    return Setup(recipe, stages, ctx)
+    return Sources(recipe, stages, model, data, build_task(recipe, data, model))
 
 
-def _train_source(recipe: Recipe, model, data, task, progress, out: Path | None):
-    spec = recipe.model.train
-    src = None if out is None else out / "source"
-    if src is not None and (src / "model" / "manifest.json").is_file():
-        return load(src / "model")
-    cfg = TrainConfig(epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
-                      optimizer=spec.optimizer, schedule=spec.schedule,
-                      weight_decay=spec.weight_decay, seed=recipe.seed,
-                      checkpoint_dir=None if src is None else src / "ckpt",
-                      checkpoint_seconds=5 if src is not None else 0,
-                      progress=progress is not False)
-    with Trainer(model, cfg, data.train, task=task) as t:
-        t.fit(resume=src is not None)
-    if src is not None:
-        save(model.eval(), src / "model")
-    return model.eval()
+def context(src: Sources, model: nn.Module, progress: bool | None = None, *,
+            measured: bool = True, workers: int = 1, run_dir: Path = Path(".")) -> Context:
+    """A run's context around `model`; measured=False: no metric, no baseline (the plans
+    of a source the recipe trains first need neither)."""
+    metric = build_metric(src.task, src.data, model) if measured else None
+    baseline = metric(model) if measured else float("nan")
+    return Context(Run(src.recipe, src.stages, src.data, src.task, metric, model, baseline,
+                       progress, workers, run_dir))
+
+
+def _train_source(src: Sources, progress, out: Path):
+    """The source model trained as the recipe says (once: a rerun loads it)."""
+    spec, target = src.recipe.model.train, out / "source"
+    if (target / "model" / "manifest.json").is_file():
+        return load(target / "model")
+    cfg = TrainConfig(**spec.model_dump(), seed=src.recipe.seed, checkpoint_dir=target / "ckpt",
+                      checkpoint_seconds=5, progress=progress is not False)
+    with Trainer(src.model, cfg, src.data.train, task=src.task) as t:
+        t.fit(resume=True)
+    save(src.model.eval(), target / "model")
+    return src.model.eval()
 
 
 # ---- compress -------------------------------------------------------------------------------
@@ -97,38 +103,33 @@ def compress(recipe_path, out, *, force: bool = False, progress: bool | None = N
              workers: int = 1) -> dict:
     """Run the recipe into `out`; workers: processes a `search` stage runs its trials in."""
     out = Path(out)
-    recipe, _ = load_recipe(recipe_path)
-    # bad recipes, factories, data and metrics fail here, before anything is written
-    trains = recipe.model.train is not None  # then this setup is only the validation
-    setup = prepare(recipe_path, progress, train=False, macs=not trains)
-    plans(setup)  # every stage planned: a cut that cannot reach its target fails here too
-    _claim(out, recipe, force)
+    src = build(recipe_path)  # bad recipes, factories, data and tasks fail here …
+    trains = src.recipe.model.train is not None
+    plans(context(src, src.model, progress, measured=not trains))  # … and impossible plans
+    _claim(out, src.recipe, force)
     handler = _log_to(out / "log.txt")
     try:
-        if trains:
-            setup = prepare(recipe_path, progress, out)
+        model = _train_source(src, progress, out) if trains else src.model
+        ctx = context(src, model, progress, workers=workers, run_dir=out)
         (out / "recipe.yaml").write_text(Path(recipe_path).read_text())
-        setup.ctx.workers = workers
-        return _run(setup, out, recipe_path)
+        return _run(ctx, out, recipe_path)
     finally:
         logging.getLogger("slimkit").removeHandler(handler)
         handler.close()
 
 
-def _run(setup: Setup, out: Path, recipe_path) -> dict:
-    recipe, ctx = setup.recipe, setup.ctx
-    ctx.run_dir = out
+def _run(ctx: Context, out: Path, recipe_path) -> dict:
+    recipe, stages = ctx.recipe, ctx.run.stages
     t_run = time.perf_counter()
     log.info("source: %s %.4g", ctx.unit, ctx.baseline)
     model, results, stale, i = ctx.original, [], False, 0
-    while i < len(setup.stages):
-        end = chain_end(setup.stages, i)
+    while i < len(stages):
+        end = chain_end(stages, i)
         if end == i:
-            model, done, stale = run_or_load(ctx, out, recipe, i, setup.stages[i], model, stale)
+            model, done, stale = run_or_load(ctx, out, recipe, i, stages[i], model, stale)
             results.append(done)
         else:  # deferred stages: judged together where the chain ends
-            model, dones, stale = run_chain(ctx, out, recipe, setup.stages, i, end, model,
-                                            stale)
+            model, dones, stale = run_chain(ctx, out, recipe, stages, i, end, model, stale)
             results += dones
         i = end + 1
 
@@ -147,7 +148,7 @@ def _save_final(model, out: Path, ctx: Context) -> str:
     non-uniform model has no QDQ form: the artifact alone then, and the report says why)."""
     try:
         with tempfile.TemporaryDirectory() as d:  # the export stage's file, if it made one
-            save(model, out / "model", onnx_file=ctx.onnx(model, Path(d) / "model.onnx"))
+            save(model, out / "model", onnx_file=ctx.cache.onnx(model, Path(d) / "model.onnx"))
         return "model/model.onnx"
     except ExportError as e:
         log.info("final model has no ONNX form: %s", e)
@@ -208,30 +209,30 @@ def _report(ctx: Context, recipe_path, results: list[dict], out: Path, seconds: 
 
 
 def _source_macs(ctx: Context) -> int | None:
-    return ctx.macs(ctx.original)
+    return ctx.cache.macs(ctx.original)
 
 
 # ---- check ----------------------------------------------------------------------------------
 def check(recipe_path, progress: bool | None = False) -> str:
     """Validate the recipe and print each stage's plan, without training or writing."""
-    setup = prepare(recipe_path, progress, train=False)
-    ctx, model = setup.ctx, setup.ctx.original
-    trained = "" if setup.recipe.model.train is None else " (before the recipe trains it)"
+    src = build(recipe_path)
+    ctx, model = context(src, src.model, progress), src.model
+    trained = "" if src.recipe.model.train is None else " (before the recipe trains it)"
     lines = [f"source: {type(model).__name__}, {count_params(model):,} params, "
-             f"{ctx.macs(model) or 0:,} MACs, {ctx.unit} {ctx.baseline:.4g}{trained}",
+             f"{ctx.cache.macs(model) or 0:,} MACs, {ctx.unit} {ctx.baseline:.4g}{trained}",
              ctx.task.describe() + ("" if ctx.metric.higher_is_better else
                                     f"; lower {ctx.unit} is better")]
-    return "\n".join(lines + plans(setup))
+    return "\n".join(lines + plans(ctx))
 
 
-def plans(setup: Setup) -> list[str]:
+def plans(ctx: Context) -> list[str]:
     """Each stage's plan, the model passed along as the stages would change its structure."""
-    ctx, model, lines = setup.ctx, setup.ctx.original, []
-    for i, (kind, cfg) in enumerate(setup.stages):
+    model, lines = ctx.original, []
+    for i, (kind, cfg) in enumerate(ctx.run.stages):
         ctx.index = i
         plan = STAGES[kind].plan
         text, model = plan(ctx, model, cfg) if plan else ("(no plan)", model)
-        lines.append(f"\nstages[{i}] {kind}, budget {ctx.stage_budget(cfg):g} "
-                     f"(overall {setup.recipe.budget.max_drop:g})\n{text}")
+        lines.append(f"\nstages[{i}] {kind}, budget {ctx.guard.stage_budget(cfg):g} "
+                     f"(overall {ctx.recipe.budget.max_drop:g})\n{text}")
     ctx.index = 0
     return lines

@@ -28,7 +28,8 @@ from slimkit.deploy import export
 from slimkit.deploy.layout import optimize_eager
 from slimkit.deploy.runtimes import installed
 from slimkit.latency.machine import machine_line
-from slimkit.pipeline.context import Context, StageResult, example_args
+from slimkit.pipeline.context import Context, StageResult
+from slimkit.pipeline.measurements import example_args
 from slimkit.pipeline.recipe import Strict
 from slimkit.pipeline.registry import planner, stage
 from slimkit.quant.flows import is_quantized
@@ -36,20 +37,31 @@ from slimkit.record import record_of
 
 
 class BenchmarkStage(Strict):
-    batch_sizes: list[int] = []  # default: 1 and the data's batch size
+    """Every kept model on every runtime and precision here, interleaved in one process."""
+
+    batch_sizes: list[int] = []
+    """Batch sizes timed (default: 1 and the data's batch size)."""
     runtimes: list[Literal["torch", "ort", "openvino"]] = ["torch", "ort", "openvino"]
-    precisions: list[Literal["f32", "bf16"]] = ["f32", "bf16"]  # OpenVINO's float ops
-    sparse: bool = True  # try OpenVINO's sparse-weight decompression where it could pay
+    """Runtimes tried (one not installed is skipped and named)."""
+    precisions: list[Literal["f32", "bf16"]] = ["f32", "bf16"]
+    """OpenVINO's float precisions tried (bf16 only on CPUs with bf16 units)."""
+    sparse: bool = True
+    """Try OpenVINO's sparse-weight decompression where it could pay."""
     rounds: int = Field(8, ge=1)
+    """Interleaved rounds."""
     runs_per_round: int = Field(3, ge=1)
-    models: Literal["all", "final"] = "all"  # every stage's kept model, or the last only
+    """Timed runs of each candidate per round."""
+    models: Literal["all", "final"] = "all"
+    """Every stage's kept model, or the last only."""
     anchors: list[Literal["ort_quantize_static", "openvino_nncf"]] = []
-    layers: int = Field(12, ge=0)  # per-layer view: this many slowest layers (0: none)
+    """Baselines made from the original in the same run."""
+    layers: int = Field(12, ge=0)
+    """Per-layer view: this many slowest layers (0: none)."""
 
 
 @stage("benchmark", BenchmarkStage, changes_model=False)
 def run_benchmark(ctx: Context, model: nn.Module, cfg: BenchmarkStage) -> StageResult:
-    out = ctx.run_dir / "benchmark"
+    out = ctx.run.run_dir / "benchmark"
     out.mkdir(parents=True, exist_ok=True)
     kept = ctx.kept if cfg.models == "all" else ctx.kept[-1:]
     cands, owners, files, skipped = _candidates(ctx, kept, cfg, out)

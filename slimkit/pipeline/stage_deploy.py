@@ -14,25 +14,32 @@ from torch import nn
 
 from slimkit.deploy import check_parity, session
 from slimkit.deploy.runtimes import installed
-from slimkit.pipeline.context import Context, RuntimeModule, StageResult
+from slimkit.pipeline.context import Context, StageResult
+from slimkit.pipeline.measurements import RuntimeModule
 from slimkit.pipeline.recipe import Strict
 from slimkit.pipeline.registry import planner, stage
 from slimkit.quant.flows import is_quantized
 
 
 class ExportStage(Strict):
+    """The model in real runtimes, the metric measured through each."""
+
     runtimes: list[Literal["ort", "openvino"]] = ["ort", "openvino"]
+    """ONNX Runtime (the .onnx file, QDQ where quantized) and the OpenVINO IR beside it."""
     opset: int = Field(20, ge=17)
+    """ONNX opset."""
     parity: bool = True
+    """A quantized model: compare ONNX Runtime's integer run with slimkit's simulation."""
     budget: float | None = Field(None, ge=0)
+    """What this stage may lose (default: the recipe's per_stage, else max_drop)."""
 
 
 @stage("export", ExportStage, changes_model=False)
 def run_export(ctx: Context, model: nn.Module, cfg: ExportStage) -> StageResult:
-    out = ctx.run_dir / "export"
+    out = ctx.run.run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
-    onnx_path = ctx.onnx(model, out / "model.onnx", cfg.opset)
-    info: dict = {"files": {"onnx": str(onnx_path.relative_to(ctx.run_dir))}, "skipped": []}
+    onnx_path = ctx.cache.onnx(model, out / "model.onnx", cfg.opset)
+    info: dict = {"files": {"onnx": str(onnx_path.relative_to(ctx.run.run_dir))}, "skipped": []}
     attempts = []
     for rt in cfg.runtimes:
         if not installed(rt):
@@ -42,7 +49,8 @@ def run_export(ctx: Context, model: nn.Module, cfg: ExportStage) -> StageResult:
         attempts.append(ctx.measure(RuntimeModule(session(onnx_path, rt)), f"{rt} runtime",
                                     cfg, t0, note="the metric measured through the runtime"))
         if rt == "openvino":
-            info["files"]["openvino"] = str(_openvino_ir(onnx_path, out).relative_to(ctx.run_dir))
+            ir = _openvino_ir(onnx_path, out)
+            info["files"]["openvino"] = str(ir.relative_to(ctx.run.run_dir))
     if cfg.parity and is_quantized(model):
         batches = [b for _, b in zip(range(4), ctx.data.val, strict=False)]
         par = check_parity(model, onnx_path, batches, task=ctx.task)

@@ -12,35 +12,32 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Literal
 
 from pydantic import Field
 from torch import nn
 
-from slimkit.distill import Distiller
+from slimkit.distill import DistillConfig, Distiller
 from slimkit.pipeline.context import Context, StageResult, unchanged
-from slimkit.pipeline.recipe import Strict
 from slimkit.pipeline.registry import planner, stage
+from slimkit.train.config import Schedule
 
 
-class DistillStage(Strict):
+class DistillStage(DistillConfig, Schedule):
+    """Every DistillConfig and Schedule field, plus the guard."""
+
     epochs: int = Field(5, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, ge=1)
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1)
-    loss: Literal["kl", "mse", "cosine"] | None = None  # default: the task's distillation loss
-    features: list[tuple[str, str]] = []  # (teacher layer, student layer) pairs
-    feature_weight: float = Field(1.0, ge=0)
+    """Epochs of the first attempt."""
     max_epochs: int = Field(20, ge=1)
+    """Over budget: train again with twice the epochs, up to this."""
     budget: float | None = Field(None, ge=0)
+    """What this stage may lose (default: the recipe's per_stage, else max_drop)."""
     fallback: bool = True
+    """Over budget: train again longer; still over, the stage rolls back."""
 
 
 def _distiller(ctx: Context, cfg: DistillStage) -> Distiller:
     alpha = cfg.alpha if ctx.data.labeled else 1.0  # no target: the teacher alone
-    return Distiller(ctx.original, cfg.temperature, alpha, cfg.features, cfg.feature_weight,
-                     cfg.loss, task=ctx.task)
+    return Distiller.from_config(ctx.original, cfg.replace(alpha=alpha), ctx.task)
 
 
 @stage("distill", DistillStage, trains=True)

@@ -15,7 +15,8 @@ from torch import nn
 
 from slimkit.deploy import export
 from slimkit.errors import ConfigError
-from slimkit.pipeline.context import Context, StageResult, example_args
+from slimkit.pipeline.context import Context, StageResult
+from slimkit.pipeline.measurements import example_args
 from slimkit.pipeline.recipe import RecipeError, Strict
 from slimkit.pipeline.registry import planner, stage
 from slimkit.quant import QuantConfig, quantize
@@ -26,15 +27,26 @@ SCHEME_NAMES = ("float", "int8", "w4a8", "w4")
 
 
 class MixedPrecisionStage(Strict):
-    budget_fraction: float = Field(0.5, gt=0, le=1)  # of the all-float cost
+    """Per-layer schemes chosen under a cost budget, least summed sensitivity."""
+
+    budget_fraction: float = Field(0.5, gt=0, le=1)
+    """The cost budget, as a share of the all-float cost."""
     cost: Literal["size", "latency"] = "size"
-    runtime: Literal["ort", "openvino"] = "ort"  # cost=latency: whose kernels are timed
+    """size: bytes of weights; latency: ms of each layer's kernel on this machine."""
+    runtime: Literal["ort", "openvino"] = "ort"
+    """cost latency: whose kernels are timed."""
     schemes: list[Literal["float", "int8", "w4a8", "w4"]] = list(SCHEME_NAMES)
+    """The choices per layer (cost latency: float and int8)."""
     measure: Literal["noise", "delta_loss", "hawq"] = "noise"
+    """Sensitivity: output noise (SQNR), the loss change, or HAWQ's Hessian trace."""
     target: str = "auto"
-    budget: float | None = Field(None, ge=0)  # metric drop allowed for this stage
+    """The CPU whose integer kernels the numerics must be exact on (slimkit.target)."""
+    budget: float | None = Field(None, ge=0)
+    """What this stage may lose (default: the recipe's per_stage, else max_drop)."""
     fallback: bool = True
+    """Over budget: the next points of the front (more cost, less sensitivity)."""
     max_tries: int = Field(6, ge=1)
+    """Points of the front tried at most."""
 
 
 def _cost(cfg: MixedPrecisionStage, ctx: Context, model: nn.Module):
@@ -117,7 +129,7 @@ def _fit_rest(ctx: Context, model: nn.Module, cost, schemes, cfg) -> tuple:
     x = example_args(ctx.data.example, 1)
     x = x if len(x) > 1 else x[0]
     return cost.fit_rest_of(model, schemes["int8"], ctx.data.calib,
-                            ctx.onnx(model, ctx.dir / "latency-float.onnx"),
+                            ctx.cache.onnx(model, ctx.dir / "latency-float.onnx"),
                             ctx.dir / "latency-int8.onnx", x, cfg.runtime, cfg.target,
                             ctx.recipe.threads)
 

@@ -12,84 +12,63 @@ fine-tuning distils from the original model (MSE on its outputs) — there is no
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import nn
 
 from slimkit.batch import call_model
 from slimkit.graph.deps import DependencyError
-from slimkit.pipeline.context import Attempt, Context, StageResult, example_args
-from slimkit.pipeline.recipe import RecipeError, Strict
+from slimkit.pipeline.context import Attempt, Context, StageResult
+from slimkit.pipeline.measurements import example_args
+from slimkit.pipeline.recipe import RecipeError
 from slimkit.pipeline.registry import planner, stage
-from slimkit.pruning import PruneConfig, PruneError, PruneRule, prune
+from slimkit.pruning import PruneConfig, PruneError, prune
 from slimkit.pruning.rounding import LatencyRounding
+from slimkit.record import record_of
+from slimkit.train.config import Schedule
 
 
-class Finetune(Strict):
+class Finetune(Schedule):
+    """Training after each cut, from the cut model: a Schedule, plus distillation."""
+
     epochs: int = Field(3, ge=0)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, ge=1)
-    # distil from the original while recovering (labelled data: Hinton KL at `temperature`,
-    # mixed with the labels' loss by 1 − alpha); unlabelled data always distils (MSE)
+    """Epochs of fine-tuning after each cut (0: none)."""
     kd: bool = False
+    """Distil from the original while recovering (the task's distillation loss, mixed with
+    the targets' loss by 1 − alpha); unlabelled data always distils."""
     temperature: float = Field(4.0, gt=0)
+    """Softmax temperature of the distillation (classification tasks)."""
     alpha: float = Field(0.9, ge=0, le=1)
+    """Weight of the teacher's term; 1 − alpha weighs the targets' loss."""
 
 
-class Rule(Strict):
-    pattern: str
-    ratio: float | None = Field(None, ge=0, lt=1)
-    skip: bool = False
+class PruneStage(PruneConfig):
+    """Every PruneConfig field, plus what the pipeline does around the cut."""
 
-
-class PruneStage(Strict):
-    # depth: whole residual blocks dropped (importance l1 / l2: how much a block moves its
-    # input; mask: the loss increase when it is skipped, on the calibration batches)
-    granularity: Literal["channel", "filter", "neuron", "head", "depth", "unstructured",
-                         "block", "nm"] = "channel"
-    ratio: float | None = Field(None, ge=0, lt=1)
-    target_macs: float | None = Field(None, ge=0, lt=1)
-    target_params: float | None = Field(None, ge=0, lt=1)
-    # mask: the loss change of masking each channel / head on data (heads: granularity head)
-    importance: Literal["l1", "l2", "taylor", "bn_gamma", "mask", "random"] = "l1"
-    scope: Literal["uniform", "global"] = "uniform"
-    round_to: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # auto: where it gets faster
-    round_runtime: Literal["auto", "ort", "openvino"] = "auto"  # what auto measures on …
-    round_precision: Literal["auto", "fp32", "int8"] = "auto"  # … auto: int8 if quantized later
-    max_ratio: float = Field(0.9, gt=0, lt=1)
-    n: int = 2
-    m: int = 4
-    block: tuple[int, int] = (16, 16)  # granularity block: the tile zeroed whole (BSR's)
-    rules: list[Rule] = []
-    unknown_ops: Literal["error", "freeze"] = "error"
-    # accept a cut that reaches less than half its target (groups frozen / skipped); the
-    # report shows how much was reached
-    allow_partial: bool = False
-    # judged together with the stages after it (up to one that is not deferred): a distill
-    # that recovers this stage's loss; when the chain does not fit, this amount shrinks
+    round_runtime: Literal["auto", "ort", "openvino"] = "auto"
+    """round_to: auto measures this runtime's steps (auto: OpenVINO where installed)."""
+    round_precision: Literal["auto", "fp32", "int8"] = "auto"
+    """round_to: auto measures in this precision (auto: int8 when a quantize stage follows)."""
     defer: bool = False
+    """Judge this stage together with the stages after it (up to one that is not deferred),
+    e.g. a distill that recovers its loss; when that chain does not fit, this stage's amount
+    is halved and the chain runs again."""
     schedule: Literal["oneshot", "iterative"] = "oneshot"
-    rounds: int = Field(3, ge=1)  # iterative: cut, fine-tune, repeat
+    """oneshot: one cut; iterative: `rounds` cuts, each followed by fine-tuning, compounding
+    to the amount."""
+    rounds: int = Field(3, ge=1)
+    """iterative: how many cut + fine-tune rounds."""
     finetune: Finetune = Finetune()
+    """Recovery training after each cut."""
     budget: float | None = Field(None, ge=0)
+    """What this stage may lose (default: the recipe's per_stage, else max_drop)."""
     fallback: bool = True
+    """Over budget: bisect the amount for the largest share that fits."""
     bisect_steps: int = Field(3, ge=1, le=8)
-
-    @model_validator(mode="after")
-    def _amount(self):
-        given = [k for k in ("ratio", "target_macs", "target_params") if getattr(self, k)]
-        if self.granularity != "nm" and len(given) != 1:
-            raise ValueError("give exactly one of ratio, target_macs, target_params "
-                             f"(got {given or 'none'})")
-        return self
-
-    def amount(self) -> tuple[str, float]:
-        key = next((k for k in ("ratio", "target_macs", "target_params") if getattr(self, k)),
-                   "ratio")
-        return key, getattr(self, key) or 0.0
+    """How many amounts the fallback (or a deferred chain's) tries."""
 
     def scaled(self, fraction: float) -> PruneStage:
         """This stage removing `fraction` of its amount (a deferred chain's fallback)."""
@@ -101,21 +80,20 @@ class PruneStage(Strict):
 
 def to_config(cfg: PruneStage, amount: float | None = None,
               ctx: Context | None = None) -> PruneConfig:
-    """The PruneConfig of this stage, removing `amount` (default: the configured one)."""
-    key, configured = cfg.amount()
-    rules = tuple(PruneRule(r.pattern, r.ratio, r.skip) for r in cfg.rules)
-    kw = {} if cfg.granularity == "nm" else {key: configured if amount is None else amount}
-    return PruneConfig(granularity=cfg.granularity, importance=cfg.importance,
-                          scope=cfg.scope, round_to=_rounding(cfg, ctx),
-                          max_ratio=cfg.max_ratio,
-                          n=cfg.n, m=cfg.m, block=tuple(cfg.block), rules=rules,
-                          unknown_ops=cfg.unknown_ops, allow_partial=cfg.allow_partial, **kw)
+    """The PruneConfig of this stage (its own fields, the pipeline's dropped), removing
+    `amount` (default: the configured one)."""
+    key, _ = cfg.amount()
+    fields = cfg.model_dump(include=set(PruneConfig.model_fields))
+    fields["round_to"] = _rounding(cfg, ctx)
+    if amount is not None and cfg.granularity != "nm":
+        fields[key] = amount
+    return PruneConfig(**fields)
 
 
 def _rounding(cfg: PruneStage, ctx: Context | None):
     """round_to: an int as it is; auto → the latency steps of the runtime and precision this
     model will be deployed in (int8 when a quantize stage follows), at batch 1."""
-    if cfg.round_to != "auto":
+    if not isinstance(cfg.round_to, LatencyRounding):
         return cfg.round_to
 
     precision = cfg.round_precision
@@ -134,10 +112,11 @@ def _cut(ctx: Context, model: nn.Module, cfg: PruneStage, fraction: float, tag: 
     current, report = model, None
     for r in range(rounds):
         share = total if rounds == 1 else _round_share(total, r, rounds)
-        current, report = _prune(ctx, current, cfg, share)
+        current = _prune(ctx, current, cfg, share)
+        report = record_of(current).report
         if r == 0:
-            ctx.known_macs(model, report.macs_before)
-        ctx.known_macs(current, report.macs_after)  # fine-tuning keeps the structure
+            ctx.cache.known_macs(model, report.macs_before)
+        ctx.cache.known_macs(current, report.macs_after)  # fine-tuning keeps the structure
         if cfg.finetune.epochs:
             ft = cfg.finetune
             ctx.train(current, ft, f"{tag}-round{r}",
@@ -213,7 +192,7 @@ def run_prune(ctx: Context, model: nn.Module, cfg: PruneStage) -> StageResult:
         return a
 
     first = attempt(1.0)
-    if ctx.deferred:
+    if ctx.guard.deferred:
         return StageResult(models[1.0], attempts, f"{first.label}: deferred — judged where "
                            "its chain ends", False, _layers(info, 1.0), first)
     if first.fits or not cfg.fallback or cfg.granularity == "nm":
@@ -248,7 +227,8 @@ def _layers(info: dict, fraction: float) -> dict:
 
 @planner("prune")
 def plan_prune(ctx: Context, model: nn.Module, cfg: PruneStage):
-    small, report = _prune(ctx, model, cfg, None)
+    small = _prune(ctx, model, cfg, None)
+    report = record_of(small).report
     text = str(report)
     if cfg.finetune.epochs:
         loss = ctx.recovery_loss(cfg.finetune.kd, cfg.finetune.temperature,

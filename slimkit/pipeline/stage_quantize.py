@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -23,76 +22,61 @@ from torch import nn
 from slimkit.errors import ConfigError
 from slimkit.graph.fusion import fuse_conv_bn
 from slimkit.pipeline.context import Attempt, Context, StageResult
-from slimkit.pipeline.recipe import RecipeError, Strict
+from slimkit.pipeline.recipe import RecipeError
 from slimkit.pipeline.registry import planner, stage
 from slimkit.quant import (
-    MSE,
-    Entropy,
-    MinMax,
-    MovingAverage,
-    Percentile,
+    QATOptions,
     QuantConfig,
+    QuantPreset,
     convert,
     prepare_qat,
     quantize,
     resolve_plan,
     sqnr,
 )
-from slimkit.quant import algorithms as qa
 from slimkit.quant.mixed_precision.dynamic import per_token_where_needed
 from slimkit.quant.modules import QuantLayer
 from slimkit.record import record_of
+from slimkit.train.config import Schedule
 
-OBSERVERS = {"minmax": MinMax, "ema": MovingAverage, "percentile": Percentile,
-             "mse": MSE, "entropy": Entropy}
 HIST_LAYERS, HIST_BINS = 12, 48  # the report's weight histograms
 
 
-class QATSpec(Strict):
+class QATSpec(QATOptions, Schedule):
+    """Quantization-aware training: every QATOptions and Schedule field, plus distillation."""
+
     epochs: int = Field(4, ge=1)
+    """Epochs of the first attempt."""
     lr: float = Field(5e-4, gt=0)
-    batch_size: int = Field(64, ge=1)
-    lsq: bool = False
-    fold_bn: bool = True
-    freeze_bn_after: int | None = Field(None, ge=0)
-    freeze_observers_after: int | None = Field(None, ge=0)
-    kd: bool = False  # distil from the original model while training
+    """Peak learning rate."""
+    kd: bool = False
+    """Distil from the original model while training (the task's distillation loss)."""
     temperature: float = Field(4.0, gt=0)
+    """Softmax temperature of the distillation (classification tasks)."""
     alpha: float = Field(0.9, ge=0, le=1)
-    max_epochs: int = Field(16, ge=1)  # fallback: double the epochs up to this
+    """Weight of the teacher's term; 1 − alpha weighs the targets' loss."""
+    max_epochs: int = Field(16, ge=1)
+    """Over budget: train again with twice the epochs, up to this."""
 
 
-class QuantizeStage(Strict):
-    preset: Literal["w8a8", "w4a8", "w4a4", "dynamic", "weight_only", "nonuniform"] = "w8a8"
-    bits: int = Field(8, ge=1, le=16)  # weight_only / dynamic / nonuniform
-    group_size: int | None = Field(None, ge=1)
-    kind: Literal["pow2", "kmeans", "binary", "ternary"] = "kmeans"
-    observer: Literal["minmax", "ema", "percentile", "mse", "entropy"] = "minmax"
-    signed_acts: bool = False
-    # dynamic: per_token (int8 per row) or per_tensor (uint8, ORT's fused kernel); with
-    # per_tensor, per_token_layers > 0 makes the most sensitive Linear layers per-token
-    activations: Literal["per_token", "per_tensor"] = "per_token"
+class QuantizeStage(QuantPreset):
+    """Every QuantPreset field, plus training and the guard."""
+
     per_token_layers: int = Field(0, ge=0)
-    target: str = "auto"  # which CPU the int8 numerics must be exact on (slimkit.target)
-    skip: list[str] = []  # layer name patterns kept float
+    """preset dynamic with activations per_tensor: this many Linear layers, those per-tensor
+    activations hurt most (ranked on the calibration data), become per-token."""
     qat: QATSpec | None = None
-    # advanced PTQ, in order: [{cle: {}}, {adaround: {iterations: 1000}}, {bias_correction: {}}]
-    algorithms: list[dict] = []
+    """Quantization-aware training instead of post-training quantization."""
     budget: float | None = Field(None, ge=0)
+    """What this stage may lose (default: the recipe's per_stage, else max_drop)."""
     fallback: bool = True
+    """Over budget: PTQ keeps the most sensitive layers float, one more per attempt; QAT
+    trains again with twice the epochs."""
 
     @model_validator(mode="after")
-    def _algorithms(self):
-        for j, step in enumerate(self.algorithms):
-            try:
-                qa.algorithm_from_dict(step)
-            except ConfigError as e:
-                raise ValueError(f"algorithms[{j}]: {e}") from None
+    def _training(self):
         if self.algorithms and self.qat is not None:
             raise ValueError("algorithms are post-training methods: drop qat, or algorithms")
-        if self.activations != "per_token" and self.preset != "dynamic":
-            raise ValueError("activations chooses the granularity of preset: dynamic; "
-                             f"{self.preset} calibrates its activations")
         if self.per_token_layers and (self.preset, self.activations) != ("dynamic",
                                                                            "per_tensor"):
             raise ValueError("per_token_layers chooses layers of preset: dynamic with "
@@ -100,46 +84,31 @@ class QuantizeStage(Strict):
         return self
 
 
-def _preset(cfg: QuantizeStage) -> QuantConfig:
-    obs = OBSERVERS[cfg.observer]()
-    return {"w8a8": lambda: QuantConfig.w8a8(obs, cfg.signed_acts),
-            "w4a8": lambda: QuantConfig.w4a8(obs, cfg.signed_acts),
-            "w4a4": lambda: QuantConfig.w4a4(obs),
-            "dynamic": lambda: QuantConfig.dynamic(cfg.bits, cfg.activations),
-            "weight_only": lambda: QuantConfig.weight_only(cfg.bits, cfg.group_size, obs),
-            "nonuniform": lambda: QuantConfig.nonuniform(cfg.kind, cfg.bits)}[cfg.preset]()
-
-
 def to_config(cfg: QuantizeStage, choose=None) -> QuantConfig:
     """The stage's QuantConfig. `choose(bits, layers)` → the config with per_token_layers
     picked (that needs the model and data); without it (the plan) all stay per-tensor."""
     try:
         if cfg.per_token_layers and choose is not None:
-            qc = choose(cfg.bits, cfg.per_token_layers)
+            qc = cfg.refine(choose(cfg.bits, cfg.per_token_layers))
         else:
-            qc = _preset(cfg)
+            qc = cfg.config()
     except ConfigError as e:
         raise RecipeError(f"quantize: {e}") from e
-    for pattern in cfg.skip:
-        qc = qc.skip(pattern)
     if cfg.qat is not None:
-        q = cfg.qat
-        qc = qc.with_qat(lsq=q.lsq, fold_bn=q.fold_bn, freeze_bn_after=q.freeze_bn_after,
-                         freeze_observers_after=q.freeze_observers_after)
+        qc = qc.with_qat(**cfg.qat.model_dump(include=set(QATOptions.model_fields)))
     return qc
 
 
 def _ptq(ctx: Context, model: nn.Module, qc: QuantConfig, cfg) -> nn.Module:
+    """sk.quantize: the preset, calibrated, with the stage's algorithms around it."""
     try:
-        if cfg.algorithms:  # CLE / SmoothQuant / AWQ → quantize → GPTQ / AdaRound / BC
-
-            q, report = qa.ptq(model, qc, ctx.data.calib, cfg.algorithms)
-            ctx.notes.append(str(report))
-            return q
-        return quantize(model, qc, calib=ctx.data.calib, progress=ctx.progress is not False,
-                           target=cfg.target)
+        q = quantize(model, qc, calib=ctx.data.calib, progress=ctx.run.progress is not False,
+                     target=cfg.target)
     except ConfigError as e:
         raise RecipeError(f"stages[{ctx.index}].quantize: {e}") from e
+    if qc.algorithms:  # CLE / SmoothQuant / AWQ → calibration → GPTQ / AdaRound / BC
+        ctx.notes.append(str(record_of(q).report))
+    return q
 
 
 @stage("quantize", QuantizeStage)
@@ -239,8 +208,8 @@ def _kept(a: Attempt) -> str:
 
 
 def _kept_overall(ctx: Context, a: Attempt, cfg) -> str:
-    text = (f"{a.label}: over the per-stage limit ({ctx.stage_budget(cfg):g}, drop "
-            f"{ctx.metric.drop(ctx.reference, a.metric):.3g}) but within the overall budget "
+    text = (f"{a.label}: over the per-stage limit ({ctx.guard.stage_budget(cfg):g}, drop "
+            f"{ctx.metric.drop(ctx.guard.reference, a.metric):.3g}) but within the overall budget "
             f"(total drop {a.total_drop:.3g} of {ctx.recipe.budget.max_drop:g}): kept, so the "
             "run ends quantized")
     ctx.say(text)

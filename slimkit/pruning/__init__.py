@@ -3,10 +3,10 @@
 (Named `pruning` so the package never shadows the `sk.prune` verb.)
 """
 
-from slimkit.pruning.api import PruneError, PruneResult, prune
+from slimkit.pruning.api import PruneError, prune
 from slimkit.pruning.config import PruneConfig, PruneRule
 from slimkit.pruning.report import PruneReport
 from slimkit.pruning.unstructured import sparsity
 
-__all__ = ["PruneConfig", "PruneError", "PruneReport", "PruneResult", "PruneRule", "prune",
+__all__ = ["PruneConfig", "PruneError", "PruneReport", "PruneRule", "prune",
            "sparsity"]

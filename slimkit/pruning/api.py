@@ -1,6 +1,7 @@
 """sk.prune: rank, choose, cut — on a copy; the caller's model is never left half-pruned.
 
-    small, report = sk.prune(model, sk.PruneConfig(target_macs=0.5, round_to=8), x)
+    small = sk.prune(model, sk.PruneConfig(target_macs=0.5, round_to=8), x)
+    print(sk.record_of(small).report)        # per layer: params, MACs, channels before → after
 
 Structured granularities go through the dependency graph (deps.py) and come back physically
 smaller; unstructured / N:M come back the same shape with masks (unstructured.py).
@@ -8,15 +9,13 @@ smaller; unstructured / N:M come back the same shape with masks (unstructured.py
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from slimkit.batch import as_args
+from slimkit.batch import as_args, evaluating
 from slimkit.errors import ConfigError, SlimkitError
 from slimkit.graph.deps import DependencyGraph, Group
 from slimkit.graph.modules import name_matches
@@ -37,32 +36,24 @@ class PruneError(SlimkitError):
     """The pruned model does not run, or the request cannot be met."""
 
 
-@dataclass
-class PruneResult:
-    model: nn.Module
-    report: PruneReport
-
-    def __iter__(self):  # small, report = sk.prune(...)
-        return iter((self.model, self.report))
-
-
 def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable | None = None,
-          loss_fn: Callable | None = None, task: Task | str = "classification") -> PruneResult:
+          loss_fn: Callable | None = None, task: Task | str = "classification") -> nn.Module:
     """Prune a copy of `model`. data: batches (batch.py's contract) for the importances that
     measure a loss (taylor, mask); loss_fn(model, inputs, target), default the task's loss.
     A result that removes less than half of the target is a PruneError naming why, unless
-    config.allow_partial."""
+    config.allow_partial. Returns the pruned model; its record holds the PruneReport
+    (`sk.record_of(small).report`)."""
     if not isinstance(config, PruneConfig):
         raise ConfigError(f"config must be a PruneConfig, got {type(config).__name__}")
     loss_fn = loss_fn or task_loss(task)
     _check_rules(model, config)
     reference = _output_shapes(model, example_inputs)
-    step: tuple = ("prune", {"config": dataclasses.asdict(config),
+    step: tuple = ("prune", {"config": config.model_dump(mode="json"),
                              "structured": config.structured})
     if config.granularity == "depth":
         pruned = copy_model(model)
         blocks, report = prune_depth(model, pruned, config, example_inputs, data, loss_fn)
-        step = ("drop_blocks", {"config": dataclasses.asdict(config), "blocks": blocks})
+        step = ("drop_blocks", {"config": config.model_dump(mode="json"), "blocks": blocks})
     elif config.structured:
         pruned, report = _structured(model, config, example_inputs, data, loss_fn)
     else:
@@ -79,7 +70,8 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs, data: Iterable 
     if report.macs_before:
         note += f", MACs {report.macs_before:,} → {report.macs_after:,}"
     rec.add(*step, note)
-    return PruneResult(pruned, report)
+    rec.reports.append(report)
+    return pruned
 
 
 @rebuilds("prune")
@@ -429,14 +421,8 @@ def _check_rules(model: nn.Module, cfg: PruneConfig) -> None:
 
 
 def _output_shapes(model: nn.Module, example):
-    args = as_args(example)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(*args)
-    finally:
-        model.train(was)
+    with evaluating(model):
+        out = model(*as_args(example))
     return torch.utils._pytree.tree_map(
         lambda t: tuple(t.shape) if isinstance(t, torch.Tensor) else t, out)
 

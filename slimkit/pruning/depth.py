@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.export.graph_signature import TensorArgument
 
-from slimkit.batch import as_args, split
+from slimkit.batch import as_args, evaluating, inputs_of, split
 from slimkit.errors import ConfigError
 from slimkit.graph import rules
 from slimkit.graph.deps import DependencyGraph, export_program
@@ -66,15 +66,12 @@ def _same_shape_modules(model: nn.Module, example) -> dict[str, tuple[torch.Size
                     and out.shape == args[0].shape):
                 found[n] = (out.shape, len(args) == 1 and not kwargs)
         hooks.append(m.register_forward_hook(hook, with_kwargs=True))
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model):
             model(*as_args(example))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was)
     return found
 
 
@@ -85,15 +82,12 @@ def _stacks(node) -> set[str]:
 def _first_inputs(model: nn.Module, example, names) -> tuple | None:
     """(program, {module: graph name of its first input}) from one export that keeps the
     candidates' call signatures; None when the exporter cannot keep them."""
-    was = model.training
-    model.eval()
     try:
-        ep = torch.export.export(model, as_args(example), strict=False,
-                                 preserve_module_call_signature=tuple(sorted(names)))
+        with evaluating(model, grad=True):
+            ep = torch.export.export(model, as_args(example), strict=False,
+                                     preserve_module_call_signature=tuple(sorted(names)))
     except Exception:  # noqa: BLE001 — any exporter failure: fall back to shapes
         return None
-    finally:
-        model.train(was)
     first = {e.fqn: e.signature.inputs[0].name for e in ep.module_call_graph
              if e.signature is not None and e.signature.inputs
              and isinstance(e.signature.inputs[0], TensorArgument)}
@@ -205,18 +199,14 @@ def skip_losses(model: nn.Module, blocks: list[str], data, loss_fn: Callable | N
 
 def block_scores(model: nn.Module, blocks: list[str], importance: str, example, data,
                  loss_fn, seed: int) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    try:
+    with evaluating(model, grad=True):
         if importance == "mask":
             return skip_losses(model, blocks, data, loss_fn)
         if importance == "random":
             g = torch.Generator().manual_seed(seed)
             return torch.rand(len(blocks), generator=g, dtype=torch.float64)
-        inputs = [example] + [b[0] if isinstance(b, tuple | list) else b for b in data or []]
+        inputs = [example] + [inputs_of(b) for b in data or []]
         return influence(model, blocks, inputs)
-    finally:
-        model.train(was)
 
 
 # ---- choose and cut ---------------------------------------------------------------------------

@@ -12,7 +12,6 @@ only grow masks, and `KeepMasks` re-zeroes them after every optimizer step.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 
@@ -73,14 +72,13 @@ class Schedule(Callback):
         cfg = self.config(r)
         if cfg.structured:  # cut what remains so the total reaches r
             cfg = _replace_ratio(cfg, 1.0 - (1.0 - r) / (1.0 - self.applied))
-        result = prune(trainer.model, cfg, self.example, data=self.data)
-        trainer.replace_model(result.model)
+        trainer.replace_model(prune(trainer.model, cfg, self.example, data=self.data))
         self.applied = r
         self.history.append((trainer.step, r))
 
 
 def _replace_ratio(cfg: PruneConfig, ratio: float) -> PruneConfig:
-    return replace(cfg, ratio=min(max(ratio, 0.0), 0.999), target_macs=None, target_params=None)
+    return cfg.replace(ratio=min(max(ratio, 0.0), 0.999), target_macs=None, target_params=None)
 
 
 def AGP(final: float, start: int, end: int, config: Callable[[float], PruneConfig],

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from pydantic import Field
 from torch import nn
 
+from slimkit.config import Config
 from slimkit.errors import ConfigError, check_choice
 from slimkit.graph.modules import name_matches
 from slimkit.quant.granularity import PerChannel, PerGroup, PerTensor, PerToken
@@ -20,21 +22,17 @@ from slimkit.quant.qscheme import QScheme
 from slimkit.quant.spec import ActQuant, LayerQuant, WeightQuant, uint8_act
 
 
-@dataclass(frozen=True)
-class QATOptions:
-    """lsq: learn scales (Esser et al. 2020). fold_bn: train Conv+BN folded. freeze_*_after:
-    steps after which BN uses running statistics / observers stop updating (None: never)."""
+class QATOptions(Config):
+    """How quantization-aware training treats scales, batch norm and observers."""
 
     lsq: bool = False
+    """Learn the quantization scales (LSQ, Esser et al. 2020)."""
     fold_bn: bool = True
-    freeze_bn_after: int | None = None
-    freeze_observers_after: int | None = None
-
-    def __post_init__(self) -> None:
-        for f in ("freeze_bn_after", "freeze_observers_after"):
-            v = getattr(self, f)
-            if v is not None and (not isinstance(v, int) or v < 0):
-                raise ConfigError(f"QATOptions.{f}={v!r} must be None or an int ≥ 0")
+    """Train Conv + BN folded, as they will be deployed."""
+    freeze_bn_after: int | None = Field(None, ge=0)
+    """Optimizer steps after which BN uses its running statistics (None: never)."""
+    freeze_observers_after: int | None = Field(None, ge=0)
+    """Optimizer steps after which the activation ranges stop moving (None: never)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +72,9 @@ class QuantConfig:
     op_inputs: ActQuant | None = None
     qat: QATOptions = field(default_factory=QATOptions)
     name: str = "custom"
+    # advanced PTQ run by sk.quantize around the calibration: float-stage methods first (CLE,
+    # SmoothQuant, AWQ), then the quantized-stage ones (GPTQ, AdaRound, bias correction)
+    algorithms: tuple = ()
 
     # ---- presets -------------------------------------------------------------------------
     @classmethod
@@ -133,8 +134,13 @@ class QuantConfig:
                  types: tuple[type[nn.Module], ...] = ()) -> QuantConfig:
         return replace(self, rules=(*self.rules, Rule(pattern, tuple(types), spec)))
 
+    def with_algorithms(self, *steps) -> QuantConfig:
+        """The same config, refined by advanced PTQ methods (slimkit.quant.algorithms configs,
+        or their recipe spelling {"gptq": {...}}), run by sk.quantize in the order given."""
+        return replace(self, algorithms=(*self.algorithms, *steps))
+
     def with_qat(self, **options) -> QuantConfig:
-        return replace(self, qat=replace(self.qat, **options))
+        return replace(self, qat=self.qat.replace(**options))
 
     def with_act_observer(self, observer: ObserverConfig, replacing: type | None = None):
         """Same config, static activations observed with `observer` (only those observed by a

@@ -68,6 +68,11 @@ class Entropy:
 ObserverConfig = MinMax | MovingAverage | Percentile | MSE | Entropy
 
 
+# recipe / preset spelling → observer config
+OBSERVER_NAMES = {"minmax": MinMax, "ema": MovingAverage, "percentile": Percentile, "mse": MSE,
+             "entropy": Entropy}
+
+
 class Observer(nn.Module):
     """Base: keeps flat (R,) `lo` / `hi` buffers, allocated on the first batch."""
 

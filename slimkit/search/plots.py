@@ -3,18 +3,8 @@ Each returns PNG bytes (matplotlib's Agg backend: no display needed)."""
 
 from __future__ import annotations
 
-import io
-
+from slimkit.figures import png
 from slimkit.search.results import SearchResult
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _figure():
@@ -45,7 +35,7 @@ def pareto_png(result: SearchResult, x_axis: int = 1) -> bytes:
     ax.set_xlabel(pts["axes"][x_axis])
     ax.set_ylabel(pts["axes"][0])
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def curve_png(result: SearchResult) -> bytes:
@@ -57,4 +47,4 @@ def curve_png(result: SearchResult) -> bytes:
     ax.scatter([t.number for t in done], [t.values[0] for t in done], s=8, c="0.6")
     ax.set_xlabel("trial")
     ax.set_ylabel(f"{result.objectives[0]} (best so far)")
-    return _png(fig)
+    return png(fig)

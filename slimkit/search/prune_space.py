@@ -57,7 +57,7 @@ def prune_space(model: nn.Module, example_inputs: torch.Tensor | None = None,
     def build(arch: dict) -> nn.Module:
         rules = tuple(PruneRule(name, ratio=r) for name, r in arch.items())
         cfg = PruneConfig(ratio=0.0, rules=rules, importance=importance, round_to=round_to)
-        return prune(model, cfg, x).model
+        return prune(model, cfg, x)
 
     return Space(f"prune:{type(model).__name__}", tuple(genes), build, tuple(x.shape[1:]),
                  kind="pruning")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import Trial, TrialState
 
+from slimkit.atomic import pid_alive
 from slimkit.search.config import SearchConfig
 from slimkit.search.space import SearchError, Space
 
@@ -127,16 +128,6 @@ class Lease:
             self._stop = None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_lost_trials(study: optuna.Study, heartbeat_s: float) -> list[int]:
     """Mark RUNNING trials whose worker died (same host) or went silent as FAIL; their numbers."""
     now, lost = time.time(), []
@@ -147,7 +138,7 @@ def fail_lost_trials(study: optuna.Study, heartbeat_s: float) -> list[int]:
         dead = False
         if worker and worker != WORKER:
             host, _, pid = worker.rpartition(":")
-            dead = host == socket.gethostname() and not _pid_alive(int(pid))
+            dead = host == socket.gethostname() and not pid_alive(int(pid))
         if dead or now - beat > 3 * heartbeat_s:
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             lost.append(t.number)

@@ -1,57 +1,79 @@
-"""TrainConfig: every knob of the training loop in one typed, validated place."""
+"""TrainConfig: every knob of the training loop in one typed, validated place (slimkit.config).
+
+`Schedule` is the part a recipe sets wherever it trains (the source model, fine-tuning, QAT,
+distillation): those sections extend it, so epochs, lr, optimizer and schedule are declared
+once.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from slimkit.errors import ConfigError, check_choice
+from pydantic import Field, field_validator, model_validator
+
+from slimkit.config import Config
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-SCHEDULES = ("onecycle", "cosine", "constant")
-OPTIMIZERS = ("adamw", "sgd")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 64  # global batch: split across DDP ranks
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    schedule: str = "onecycle"
-    grad_accum: int = 1  # micro-batches per optimizer step
-    grad_clip: float | None = None  # max global grad norm
-    precision: str = "fp32"  # bf16: autocast; fp16: autocast + GradScaler (CUDA; slow on CPU)
+class Schedule(Config):
+    """How long and how fast to train."""
+
+    epochs: int = Field(10, ge=1)
+    """Passes over the training data."""
+    lr: float = Field(1e-3, gt=0)
+    """Peak learning rate."""
+    batch_size: int = Field(64, ge=1)
+    """Samples per optimizer step (split across DDP ranks)."""
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    """adamw, or sgd with momentum 0.9."""
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    """The learning-rate schedule over all steps."""
+    weight_decay: float = Field(1e-4, ge=0)
+    """Decoupled weight decay (adamw) / L2 (sgd)."""
+
+
+class TrainConfig(Schedule):
+    """The Trainer's config: a Schedule, plus accumulation, precision and checkpoints."""
+
+    grad_accum: int = Field(1, ge=1)
+    """Micro-batches per optimizer step."""
+    grad_clip: float | None = Field(None, gt=0)
+    """Max global gradient norm (None: no clipping)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """bf16: autocast; fp16: autocast + GradScaler (CUDA; slow on CPU)."""
     seed: int = 0
-    checkpoint_dir: str | os.PathLike | None = None  # stored as a Path
-    checkpoint_every: int = 0  # optimizer steps; 0: only at the end
-    # or by the clock: at most this much training is lost to a kill, whatever a step costs
-    # (a small model's steps take milliseconds, a large one's seconds); 0: off
-    checkpoint_seconds: float = 0.0
-    log_every: int = 20
-    eval_every_epoch: bool = False  # top-1 on eval_data after each epoch: history + bar
+    """Seeds the model's initialisation and the data order."""
+    checkpoint_dir: Path | None = None
+    """Where checkpoints go (resume=True reads the latest)."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Optimizer steps between checkpoints; 0: only at the end."""
+    checkpoint_seconds: float = Field(0.0, ge=0)
+    """Or by the clock: at most this much training is lost to a kill, whatever a step costs;
+    0: off."""
+    log_every: int = Field(20, ge=0)
+    """Optimizer steps between log lines."""
+    eval_every_epoch: bool = False
+    """Top-1 on eval_data after each epoch: into the history and the bar."""
     progress: bool = True
+    """A progress bar on a terminal."""
 
-    def __post_init__(self) -> None:
-        check_choice("TrainConfig.precision", self.precision, PRECISIONS)
-        check_choice("TrainConfig.schedule", self.schedule, SCHEDULES)
-        check_choice("TrainConfig.optimizer", self.optimizer, OPTIMIZERS)
-        for name in ("epochs", "batch_size", "grad_accum"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} must be an int ≥ 1")
-        if self.lr <= 0:
-            raise ConfigError(f"TrainConfig.lr={self.lr} must be > 0")
-        if self.checkpoint_dir is not None:
-            if not isinstance(self.checkpoint_dir, str | os.PathLike):
-                raise ConfigError(f"TrainConfig.checkpoint_dir={self.checkpoint_dir!r} must be "
-                                  "a path (str or os.PathLike)")
-            object.__setattr__(self, "checkpoint_dir", Path(self.checkpoint_dir))
+    @field_validator("checkpoint_dir", mode="before")
+    @classmethod
+    def _path(cls, v):
+        if v is not None and not isinstance(v, str | os.PathLike):
+            raise ValueError(f"checkpoint_dir={v!r} must be a path (str or os.PathLike)")
+        return v
+
+    @model_validator(mode="after")
+    def _checkpoints(self):
         if self.checkpoint_every and self.checkpoint_dir is None:
-            raise ConfigError("TrainConfig.checkpoint_every needs checkpoint_dir")
-        if not isinstance(self.checkpoint_seconds, int | float) or self.checkpoint_seconds < 0:
-            raise ConfigError(f"TrainConfig.checkpoint_seconds={self.checkpoint_seconds!r} must "
-                              "be a number ≥ 0")
+            raise ValueError("checkpoint_every needs checkpoint_dir")
         if self.checkpoint_seconds and self.checkpoint_dir is None:
-            raise ConfigError("TrainConfig.checkpoint_seconds needs checkpoint_dir")
+            raise ValueError("checkpoint_seconds needs checkpoint_dir")
+        return self
+
+
+__all__ = ["PRECISIONS", "Schedule", "TrainConfig"]

@@ -18,7 +18,7 @@ def _w8a8(m, x):
 
 
 def _prune(m, x, t=0.5):
-    return sk.prune(m, sk.PruneConfig(target_macs=t, scope="global"), x).model
+    return sk.prune(m, sk.PruneConfig(target_macs=t, scope="global"), x)
 
 
 CASES = {

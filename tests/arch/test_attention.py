@@ -30,7 +30,7 @@ def _data(model, x):
 def test_bert_heads_pruned_by_masking_importance(tmp_path):
     model, x = build("bert_tiny")
     data = _data(model, x)
-    small, _ = sk.prune(model, sk.PruneConfig(granularity="head", ratio=0.5,
+    small = sk.prune(model, sk.PruneConfig(granularity="head", ratio=0.5,
                                               importance="mask"), x, data=data, loss_fn=_loss)
     for layer in small.bert.encoder.layer:
         att = layer.attention.self
@@ -127,9 +127,9 @@ def test_minilm_heads_and_ffn_pruned_export_and_reload(tmp_path):
         return (1 - (m(*xb) * y).sum(-1)).mean()
 
     small = sk.prune(model, sk.PruneConfig(granularity="head", ratio=0.25, importance="mask"),
-                     x, data=data, loss_fn=loss).model
+                     x, data=data, loss_fn=loss)
     rules = (sk.PruneRule("*", skip=True), sk.PruneRule("*.intermediate.dense", ratio=0.5))
-    small = sk.prune(small, sk.PruneConfig(granularity="neuron", ratio=0.5, rules=rules), x).model
+    small = sk.prune(small, sk.PruneConfig(granularity="neuron", ratio=0.5, rules=rules), x)
     layer = small.encoder.encoder.layer[0]
     assert layer.attention.self.num_attention_heads == 9
     assert layer.intermediate.dense.out_features == 768

@@ -30,7 +30,8 @@ def test_macs_target_is_reached_and_the_model_runs(name, target):
     model, x = build(name)
     # global: one importance threshold across groups, so coarse groups (a head is 1/8 of a
     # tiny ViT's width) combine with fine ones to land near the target
-    small, rep = sk.prune(model, sk.PruneConfig(target_macs=target, scope="global"), x)
+    small = sk.prune(model, sk.PruneConfig(target_macs=target, scope="global"), x)
+    rep = sk.record_of(small).report
     removed = 1 - rep.macs_ratio
     assert target - 1e-9 <= removed <= target + 0.02, (name, removed)
     assert rep.macs_after == DependencyGraph.build(small, x).macs()
@@ -43,7 +44,7 @@ def test_macs_target_is_reached_and_the_model_runs(name, target):
 @pytest.mark.parametrize("name", FAST)
 def test_pruned_model_saves_loads_and_exports(name, tmp_path):
     model, x = build(name)
-    small, _ = sk.prune(model, sk.PruneConfig(target_macs=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(target_macs=0.5), x)
     sk.save(small, tmp_path / "a", template=build(name)[0])
     again = sk.load(tmp_path / "a", model=build(name)[0])
     with torch.no_grad():
@@ -114,7 +115,7 @@ def test_cutting_zero_channels_leaves_outputs_unchanged(name):
 
 def test_recurrent_hidden_units_are_cut_across_gates_layers_and_directions():
     model, x = build("bigru")
-    small, _ = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
     rnn = small.rnn
     e = small.emb.embedding_dim
     assert e == 8 and rnn.hidden_size == 8 and rnn.weight_ih_l0.shape == (3 * 8, e)
@@ -124,7 +125,7 @@ def test_recurrent_hidden_units_are_cut_across_gates_layers_and_directions():
 
 def test_concat_into_grouped_conv_is_aligned_per_group_position():
     model, x = build("se_concat_grouped_mha")
-    small, _ = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
     g = small.grouped[0]
     assert g.groups == 4 and g.in_channels == small.b1[0].out_channels + small.b2[0].out_channels
     assert g.in_channels < 48 and g.out_channels < 64
@@ -135,7 +136,7 @@ def test_concat_into_grouped_conv_is_aligned_per_group_position():
 def test_multihead_attention_heads_update_its_attributes():
     torch.manual_seed(0)
     model, x = MHANet().eval(), torch.randn(2, 5, 8)
-    small, _ = sk.prune(model, sk.PruneConfig(granularity="head", ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(granularity="head", ratio=0.5), x)
     a = small.attn
     assert (a.num_heads, a.head_dim, a.embed_dim) == (2, 8, 16)
     assert a.in_proj_weight.shape == (48, 16) and small.inp.out_features == 16
@@ -143,7 +144,7 @@ def test_multihead_attention_heads_update_its_attributes():
 
 def test_transposed_conv_channels_and_attributes():
     model, x = build("unet")
-    small, _ = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
     up = small.up
     assert (up.in_channels, up.out_channels) == (16, 8) and up.weight.shape[:2] == (16, 8)
     assert small.dec[0].in_channels == 8 + small.enc1[0].out_channels
@@ -153,7 +154,8 @@ def test_tied_embeddings_are_cut_together_and_stay_tied_after_load(tmp_path):
     """GPT-2 (transformers, config-built): the output layer shares the input embedding; both
     lose the same residual channels, and a reloaded model shares one tensor again."""
     model, x = build("gpt2_tiny")
-    small, rep = sk.prune(model, sk.PruneConfig(target_macs=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(target_macs=0.5), x)
+    rep = sk.record_of(small).report
     lm = small.lm
     assert lm.lm_head.weight is lm.transformer.wte.weight
     assert lm.transformer.wte.weight.shape[1] < 64 and rep.groups_pruned == rep.groups

@@ -35,7 +35,7 @@ PRUNE = {
     "plain": None,
     "pruned": lambda m, x, name: sk.prune(
         m, sk.PruneConfig(granularity="head" if name == "transformer" else "channel",
-                          ratio=0.5), x[:1]).model,
+                          ratio=0.5), x[:1]),
 }
 
 
@@ -105,9 +105,9 @@ def test_sparse_kernels_masks_and_students_round_trip(tmp_path):
     m, x = nets.digits(), _input("digits")
     cases = {
         "unstructured": sk.prune(m, sk.PruneConfig(granularity="unstructured", ratio=0.7),
-                                 x[:1]).model,
-        "nm": sk.prune(m, sk.PruneConfig(granularity="nm", n=2, m=4), x[:1]).model,
-        "kernels": to_kernels(sk.quantize(m, sk.QuantConfig.dynamic()))[0],
+                                 x[:1]),
+        "nm": sk.prune(m, sk.PruneConfig(granularity="nm", n=2, m=4), x[:1]),
+        "kernels": to_kernels(sk.quantize(m, sk.QuantConfig.dynamic())),
         "student": nets.digits(width=0.5),
     }
     for name, model in cases.items():
@@ -122,7 +122,7 @@ def test_sparse_kernels_masks_and_students_round_trip(tmp_path):
 
 def test_sparse_linear_layers_round_trip(tmp_path):
     x = torch.randn(3, 64, generator=torch.Generator().manual_seed(2))
-    sp = sk.prune(nets.mlp(), sk.PruneConfig(granularity="unstructured", ratio=0.97), x[:1]).model
+    sp = sk.prune(nets.mlp(), sk.PruneConfig(granularity="unstructured", ratio=0.97), x[:1])
     sparse, _ = sparsify(sp, batch=1, max_density=1.0, runs=3)
     for name in ("0", "2"):  # CSR for both, whatever this machine's timing decided
         if not isinstance(sparse.get_submodule(name), SparseLinear):

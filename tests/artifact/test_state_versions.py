@@ -28,7 +28,7 @@ class Versioned(nn.Module):
 def test_a_module_that_reads_its_state_version_loads(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(4, 6)
-    small = sk.prune(Versioned(), sk.PruneConfig(ratio=0.5), x).model
+    small = sk.prune(Versioned(), sk.PruneConfig(ratio=0.5), x)
     sk.save(small, tmp_path / "a", factory="tests.artifact.test_state_versions:Versioned")
     again = sk.load(tmp_path / "a")
     torch.testing.assert_close(again(x), small(x), rtol=0, atol=0)

@@ -19,3 +19,12 @@ def run(tmp_path_factory):
     code, output = _compress(recipe, tmp / "run")
     assert code == 0, output
     return tmp, recipe, tmp / "run", output
+
+
+def compressed(recipe, out, *extra) -> dict:
+    """`slimkit compress` of `recipe` into `out`, which must succeed: its report.json."""
+    import json
+
+    code, output = _compress(recipe, out, *extra)
+    assert code == 0, output
+    return json.loads((out / "report.json").read_text())

@@ -8,16 +8,14 @@ import pytest
 import torch
 
 import slimkit as sk
-from tests.pipeline.conftest import _compress
+from tests.pipeline.conftest import compressed
 
 RECIPES = Path(str(files("slimkit.examples") / "recipes"))
 
 
 @pytest.mark.slow
 def test_the_digits_recipe_meets_its_budget_and_beats_the_anchor_size(tmp_path):
-    code, output = _compress(RECIPES / "digits.yaml", tmp_path / "run")
-    assert code == 0, output
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report = compressed(RECIPES / "digits.yaml", tmp_path / "run")
     assert report["source"]["metric"] >= 98.5
     assert report["final"]["total_drop"] <= 0.5 + 1e-9
     kinds = [s["kind"] for s in report["stages"]]
@@ -41,9 +39,7 @@ def test_the_resnet_recipe_runs_on_an_image_folder(tmp_path, monkeypatch):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(text)
     monkeypatch.chdir(tmp_path)  # the recipe names the folder relative to the working dir
-    code, output = _compress(recipe, tmp_path / "run")
-    assert code == 0, output
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report = compressed(recipe, tmp_path / "run")
     assert report["final"]["total_drop"] <= report["budget"]["max_drop"] + 1e-9
     model = sk.load(tmp_path / "run" / "model")
     assert any(s.kind == "quantize" for s in sk.record_of(model).steps)
@@ -111,9 +107,7 @@ def test_advanced_ptq_and_mixed_precision_as_recipe_stages(tmp_path, monkeypatch
     monkeypatch.setenv("SLIMKIT_CACHE", str(tmp_path / "cache"))  # a fresh latency table
     recipe = tmp_path / "r.yaml"
     recipe.write_text(text)
-    code, output = _compress(recipe, tmp_path / "run")
-    assert code == 0, output
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report = compressed(recipe, tmp_path / "run")
     stage = report["stages"][0]
     model = sk.load(tmp_path / "run" / "model")
     kinds = [s.kind for s in sk.record_of(model).steps]
@@ -145,9 +139,7 @@ def test_the_minilm_recipe_quantizes_a_real_encoder_on_real_text(tmp_path, monke
     recipe = tmp_path / "minilm.yaml"
     recipe.write_text(text)
     monkeypatch.chdir(tmp_path)  # the recipe names its sentence files relative to here
-    code, output = _compress(recipe, tmp_path / "run")
-    assert code == 0, output
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report = compressed(recipe, tmp_path / "run")
     assert report["metric"]["unit"] == "cosine"
     assert report["final"]["metric"] >= 1 - report["budget"]["max_drop"] - 1e-9
     ort = report["stages"][1]["attempts"][0]
@@ -156,9 +148,7 @@ def test_the_minilm_recipe_quantizes_a_real_encoder_on_real_text(tmp_path, monke
 
 @pytest.mark.slow
 def test_the_regression_recipe_ends_int8_within_its_mse_budget(tmp_path):
-    code, output = _compress(RECIPES / "diabetes_regression.yaml", tmp_path / "run")
-    assert code == 0, output
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report = compressed(RECIPES / "diabetes_regression.yaml", tmp_path / "run")
     assert report["task"]["kind"] == "regression" and report["metric"]["name"] == "mse"
     assert report["final"]["total_drop"] <= report["budget"]["max_drop"] + 1e-9
     prune, distill, quant = report["stages"][:3]
@@ -172,9 +162,7 @@ def test_the_regression_recipe_ends_int8_within_its_mse_budget(tmp_path):
 
 @pytest.mark.slow
 def test_the_two_input_recipe_runs_every_stage(tmp_path):
-    code, output = _compress(RECIPES / "two_inputs.yaml", tmp_path / "run")
-    assert code == 0, output
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report = compressed(RECIPES / "two_inputs.yaml", tmp_path / "run")
     assert report["final"]["total_drop"] <= report["budget"]["max_drop"] + 1e-9
     assert not report["stages"][1]["skipped"]
     assert report["stages"][2]["info"]["parity"]["top1_agreement"] >= 0.99

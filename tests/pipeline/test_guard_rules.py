@@ -1,12 +1,11 @@
 """The guard's decisions on scripted metric sequences: a metric of the user's own (the recipe's
 `eval.metric`) returns planned values by what the model is, and the real pipeline decides."""
 
-import json
 import textwrap
 
 import pytest
 
-from tests.pipeline.conftest import _compress
+from tests.pipeline.conftest import compressed
 from tests.pipeline.recipes import write
 
 SCRIPT = '''
@@ -58,9 +57,7 @@ def scripted(tmp_path, monkeypatch):
 def _run(tmp_path, budget: str, stages: str) -> dict:
     recipe = write(tmp_path, RECIPE.format(budget=budget, stages=textwrap.indent(
         textwrap.dedent(stages).strip(), "  ")), name="g.yaml")
-    code, out = _compress(recipe, tmp_path / "run")
-    assert code == 0, out
-    return json.loads((tmp_path / "run" / "report.json").read_text())
+    return compressed(recipe, tmp_path / "run")
 
 
 def test_a_stage_that_improved_does_not_make_the_next_look_lossy(tmp_path, scripted):

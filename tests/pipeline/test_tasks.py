@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from slimkit.cli import main
-from tests.pipeline.conftest import _compress
+from tests.pipeline.conftest import _compress, compressed
 from tests.pipeline.recipes import write
 
 REGRESSION = """
@@ -73,9 +73,7 @@ def test_a_regressor_is_compressed_under_an_mse_budget(tmp_path):
 
 
 def test_a_two_input_model_runs_through_every_stage(tmp_path):
-    code, out = _compress(write(tmp_path, TWO_INPUTS), tmp_path / "run")
-    assert code == 0, out
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report = compressed(write(tmp_path, TWO_INPUTS), tmp_path / "run")
     assert report["task"]["kind"] == "classification"
     assert [s["skipped"] for s in report["stages"]] == [False, False, False]
     assert report["stages"][2]["info"]["parity"]["top1_agreement"] > 0.9

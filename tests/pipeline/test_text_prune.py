@@ -2,12 +2,11 @@
 masking each (1 − cosine to its own outputs), recovered by distilling from the original,
 dynamic int8, exported to ONNX Runtime."""
 
-import json
 
 import pytest
 
 import slimkit as sk
-from tests.pipeline.conftest import _compress
+from tests.pipeline.conftest import compressed
 from tests.pipeline.recipes import write
 
 ENCODER = """
@@ -25,9 +24,7 @@ stages:
 
 @pytest.mark.slow  # ≈ 10 s: the fast suite keeps to 3 minutes
 def test_heads_pruned_by_masking_on_unlabelled_data_then_int8(tmp_path):
-    code, out = _compress(write(tmp_path, ENCODER), tmp_path / "run")
-    assert code == 0, out
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report = compressed(write(tmp_path, ENCODER), tmp_path / "run")
     assert [s["kind"] for s in report["stages"]] == ["prune", "quantize", "export"]
     assert not any(s["skipped"] for s in report["stages"])
     model = sk.load(tmp_path / "run" / "model")

@@ -28,7 +28,8 @@ def _tiles(w: torch.Tensor, b: tuple[int, int]) -> torch.Tensor:
 @pytest.mark.parametrize("block", [(16, 16), (8, 32)])
 def test_zeros_come_in_whole_tiles_at_the_asked_ratio(block):
     model, x = _net(), torch.randn(4, 64)
-    small, rep = sk.prune(model, sk.PruneConfig(granularity="block", ratio=0.5, block=block), x)
+    small = sk.prune(model, sk.PruneConfig(granularity="block", ratio=0.5, block=block), x)
+    rep = sk.record_of(small).report
     for name in ("0", "2"):  # the 10-output classifier does not tile by 8 or 16 rows
         w = small.get_submodule(name).weight
         tiles = _tiles(w, block)
@@ -45,14 +46,14 @@ def test_tiles_kept_are_the_largest_by_magnitude():
     with torch.no_grad():
         lin.weight.fill_(0.01)
         lin.weight[:16, 16:] = 1.0  # one tile of 16×16 clearly the largest
-    small, _ = sk.prune(lin, sk.PruneConfig(granularity="block", ratio=0.75), torch.randn(1, 32))
+    small = sk.prune(lin, sk.PruneConfig(granularity="block", ratio=0.75), torch.randn(1, 32))
     assert torch.count_nonzero(small.weight) == 256
     assert bool((small.weight[:16, 16:] == 1.0).all())
 
 
 def test_bsr_runs_the_block_pruned_layer_exactly_and_the_artifact_restores_it(tmp_path):
     model, x = _net(), torch.randn(4, 64)
-    small, _ = sk.prune(model, sk.PruneConfig(granularity="block", ratio=0.75), x)
+    small = sk.prune(model, sk.PruneConfig(granularity="block", ratio=0.75), x)
     dense = small.get_submodule("2")
     bsr = SparseLinear(dense, "bsr", blocksize=16)
     h = torch.randn(8, 128)

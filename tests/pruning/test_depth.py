@@ -2,7 +2,6 @@
 changes nothing, targets are met and counted as the dependency graph counts them, the artifact
 restores the structure (alone and with channel pruning), and bad requests are named."""
 
-import json
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ import slimkit as sk
 from slimkit.graph.deps import DependencyGraph
 from slimkit.models import mobilenet_v2, resnet18
 from slimkit.pruning.depth import Skip, residual_blocks, skip_losses
-from tests.pipeline.conftest import _compress
+from tests.pipeline.conftest import compressed
 from tests.pipeline.recipes import write
 from tests.pruning.nets import Chain, MobileNetish, Residual
 
@@ -53,7 +52,8 @@ def test_a_block_that_adds_nothing_goes_first_and_the_output_stays():
         m.eval()
         m.blocks[1].body[-1].weight.zero_()
         m.blocks[1].body[-1].bias.zero_()
-    small, rep = sk.prune(m, sk.PruneConfig(granularity="depth", ratio=0.5), X32)
+    small = sk.prune(m, sk.PruneConfig(granularity="depth", ratio=0.5), X32)
+    rep = sk.record_of(small).report
     assert [r.module for r in rep.layers] == ["blocks.1"]
     assert isinstance(small.blocks[1], torch.nn.Identity)
     x = torch.randn(4, 3, 32, 32)
@@ -67,7 +67,8 @@ def test_a_block_that_adds_nothing_goes_first_and_the_output_stays():
 
 def test_a_macs_target_is_met_and_counted_as_the_graph_counts():
     m = MobileNetish().eval()
-    small, rep = sk.prune(m, sk.PruneConfig(granularity="depth", target_macs=0.3), X32)
+    small = sk.prune(m, sk.PruneConfig(granularity="depth", target_macs=0.3), X32)
+    rep = sk.record_of(small).report
     assert rep.macs_after <= 0.7 * rep.macs_before
     assert rep.macs_after == DependencyGraph.build(small, X32, "freeze").macs()
     assert rep.params_after == sum(p.numel() for p in small.parameters())
@@ -80,7 +81,7 @@ def test_depth_then_channels_and_channels_then_depth_reload_identically(tmp_path
     depth = sk.PruneConfig(granularity="depth", ratio=0.5)
     chan = sk.PruneConfig(ratio=0.5, round_to=4, rules=(sk.PruneRule("fc", skip=True),))
     for i, (a, b) in enumerate([(depth, chan), (chan, depth)]):
-        small = sk.prune(sk.prune(m, a, X32).model, b, X32).model.eval()
+        small = sk.prune(sk.prune(m, a, X32), b, X32).eval()
         back = sk.load(sk.save(small, tmp_path / f"m{i}"))
         assert sum(isinstance(b, torch.nn.Identity) for b in back.blocks) == 1
         assert sum(p.numel() for p in back.parameters()) < 0.5 * sum(
@@ -104,14 +105,16 @@ def test_bad_requests_are_named():
     with pytest.raises(sk.PruneError, match="reached 0% of its target.*nothing dropped"):
         sk.prune(Chain().eval(), sk.PruneConfig(granularity="depth", ratio=0.5),
                  X32[..., :16, :16])
-    small, rep = sk.prune(Chain().eval(), sk.PruneConfig(granularity="depth", ratio=0.5,
+    small = sk.prune(Chain().eval(), sk.PruneConfig(granularity="depth", ratio=0.5,
                                                          allow_partial=True), X32[..., :16, :16])
+    rep = sk.record_of(small).report
     assert rep.groups == 0 and "nothing dropped" in rep.notes[0] and rep.reached == 0
 
 
 def test_rules_keep_blocks():
-    small, rep = sk.prune(MobileNetish().eval(), sk.PruneConfig(
+    small = sk.prune(MobileNetish().eval(), sk.PruneConfig(
         granularity="depth", ratio=0.99, rules=(sk.PruneRule("blocks.1", skip=True),)), X32)
+    rep = sk.record_of(small).report
     assert [r.module for r in rep.layers] == ["blocks.0"]
     assert isinstance(small.blocks[0], torch.nn.Identity)
 
@@ -131,9 +134,7 @@ stages:
 
 @pytest.mark.slow  # ≈ 10 s: a source is trained, pruned, quantized, exported
 def test_a_recipe_drops_blocks_on_resized_digits(tmp_path):
-    code, out = _compress(write(tmp_path, RESIDUAL), tmp_path / "run")
-    assert code == 0, out
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report = compressed(write(tmp_path, RESIDUAL), tmp_path / "run")
     dropped = report["stages"][0]["info"]["layers"]
     assert len(dropped) == 1 and dropped[0]["channels"] == "block removed"
     model = sk.load(tmp_path / "run" / "model")
@@ -148,7 +149,8 @@ def test_encoder_layers_are_blocks_and_drop_with_their_mask_argument(tmp_path):
     m, ids = bert_tiny().eval(), torch.randint(0, 100, (2, 16))
     # the layer adds its first argument; its attention output adds one too, but not its first
     assert residual_blocks(m, ids) == ["bert.encoder.layer.0", "bert.encoder.layer.1"]
-    small, rep = sk.prune(m, sk.PruneConfig(granularity="depth", ratio=0.5), ids)
+    small = sk.prune(m, sk.PruneConfig(granularity="depth", ratio=0.5), ids)
+    rep = sk.record_of(small).report
     assert rep.groups_pruned == 1 and isinstance(small.get_submodule(rep.layers[0].module), Skip)
     back = sk.load(sk.save(small, tmp_path / "enc", factory="tests.arch.zoo:bert_tiny"))
     with torch.no_grad():

@@ -38,7 +38,8 @@ def test_unknown_op_is_named_with_its_module_or_frozen_on_request():
     x = torch.randn(1, 3, 12, 12)
     with pytest.raises(DependencyError, match=r"aten\.roll.*module '\(top level\)'"):
         sk.prune(Rolls(), sk.PruneConfig(ratio=0.5), x)
-    small, rep = sk.prune(Rolls(), sk.PruneConfig(ratio=0.5, unknown_ops="freeze"), x)
+    small = sk.prune(Rolls(), sk.PruneConfig(ratio=0.5, unknown_ops="freeze"), x)
+    rep = sk.record_of(small).report
     assert small.a.out_channels == 4  # far from the roll: cut
     assert small.b.out_channels == 8 and small.c.in_channels == 8  # through the roll: kept
     assert any("roll" in n for n in rep.notes)
@@ -106,7 +107,8 @@ def test_module_with_attribute_shapes_is_kept_whole_and_the_rest_pruned():
     # most channels end up kept whole: below half the target, an error naming the module
     with pytest.raises(sk.PruneError, match=r"reached 17% of its target.*'mlp.0'"):
         sk.prune(PatchNet(), sk.PruneConfig(ratio=0.5), x)
-    small, rep = sk.prune(PatchNet(), sk.PruneConfig(ratio=0.5, allow_partial=True), x)
+    small = sk.prune(PatchNet(), sk.PruneConfig(ratio=0.5, allow_partial=True), x)
+    rep = sk.record_of(small).report
     assert rep.reached == pytest.approx(1 / 6)
     assert small.patch.proj.out_channels == 8 and small.patch.dim == 8  # kept whole
     # the bad reshape only fails one layer later (mlp.0), so that layer's groups are kept too;
@@ -122,8 +124,9 @@ def test_a_cut_that_reaches_little_of_its_target_says_why_or_is_accepted_on_requ
     with pytest.raises(sk.PruneError, match=r"reached 0% of its target \(ratio 0.5.*kept whole "
                                             r"by a rule.*allow_partial=True"):
         sk.prune(model, sk.PruneConfig(ratio=0.5, rules=skip_all), x)
-    small, rep = sk.prune(model, sk.PruneConfig(ratio=0.5, rules=skip_all, allow_partial=True),
+    small = sk.prune(model, sk.PruneConfig(ratio=0.5, rules=skip_all, allow_partial=True),
                           x)
+    rep = sk.record_of(small).report
     assert rep.reached == 0 and "reached 0% of the target" in str(rep)
     assert sum(p.numel() for p in small.parameters()) == sum(
         p.numel() for p in model.parameters())
@@ -137,5 +140,6 @@ def test_a_head_target_on_a_model_without_heads_is_an_error():
 
 def test_a_full_cut_reaches_its_target():
     model, x = build("chain")
-    _, rep = sk.prune(model, sk.PruneConfig(target_macs=0.4), x)
+    _ = sk.prune(model, sk.PruneConfig(target_macs=0.4), x)
+    rep = sk.record_of(_).report
     assert rep.reached >= 0.99 and rep.target == "target_macs 0.4"

@@ -19,7 +19,8 @@ def _params(m):
 def test_prune_shrinks_keeps_shapes_and_reloads(name, tmp_path):
     model, x = build(name)
     gran = "head" if name == "transformer" else "channel"
-    small, report = sk.prune(model, sk.PruneConfig(granularity=gran, ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(granularity=gran, ratio=0.5), x)
+    report = sk.record_of(small).report
     with torch.no_grad():
         assert small(x).shape == model(x).shape
     assert _params(small) < _params(model)
@@ -36,10 +37,10 @@ def test_prune_shrinks_keeps_shapes_and_reloads(name, tmp_path):
 
 def test_transformer_prunes_heads_and_mlp_neurons():
     model, x = build("transformer")
-    heads, _ = sk.prune(model, sk.PruneConfig(granularity="head", ratio=0.5), x)
+    heads = sk.prune(model, sk.PruneConfig(granularity="head", ratio=0.5), x)
     assert heads.block.attn.num_heads == 2 and heads.block.attn.head_dim == 8
     assert heads.block.attn.qkv.out_features == 3 * 16 and heads.block.attn.proj.in_features == 16
-    both, _ = sk.prune(heads, sk.PruneConfig(granularity="neuron", ratio=0.5), x)
+    both = sk.prune(heads, sk.PruneConfig(granularity="neuron", ratio=0.5), x)
     assert both.block.mlp[0].out_features == 64 and both.block.attn.num_heads == 2
     # the residual stream (proj → LNs → every block output → head) is one neuron group too
     assert both.block.ln1.normalized_shape == (16,) and both.head.in_features == 16
@@ -73,7 +74,8 @@ def test_cutting_zero_channels_leaves_outputs_unchanged(name):
         _zero_channels(model, g, list(range(0, g.size, 2)))  # half of every group
     with torch.no_grad():
         ref = model(x)
-    small, report = sk.prune(model, sk.PruneConfig(granularity=gran, ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(granularity=gran, ratio=0.5), x)
+    report = sk.record_of(small).report
     assert report.groups_pruned == len(groups)
     with torch.no_grad():
         torch.testing.assert_close(small(x), ref, rtol=0, atol=1e-5)
@@ -90,24 +92,24 @@ def test_group_details_names_the_coupling_chain():
 
 def test_flatten_couples_a_channel_to_its_block_of_fc_inputs():
     model, x = build("chain")
-    small, _ = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
     assert small.body[2][0].out_channels == 16 and small.fc.in_features == 16 * 64
 
 
 def test_grouped_and_depthwise_conv_attributes():
     model, x = build("grouped")
-    small, _ = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
     g = small.g[0]
     assert g.groups == 4 and g.in_channels == 16 and g.out_channels == 16
     model, x = build("inverted")
-    small, _ = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
     dw = small.blocks[0].body[1][0]
     assert dw.groups == dw.in_channels == dw.out_channels == 32
 
 
 def test_concat_cuts_each_branch_and_the_dense_inputs():
     model, x = build("concat")
-    small, _ = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(ratio=0.5), x)
     assert (small.stem[0].out_channels, small.b1[0].out_channels,
             small.b2[1][0].out_channels) == (8, 4, 6)
     assert small.dense[0].in_channels == 8 + 4 + 6
@@ -115,12 +117,14 @@ def test_concat_cuts_each_branch_and_the_dense_inputs():
 
 def test_macs_target_and_round_to():
     model, x = build("residual")
-    small, rep = sk.prune(model, sk.PruneConfig(target_macs=0.5, round_to=4), x)
+    small = sk.prune(model, sk.PruneConfig(target_macs=0.5, round_to=4), x)
+    rep = sk.record_of(small).report
     assert 1 - rep.macs_ratio >= 0.45 and rep.macs_ratio <= 0.5 + 1e-9
     for m in small.modules():
         if isinstance(m, torch.nn.Conv2d) and m.out_channels not in (10,):
             assert m.out_channels % 4 == 0
-    _, rep = sk.prune(model, sk.PruneConfig(target_params=0.4, scope="global"), x)
+    _ = sk.prune(model, sk.PruneConfig(target_params=0.4, scope="global"), x)
+    rep = sk.record_of(_).report
     assert rep.params_ratio <= 0.6 + 1e-9
 
 
@@ -128,7 +132,7 @@ def test_rules_skip_and_override():
     model, x = build("chain")
     cfg = sk.PruneConfig(ratio=0.5, rules=(sk.PruneRule("body.0.0", skip=True),
                                            sk.PruneRule("body.1.*", ratio=0.25)))
-    small, _ = sk.prune(model, cfg, x)
+    small = sk.prune(model, cfg, x)
     assert small.body[0][0].out_channels == 16
     assert small.body[1][0].out_channels == 24
     assert small.body[2][0].out_channels == 16
@@ -139,10 +143,10 @@ def test_the_last_matching_rule_wins_on_the_structured_path():
     model, x = build("chain")
     cfg = sk.PruneConfig(ratio=0.5, rules=(sk.PruneRule("body.*", ratio=0.25),
                                            sk.PruneRule("body.1.*", ratio=0.75)))
-    small, _ = sk.prune(model, cfg, x)
+    small = sk.prune(model, cfg, x)
     assert small.body[0][0].out_channels == 12  # body.* : 16 × 0.75
     assert small.body[1][0].out_channels == 8  # body.1.* wins over body.*: 32 × 0.25
     cfg = sk.PruneConfig(ratio=0.5, rules=(sk.PruneRule("body.*", skip=True),
                                            sk.PruneRule("body.2.*", ratio=0.5)))
-    small, _ = sk.prune(model, cfg, x)
+    small = sk.prune(model, cfg, x)
     assert [small.body[i][0].out_channels for i in range(3)] == [16, 32, 16]

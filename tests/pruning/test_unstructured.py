@@ -18,10 +18,10 @@ from tests.pruning.nets import build
 
 def test_layerwise_and_global_unstructured():
     model, x = build("chain")
-    small, rep = sk.prune(model, sk.PruneConfig(granularity="unstructured", ratio=0.5), x)
+    small = sk.prune(model, sk.PruneConfig(granularity="unstructured", ratio=0.5), x)
     for name, s in sparsity(small).items():
         assert abs(s - 0.5) < 0.01, name
-    small, _ = sk.prune(model, sk.PruneConfig(granularity="unstructured", ratio=0.7,
+    small = sk.prune(model, sk.PruneConfig(granularity="unstructured", ratio=0.7,
                                               scope="global"), x)
     ws = [m.weight for m in small.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
     zeros = sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
@@ -35,7 +35,8 @@ def test_layerwise_and_global_unstructured():
 
 def test_nm_2_4_and_compression_roundtrip():
     model, x = build("chain")
-    small, rep = sk.prune(model, sk.PruneConfig(granularity="nm", n=2, m=4), x)
+    small = sk.prune(model, sk.PruneConfig(granularity="nm", n=2, m=4), x)
+    rep = sk.record_of(small).report
     assert any("body.0.0.weight kept dense" in n for n in rep.notes)  # 3·3·3 = 27 inputs
     w = small.fc.weight
     assert ((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) <= 2).all()
@@ -107,7 +108,7 @@ def test_slimming_then_bn_gamma_importance_cuts_the_small_scales():
     model, x = build("chain")
     with torch.no_grad():
         model.body[0][1].weight[:8] = 1e-4  # "trained to zero" by the L1 penalty
-    small, _ = sk.prune(model, sk.PruneConfig(ratio=0.5, importance="bn_gamma",
+    small = sk.prune(model, sk.PruneConfig(ratio=0.5, importance="bn_gamma",
                                               rules=(sk.PruneRule("body.1.*", skip=True),
                                                      sk.PruneRule("body.2.*", skip=True))), x)
     kept_gamma = small.body[0][1].weight
@@ -119,8 +120,8 @@ def test_taylor_needs_data_and_uses_it():
     with pytest.raises(sk.ConfigError, match="taylor"):
         sk.prune(model, sk.PruneConfig(ratio=0.5, importance="taylor"), x)
     data = [(x, torch.tensor([1, 3]))] * 2
-    a, _ = sk.prune(model, sk.PruneConfig(ratio=0.5, importance="taylor"), x, data=data)
-    b, _ = sk.prune(model, sk.PruneConfig(ratio=0.5, importance="random"), x)
+    a = sk.prune(model, sk.PruneConfig(ratio=0.5, importance="taylor"), x, data=data)
+    b = sk.prune(model, sk.PruneConfig(ratio=0.5, importance="random"), x)
     assert a.body[0][0].out_channels == b.body[0][0].out_channels == 8
     assert not torch.equal(a.body[0][0].weight, b.body[0][0].weight)
 
@@ -138,7 +139,7 @@ def test_the_last_matching_rule_wins_on_the_unstructured_path():
     model, x = build("chain")
     cfg = sk.PruneConfig(granularity="unstructured", ratio=0.5,
                          rules=(sk.PruneRule("*", skip=True), sk.PruneRule("fc", ratio=0.5)))
-    small, _ = sk.prune(model, cfg, x)
+    small = sk.prune(model, cfg, x)
     zeros = sparsity(small)
     assert zeros["fc.weight"] == pytest.approx(0.5, abs=0.01)  # the later rule prunes fc
     assert all(v == 0.0 for k, v in zeros.items() if k != "fc.weight")

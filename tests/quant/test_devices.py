@@ -40,7 +40,7 @@ def test_a_float64_model_trains_qat_and_prunes(f64):
     assert sk.convert(qat)(x).dtype == torch.float64
     for cfg in (sk.PruneConfig(ratio=0.5), sk.PruneConfig(ratio=0.5, importance="random"),
                 sk.PruneConfig(granularity="unstructured", ratio=0.5)):
-        small, _ = sk.prune(model, cfg, x[:1])
+        small = sk.prune(model, cfg, x[:1])
         assert small(x).dtype == torch.float64
 
 

@@ -128,7 +128,7 @@ def test_checkpoints_by_the_clock(tmp_path, monkeypatch):
     assert names == ["step-00000002.pt", "step-00000004.pt"]
     with pytest.raises(ConfigError, match="checkpoint_seconds needs checkpoint_dir"):
         TrainConfig(checkpoint_seconds=5)
-    with pytest.raises(ConfigError, match="checkpoint_seconds=-1 must be a number"):
+    with pytest.raises(ConfigError, match="checkpoint_seconds=-1: Input should be greater than"):
         TrainConfig(checkpoint_seconds=-1, checkpoint_dir=tmp_path)
 
 

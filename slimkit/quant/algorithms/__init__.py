@@ -1,11 +1,13 @@
 """Advanced post-training quantization: each method a frozen config, one `apply` verb.
 
     from slimkit.quant import algorithms as qa
-    fp, rep = qa.apply(model, qa.CLE())                              # float → float
+    fp = qa.apply(model, qa.CLE())                                   # float → float
     q = sk.quantize(fp, sk.QuantConfig.w4a4(), calib=calib)
-    q, rep = qa.apply(q, qa.AdaRound(), calib)                       # refine the rounding
-    q, rep = qa.apply(q, qa.BiasCorrection(), calib)
-    q, rep = qa.ptq(model, sk.QuantConfig.w4a4(), calib, [qa.CLE(), qa.AdaRound()])  # all at once
+    q = qa.apply(q, qa.AdaRound(), calib)                            # refine the rounding
+    q = qa.apply(q, qa.BiasCorrection(), calib)
+    print(sk.record_of(q).report)                                    # what the last one did
+    q = sk.quantize(model, sk.QuantConfig.w4a4().with_algorithms(qa.CLE(), qa.AdaRound()),
+                    calib)                                           # all at once
 """
 
 from slimkit.quant.algorithms import steps as _steps  # noqa: F401, E402 — sk.load rebuilds

@@ -21,7 +21,12 @@ import torch
 
 from slimkit.errors import ConfigError
 from slimkit.quant.algorithms.api import AlgoConfig, register, report_for
-from slimkit.quant.algorithms.capture import batches, check_finite, execution_order, run_to
+from slimkit.quant.algorithms.capture import (
+    batches,
+    check_finite,
+    layers_in_order,
+    run_to,
+)
 from slimkit.quant.algorithms.common import (
     channel_dim,
     dequant_codes,
@@ -156,14 +161,10 @@ def optimize_layer(layer, w, x, y, cfg: AdaRound) -> tuple[torch.Tensor, float, 
 @register(AdaRound, "quantized", "adaround")
 def _adaround(qmodel, cfg: AdaRound, calib, reference):
     layers = {m.name: m for m in wrapped_layers(qmodel)}
-    first = next(iter(batches(calib, 1, "AdaRound")))
     applied, skipped = [], []
-    for name in execution_order(qmodel, list(layers), first):
-        layer = layers[name]
-        why = packed_skip_reason(layer)  # any granularity and layer op: no rows needed
-        if why is not None:
-            skipped.append((name, why))
-            continue
+    # any granularity and layer op: no rows needed
+    for name, layer in layers_in_order(qmodel, layers, calib, "AdaRound", packed_skip_reason,
+                                       skipped):
         w = reference.get_submodule(name).weight.detach()
         x, y = _collect(qmodel, reference, name, calib, cfg)
         with torch.enable_grad():

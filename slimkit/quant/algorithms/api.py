@@ -9,7 +9,9 @@ and its stage:
                (AdaRound, GPTQ, bias correction, log2 activations); a float model is
                quantized first with `qconfig=`
 `ptq(model, qconfig, calib, steps)` runs float steps, sk.quantize, then the other steps, in
-the order given — the shape of a recipe stage. Every call returns (model, report).
+the order given — the shape of a recipe stage (and of `sk.quantize(model,
+config.with_algorithms(...), calib)`). Every call returns the model; what each method did is
+its record's report (`sk.record_of(q).report`).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def _handler(config) -> Handler:
 
 def apply(model: nn.Module, config, calib: Iterable | None = None, *,
           qconfig: QuantConfig | None = None, reference: nn.Module | None = None,
-          inplace: bool = False) -> tuple[nn.Module, AlgorithmReport]:
+          inplace: bool = False) -> nn.Module:
     """Run one method. Float-stage methods return a transformed copy of a float model.
     Quantized-stage methods refine a model from sk.quantize (a copy unless inplace) against
     `reference` (default: the float model quantize() started from), or quantize a float
@@ -108,7 +110,8 @@ def apply(model: nn.Module, config, calib: Iterable | None = None, *,
         report = h.fn(model, config, calib, float_reference(reference))
     report = dataclasses.replace(report, seconds=time.perf_counter() - t0)
     note_step(model, h.name, config_dict(config), report.structure, report.summary(), source)
-    return model, report
+    record_of(model).reports.append(report)
+    return model
 
 
 def _quantized_input(model, name, calib, qconfig, reference, inplace):
@@ -125,8 +128,9 @@ def _quantized_input(model, name, calib, qconfig, reference, inplace):
 
 
 def ptq(model: nn.Module, qconfig: QuantConfig, calib: Iterable, steps=(),
-        ) -> tuple[nn.Module, PTQReport]:
-    """Float steps → sk.quantize(model, qconfig, calib) → quantized steps, in that order."""
+        target="auto") -> nn.Module:
+    """Float steps → sk.quantize(model, qconfig, calib) → quantized steps, in that order;
+    the record's report is the PTQReport of them all."""
     steps = tuple(algorithm_from_dict(s) if isinstance(s, dict) else s for s in steps)
     stages = [_handler(s).stage for s in steps]
     first_quantized = stages.index("quantized") if "quantized" in stages else len(stages)
@@ -137,14 +141,15 @@ def ptq(model: nn.Module, qconfig: QuantConfig, calib: Iterable, steps=(),
     reports = []
     for s in steps:
         if _handler(s).stage == "float":
-            model, r = apply(model, s, calib, qconfig=qconfig)
-            reports.append(r)
-    q = quantize(model, qconfig, calib, progress=False)
+            model = apply(model, s, calib, qconfig=qconfig)
+            reports.append(record_of(model).report)
+    q = quantize(model, qconfig, calib, progress=False, target=target)
     for s in steps:
         if _handler(s).stage == "quantized":
-            q, r = apply(q, s, calib, reference=model, inplace=True)
-            reports.append(r)
-    return q, PTQReport(tuple(reports), record_of(q).plan)
+            q = apply(q, s, calib, reference=model, inplace=True)
+            reports.append(record_of(q).report)
+    record_of(q).reports.append(PTQReport(tuple(reports), record_of(q).plan))
+    return q
 
 
 def report_for(name: str, config, applied=(), skipped=(), notes=(),

@@ -107,3 +107,16 @@ def execution_order(model: nn.Module, names: list[str], batch: Any) -> list[str]
         for h in handles:
             h.remove()
     return seen + [n for n in names if n not in seen]
+
+
+def layers_in_order(qmodel: nn.Module, layers: dict, calib, who: str, skip_reason,
+                    skipped: list) -> Iterator[tuple[str, nn.Module]]:
+    """(name, layer) of `layers` in the order the model runs them; a layer `skip_reason`
+    names a reason for goes to `skipped` as (name, reason) instead."""
+    first = next(iter(batches(calib, 1, who)))
+    for name in execution_order(qmodel, list(layers), first):
+        why = skip_reason(layers[name])
+        if why is None:
+            yield name, layers[name]
+        else:
+            skipped.append((name, why))

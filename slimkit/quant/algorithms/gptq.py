@@ -21,7 +21,12 @@ import torch
 
 from slimkit.errors import CalibrationError, ConfigError
 from slimkit.quant.algorithms.api import AlgoConfig, register, report_for
-from slimkit.quant.algorithms.capture import batches, check_finite, execution_order, run_to
+from slimkit.quant.algorithms.capture import (
+    batches,
+    check_finite,
+    layers_in_order,
+    run_to,
+)
 from slimkit.quant.algorithms.common import linear_scheme, repack, weight_input, wrapped_layers
 from slimkit.quant.algorithms.hessian import Gram, unsupported
 from slimkit.quant.algorithms.report import LayerResult
@@ -165,14 +170,8 @@ def skip_reason(layer) -> str | None:
 @register(GPTQ, "quantized", "gptq")
 def _gptq(qmodel, cfg: GPTQ, calib, reference):
     layers = {m.name: m for m in wrapped_layers(qmodel)}
-    first = next(iter(batches(calib, 1, "GPTQ")))
     applied, skipped = [], []
-    for name in execution_order(qmodel, list(layers), first):
-        layer = layers[name]
-        why = skip_reason(layer)
-        if why is not None:
-            skipped.append((name, why))
-            continue
+    for name, layer in layers_in_order(qmodel, layers, calib, "GPTQ", skip_reason, skipped):
         w = reference.get_submodule(name).weight.detach()
         w2 = w.reshape(w.shape[0], -1).float()  # (out, cols)
         gram = _gram(qmodel, name, calib, cfg, "GPTQ")

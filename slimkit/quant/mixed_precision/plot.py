@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import math
 
+from slimkit.figures import png
 from slimkit.quant.mixed_precision.table import SensitivityTable
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def plot_sensitivity(table: SensitivityTable, value: str = "sqnr_db") -> bytes:
@@ -37,7 +28,7 @@ def plot_sensitivity(table: SensitivityTable, value: str = "sqnr_db") -> bytes:
     ax.set_ylabel(value.replace("_", " "))
     ax.set_title("per-layer sensitivity (only that layer quantized)")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_pareto(result) -> bytes:
@@ -55,4 +46,4 @@ def plot_pareto(result) -> bytes:
     ax.set_ylabel(result.measure)
     ax.set_yscale("symlog", linthresh=1e-6)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)

@@ -32,7 +32,8 @@ def test_adaround_lowers_reconstruction_loss_below_round_to_nearest():
     calib = image_batches(3)
     cfg = sk.QuantConfig.w4a8()
     rtn = sk.quantize(model, cfg, calib, progress=False)
-    q, rep = qa.apply(rtn, FAST, calib)
+    q = qa.apply(rtn, FAST, calib)
+    rep = sk.record_of(q).report
     assert {r.name for r in rep.applied} == {"c1", "dw", "c2", "fc"}
     for r in rep.applied:
         assert r.metrics["loss_adaround"] <= r.metrics["loss_rtn"]

@@ -50,12 +50,13 @@ def test_ptq_runs_steps_in_order_and_the_state_dict_round_trips():
     calib = image_batches(2)
     steps = [{"cle": {}}, {"gptq": {"min_rows_per_column": 0.1}},
              {"bias_correction": {}}]
-    q, rep = qa.ptq(SmallCNN().eval(), sk.QuantConfig.w4a8(), calib, steps)
+    q = qa.ptq(SmallCNN().eval(), sk.QuantConfig.w4a8(), calib, steps)
+    rep = sk.record_of(q).report
     assert [s.algorithm for s in rep.steps] == ["cle", "gptq", "bias_correction"]
     assert "cle" in str(rep) and len(rep.to_dict()["steps"]) == 3
     buf = io.BytesIO()
     torch.save(q.state_dict(), buf)
-    fresh, _ = qa.ptq(SmallCNN().eval(), sk.QuantConfig.w4a8(), calib, steps)
+    fresh = qa.ptq(SmallCNN().eval(), sk.QuantConfig.w4a8(), calib, steps)
     buf.seek(0)
     fresh.load_state_dict(torch.load(buf, weights_only=True))
     x = image_batches(1, seed=4)[0]
@@ -91,7 +92,7 @@ def test_every_step_survives_save_and_load(tmp_path, steps, cfg, mlp):
     torch.manual_seed(0)
     model = OutlierMLP().eval() if mlp else SmallCNN().eval()
     calib = outlier_batches(4) if mlp else image_batches(2)
-    q, _ = qa.ptq(model, cfg, calib, steps)
+    q = qa.ptq(model, cfg, calib, steps)
     kinds = [s.kind for s in sk.record_of(q).steps]
     assert kinds == [qa.ALGORITHMS[type(s)].name for s in steps
                      if qa.ALGORITHMS[type(s)].stage == "float"] + ["quantize"] + [

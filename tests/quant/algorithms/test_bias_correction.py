@@ -19,7 +19,8 @@ def test_mean_output_error_per_channel_is_zero_after_correction():
     ref = float_reference(model)
     names = ["c1", "dw", "c2", "fc"]
     before = {n: mean_output_error(q, ref, n, calib).abs().max() for n in names}
-    qc, rep = qa.apply(q, qa.BiasCorrection(), calib)
+    qc = qa.apply(q, qa.BiasCorrection(), calib)
+    rep = sk.record_of(qc).report
     assert [r.name for r in rep.applied] == names  # forward order
     for n in names:
         after = mean_output_error(qc, ref, n, calib).abs().max()
@@ -31,12 +32,13 @@ def test_corrected_model_round_trips_its_state_and_lists_float_layers():
     model = randomize_bn(SmallCNN())
     calib = image_batches(2)
     cfg = sk.QuantConfig.w8a8().skip("fc")
-    qc, rep = qa.apply(model, qa.BiasCorrection(), calib, qconfig=cfg)
+    qc = qa.apply(model, qa.BiasCorrection(), calib, qconfig=cfg)
+    rep = sk.record_of(qc).report
     assert len(rep.applied) == 3 and rep.skipped == ()  # fc is no QuantLayer: not a candidate
     assert [s.kind for s in sk.record_of(qc).steps] == ["quantize", "bias_correction"]
     buf = io.BytesIO()
     torch.save(qc.state_dict(), buf)
-    fresh, _ = qa.apply(randomize_bn(SmallCNN(), seed=3), qa.BiasCorrection(), calib, qconfig=cfg)
+    fresh = qa.apply(randomize_bn(SmallCNN(), seed=3), qa.BiasCorrection(), calib, qconfig=cfg)
     buf.seek(0)
     fresh.load_state_dict(torch.load(buf, weights_only=True))
     x = image_batches(1, seed=5)[0]

@@ -38,7 +38,8 @@ def test_gptq_beats_round_to_nearest_on_correlated_inputs():
     model = OutlierMLP().eval()
     calib = outlier_batches(4)
     cfg = sk.QuantConfig.weight_only(3, 16)
-    q, rep = qa.apply(model, qa.GPTQ(act_order=True), calib, qconfig=cfg)
+    q = qa.apply(model, qa.GPTQ(act_order=True), calib, qconfig=cfg)
+    rep = sk.record_of(q).report
     for r in rep.applied:
         assert r.metrics["error_gptq"] < r.metrics["error_rtn"]
     x = outlier_batches(1, seed=7)[0]
@@ -50,7 +51,7 @@ def test_gptq_conv_model_exports_and_matches_ort():
     torch.manual_seed(0)
     model = OutlierMLP().eval()
     calib = outlier_batches(4)
-    q, _ = qa.apply(model, qa.GPTQ(), calib, qconfig=sk.QuantConfig.weight_only(4, 16))
+    q = qa.apply(model, qa.GPTQ(), calib, qconfig=sk.QuantConfig.weight_only(4, 16))
     x = outlier_batches(1, seed=3)[0]
     with tempfile.TemporaryDirectory() as d:
         path = sk.export(q, x, Path(d) / "gptq.onnx")
@@ -70,10 +71,12 @@ def test_layers_gptq_cannot_handle_are_listed():
     model = SmallCNN().eval()
     calib = image_batches(2)
     gptq = qa.GPTQ(min_rows_per_column=0.1)  # fc: 32 images for 256 columns
-    _, rep = qa.apply(model, gptq, calib, qconfig=sk.QuantConfig.w8a8())
+    _ = qa.apply(model, gptq, calib, qconfig=sk.QuantConfig.w8a8())
+    rep = sk.record_of(_).report
     assert {r.name for r in rep.applied} == {"c1", "c2", "fc"}
     assert "grouped conv" in dict(rep.skipped)["dw"]
-    _, rep = qa.apply(model, gptq, calib, qconfig=sk.QuantConfig.nonuniform("kmeans", 3))
+    _ = qa.apply(model, gptq, calib, qconfig=sk.QuantConfig.nonuniform("kmeans", 3))
+    rep = sk.record_of(_).report
     assert all("non-uniform" in why for _, why in rep.skipped) and rep.applied == ()
 
 

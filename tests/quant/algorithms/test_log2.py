@@ -46,7 +46,8 @@ def test_ptq_puts_every_activation_on_the_level_set():
     torch.manual_seed(0)
     calib = image_batches(2)
     q = sk.quantize(SmallCNN().eval(), sk.QuantConfig.w4a8(), calib, progress=False)
-    q, rep = qa.apply(q, qa.Log2Activations(bits=4), calib)
+    q = qa.apply(q, qa.Log2Activations(bits=4), calib)
+    rep = sk.record_of(q).report
     assert len(rep.applied) == 4 and sk.record_of(q).steps[-1].kind == "log2_activations"
     seen = []
     for layer in wrapped_layers(q):
@@ -66,7 +67,7 @@ def test_qat_with_log2_activations_trains_and_converts_to_the_same_function():
     calib = image_batches(3)
     target = torch.randint(0, 5, (16,))
     qat = sk.prepare_qat(model, sk.QuantConfig.w4a8(), calib[0])
-    qat, _ = qa.apply(qat, qa.Log2Activations(bits=4), calib)
+    qat = qa.apply(qat, qa.Log2Activations(bits=4), calib)
     assert qat.training
     opt = torch.optim.Adam(qat.parameters(), lr=1e-2)
     losses = []

@@ -29,7 +29,8 @@ def mlp():
 def test_smoothquant_keeps_the_float_function_and_helps_w8a8(mlp, sq):
     calib, x = outlier_batches(4), outlier_batches(1, seed=9)[0]
     cfg = sk.QuantConfig.w8a8()
-    fp, rep = qa.apply(mlp, sq, calib, qconfig=cfg)
+    fp = qa.apply(mlp, sq, calib, qconfig=cfg)
+    rep = sk.record_of(fp).report
     assert _rel(fp(x), mlp(x)) < 1e-5
     for r in rep.applied:
         assert r.metrics["error_after"] <= r.metrics["error_before"] or sq.alpha is not None
@@ -43,7 +44,7 @@ def test_smoothquant_keeps_the_float_function_and_helps_w8a8(mlp, sq):
 
 def test_smoothquant_exports_with_its_mul_and_matches_ort(mlp):
     calib, x = outlier_batches(4), outlier_batches(1, seed=9)[0]
-    fp, _ = qa.apply(mlp, qa.SmoothQuant(), calib, qconfig=sk.QuantConfig.w8a8())
+    fp = qa.apply(mlp, qa.SmoothQuant(), calib, qconfig=sk.QuantConfig.w8a8())
     q = sk.quantize(fp, sk.QuantConfig.w8a8(), calib, progress=False)
     with tempfile.TemporaryDirectory() as d:
         import onnx
@@ -58,19 +59,22 @@ def test_smoothquant_exports_with_its_mul_and_matches_ort(mlp):
 def test_smoothquant_and_awq_list_layers_they_skip():
     torch.manual_seed(0)
     cnn, calib = SmallCNN().eval(), image_batches(2)
-    _, rep = qa.apply(cnn, qa.SmoothQuant(), calib, qconfig=sk.QuantConfig.w8a8())
+    _ = qa.apply(cnn, qa.SmoothQuant(), calib, qconfig=sk.QuantConfig.w8a8())
+    rep = sk.record_of(_).report
     assert [r.name for r in rep.applied] == ["fc"]
     assert all("Linear inputs only" in why for _, why in rep.skipped)
-    _, rep = qa.apply(cnn, qa.AWQ(), calib, qconfig=sk.QuantConfig.w8a8())
+    _ = qa.apply(cnn, qa.AWQ(), calib, qconfig=sk.QuantConfig.w8a8())
+    rep = sk.record_of(_).report
     assert "activations are quantized" in dict(rep.skipped)["fc"]
-    _, rep = qa.apply(cnn, qa.SmoothQuant(), calib, qconfig=sk.QuantConfig.weight_only(4))
+    _ = qa.apply(cnn, qa.SmoothQuant(), calib, qconfig=sk.QuantConfig.weight_only(4))
+    rep = sk.record_of(_).report
     assert "weight-only" in dict(rep.skipped)["fc"]
 
 
 def test_awq_exponent_zero_is_round_to_nearest_bit_for_bit(mlp):
     calib, x = outlier_batches(4), outlier_batches(1, seed=9)[0]
     cfg = sk.QuantConfig.weight_only(4, 16)
-    fp, rep = qa.apply(mlp, qa.AWQ(ratios=(0.0,)), calib, qconfig=cfg)
+    fp = qa.apply(mlp, qa.AWQ(ratios=(0.0,)), calib, qconfig=cfg)
     assert not any(isinstance(m, ScaledInputLinear) for m in fp.modules())
     assert torch.equal(sk.quantize(fp, cfg)(x), sk.quantize(mlp, cfg)(x))
 
@@ -78,7 +82,8 @@ def test_awq_exponent_zero_is_round_to_nearest_bit_for_bit(mlp):
 def test_awq_search_beats_rtn_keeps_float_and_exports(mlp):
     calib, x = outlier_batches(4), outlier_batches(1, seed=9)[0]
     cfg = sk.QuantConfig.weight_only(4, 16)
-    fp, rep = qa.apply(mlp, qa.AWQ(), calib, qconfig=cfg)
+    fp = qa.apply(mlp, qa.AWQ(), calib, qconfig=cfg)
+    rep = sk.record_of(fp).report
     assert _rel(fp(x), mlp(x)) < 1e-5
     assert all(r.metrics["error_awq"] <= r.metrics["error_rtn"] for r in rep.applied)
     q = sk.quantize(fp, cfg)
