@@ -17,7 +17,6 @@ from pydantic.fields import FieldInfo
 
 from slimkit.pipeline.load import STAGES
 from slimkit.pipeline.recipe import Recipe
-from slimkit.search import SearchConfig
 
 HEADER = """# Recipe reference
 
@@ -98,27 +97,13 @@ def section(title: str, model: type[BaseModel], level: int = 2, path: str = "") 
     return lines
 
 
-def search_section() -> list[str]:
-    lines = ["### `search`", "", "Every key of `slimkit.search.SearchConfig` (validated by it):",
-             "", "| field | default |", "| --- | --- |"]
-    for f in dataclasses.fields(SearchConfig):
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        shown = type(default).__name__ if dataclasses.is_dataclass(default) else repr(default)
-        lines.append(f"| `{f.name}` | `{shown}` |")
-    return lines + [""]
-
-
 def render() -> str:
     lines = [HEADER]
     lines += section("The top level", Recipe)
     lines += ["## stages", "",
               "A list; each entry is one mapping `- kind: {fields}`, run in order.", ""]
     for kind in sorted(STAGES):
-        if kind == "search":
-            lines += search_section()
-        else:
-            lines += section(f"`{kind}`", STAGES[kind].config, 3, kind)
+        lines += section(f"`{kind}`", STAGES[kind].config, 3, kind)
     return "\n".join(lines).rstrip() + "\n"
 
 

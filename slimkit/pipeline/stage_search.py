@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import time
 
-from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
-from slimkit.errors import ConfigError
 from slimkit.pipeline.context import Context, StageResult
 from slimkit.pipeline.recipe import RecipeError
 from slimkit.pipeline.registry import planner, stage
@@ -22,18 +20,9 @@ from slimkit.record import record_of
 from slimkit.search import SearchConfig, run_search
 
 
-class SearchStage(BaseModel):
-    """Free-form here, validated by SearchConfig (errors name `search.<field>`)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    @model_validator(mode="after")
-    def _valid(self):
-        try:
-            SearchConfig.from_dict(self.model_dump())
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        return self
+class SearchStage(SearchConfig):
+    """Every SearchConfig field (the run directory is the stage's; the seed, the recipe's
+    unless given)."""
 
 
 @stage("search", SearchStage, trains=True)
@@ -42,11 +31,11 @@ def run_search_stage(ctx: Context, model: nn.Module, cfg: SearchStage) -> StageR
         raise RecipeError(f"stages[{ctx.index}].search: architecture search trains and "
                           f"scores candidates by cross-entropy; this run's task is "
                           f"{ctx.task.kind} (search supports classification)")
-    sc = SearchConfig.from_dict({"seed": ctx.recipe.seed, **cfg.model_dump(),
-                                 "run_dir": str(ctx.dir / "search")})
+    seed = cfg.seed if "seed" in cfg.model_fields_set else ctx.recipe.seed
+    sc = cfg.replace(run_dir=ctx.dir / "search", seed=seed)
     t0 = time.perf_counter()
     result = run_search(sc, model=model if sc.space == "prune" else None,
-                        workers=getattr(ctx, "workers", 1))
+                        workers=ctx.run.workers)
     if result.latency:
         ctx.notes.append(result.latency)
     attempts, models = [], []
@@ -74,7 +63,6 @@ def run_search_stage(ctx: Context, model: nn.Module, cfg: SearchStage) -> StageR
 
 @planner("search")
 def plan_search(ctx: Context, model: nn.Module, cfg: SearchStage):
-    sc = SearchConfig.from_dict(cfg.model_dump())
-    return (f"{sc.strategy} over space '{sc.space}', {sc.n_trials} trials, objectives "
-            f"{list(sc.objectives)}, constraints {[str(c) for c in sc.constraints]}, "
-            f"evaluator {sc.evaluator}; retrain top {sc.top_k}"), model
+    return (f"{cfg.strategy} over space '{cfg.space}', {cfg.n_trials} trials, objectives "
+            f"{list(cfg.objectives)}, constraints {[str(c) for c in cfg.constraints]}, "
+            f"evaluator {cfg.evaluator}; retrain top {cfg.top_k}"), model

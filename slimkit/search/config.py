@@ -3,12 +3,13 @@ a plain dict (a recipe stage's YAML) with errors that name the field path."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from slimkit.errors import ConfigError, check_choice
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from slimkit.config import Config, explain
+from slimkit.errors import ConfigError
 from slimkit.search.space import COSTS, Constraint
 from slimkit.search.strategies import STRATEGIES, EvolutionConfig, ReinforceConfig
 
@@ -20,125 +21,150 @@ EVALUATORS = ("proxy", "supernet")
 DATASETS = ("digits", "digits32")
 
 
-@dataclass(frozen=True)
-class ProxyConfig:
+Strategy = Literal["random", "evolution", "reinforce", "tpe", "nsga2"]
+Objective = Literal["accuracy", "loss", "params", "macs", "latency_ms"]
+
+
+class ProxyConfig(Config):
     """Short training of each candidate (from scratch, or fine-tuning a pruned model):
     `epochs` over `data_fraction` of the search's training split; epochs=0 evaluates as is
     (after re-estimating BatchNorm statistics)."""
 
-    epochs: int = 1
-    data_fraction: float = 1.0
-    lr: float = 3e-3
-    batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ConfigError(f"ProxyConfig.epochs={self.epochs!r} must be an int ≥ 0")
-        if not 0 < self.data_fraction <= 1:
-            raise ConfigError(f"ProxyConfig.data_fraction={self.data_fraction!r} must be in "
-                              "(0, 1]")
-        if self.lr <= 0 or self.batch_size < 1:
-            raise ConfigError(f"ProxyConfig: need lr > 0 and batch_size ≥ 1, got {self}")
+    epochs: int = Field(1, ge=0)
+    """Training epochs per candidate."""
+    data_fraction: float = Field(1.0, gt=0, le=1)
+    """Share of the training split used."""
+    lr: float = Field(3e-3, gt=0)
+    """Learning rate."""
+    batch_size: int = Field(64, ge=1)
+    """Batch size."""
 
 
-@dataclass(frozen=True)
-class SupernetConfig:
+class SupernetConfig(Config):
     """One-shot weight sharing: train once (sandwich rule: the largest, the smallest and
     `random_subnets` random sub-networks per step, in-place distillation from the largest),
     then score each candidate with its inherited weights after BN recalibration."""
 
-    epochs: int = 20  # what benchmarks/nas.py measured
-    lr: float = 3e-3
-    batch_size: int = 64
-    random_subnets: int = 2
-    calib_batches: int = 4
+    epochs: int = Field(20, ge=1)
+    """Supernet training epochs (what benchmarks/nas.py measured)."""
+    lr: float = Field(3e-3, gt=0)
+    """Learning rate."""
+    batch_size: int = Field(64, ge=1)
+    """Batch size."""
+    random_subnets: int = Field(2, ge=0)
+    """Random sub-networks trained per step beside the largest and the smallest."""
+    calib_batches: int = Field(4, ge=1)
+    """Batches that re-estimate BN statistics per candidate."""
     distill: bool = True
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.random_subnets < 0 or self.calib_batches < 1:
-            raise ConfigError(f"SupernetConfig: need epochs ≥ 1, random_subnets ≥ 0, "
-                              f"calib_batches ≥ 1; got {self}")
+    """In-place distillation from the largest sub-network."""
 
 
-@dataclass(frozen=True)
-class LatencyConfig:
+class LatencyConfig(Config):
     """How latency is costed: the per-layer table on `runtime` (fp32) at `batch`, `threads`,
     calibrated on `calibrate` random networks of the space measured end to end (once per
     machine, space, batch and threads: cached with the table; 0: Σ of the layers' kernels,
     which misses what a whole run adds — up to 1.8× high for MobileNetV2-like nets at
     batch 1)."""
 
-    batch: int = 1
-    threads: int = 2
-    runtime: str = "ort"
-    cache_dir: str | None = None  # None: $SLIMKIT_CACHE or ~/.cache/slimkit
+    batch: int = Field(1, ge=1)
+    """Batch size the latency is costed at."""
+    threads: int = Field(2, ge=1)
+    """Threads."""
+    runtime: Literal["ort"] = "ort"
+    """The runtime whose kernels are timed."""
+    cache_dir: str | None = None
+    """Where the table is cached (None: $SLIMKIT_CACHE or ~/.cache/slimkit)."""
     calibrate: int = 10
+    """Networks measured whole to calibrate the table (0: none; else ≥ 3, ≥ 8 fit a
+    per-layer term)."""
 
-    def __post_init__(self) -> None:
-        check_choice("LatencyConfig.runtime", self.runtime, {"ort"})
-        if self.batch < 1 or self.threads < 1:
-            raise ConfigError(f"LatencyConfig: batch and threads must be ≥ 1, got {self}")
-        if self.calibrate != 0 and self.calibrate < 3:
-            raise ConfigError(f"LatencyConfig.calibrate={self.calibrate!r}: give 0 (no "
-                              "calibration) or ≥ 3 networks (≥ 8 fit a per-layer term)")
+    @field_validator("calibrate")
+    @classmethod
+    def _networks(cls, v):
+        if v != 0 and v < 3:
+            raise ValueError(f"calibrate={v!r}: give 0 (no calibration) or ≥ 3 networks "
+                             "(≥ 8 fit a per-layer term)")
+        return v
 
 
-@dataclass(frozen=True)
-class SearchConfig:
-    space: str = "digits"  # registry name, 'pkg.module:function', or 'prune' (needs a model)
-    space_options: dict = field(default_factory=dict)
-    data: str = "digits"
-    strategy: str = "tpe"
-    n_trials: int = 60  # completed (trained) candidates; rejected and failed ones do not count
-    objectives: tuple[str, ...] = ("accuracy",)
+class SearchConfig(Config):
+    """An architecture (or pruning-ratio) search: the space, the strategy, what is measured
+    and what is refused, where trials are stored."""
+
+    space: str = "digits"
+    """A registry name (digits, mobilenetv2, resnet), 'pkg.module:function', or 'prune' (the
+    per-layer ratios of the stage's input model)."""
+    space_options: dict = {}
+    """Keyword arguments for the space."""
+    data: Literal["digits", "digits32"] = "digits"
+    """What candidates train on."""
+    strategy: Strategy = "tpe"
+    """random, evolution, reinforce, tpe (Optuna), nsga2 (Optuna; ≥ 2 objectives)."""
+    n_trials: int = Field(60, ge=1)
+    """Completed (trained) candidates; rejected and failed ones do not count."""
+    objectives: tuple[Objective, ...] = ("accuracy",)
+    """The metric first (accuracy, or validation cross-entropy 'loss'), then costs (params,
+    macs, latency_ms)."""
     constraints: tuple[Constraint, ...] = ()
-    evaluator: str = "proxy"
+    """Refused before training: 'latency_ms <= 2.5' or {cost: latency_ms, max: 2.5}."""
+    evaluator: Literal["proxy", "supernet"] = "proxy"
+    """How a candidate is scored: short training, or a one-shot supernet."""
     proxy: ProxyConfig = ProxyConfig()
+    """The proxy evaluator's training."""
     supernet: SupernetConfig = SupernetConfig()
+    """The supernet evaluator's training."""
     evolution: EvolutionConfig = EvolutionConfig()
+    """Strategy evolution's population and tournament."""
     reinforce: ReinforceConfig = ReinforceConfig()
+    """Strategy reinforce's policy."""
     latency: LatencyConfig = LatencyConfig()
-    retrain: ProxyConfig = ProxyConfig(epochs=20)  # top-k from scratch on the full train set
-    top_k: int = 3
+    """How latency_ms is costed."""
+    retrain: ProxyConfig = ProxyConfig(epochs=20)
+    """The top-k retrained from scratch on the full training set."""
+    top_k: int = Field(3, ge=0)
+    """Candidates retrained, exported and benchmarked."""
     seed: int = 0
-    run_dir: Path | None = None  # storage (SQLite) and exported models; None: no files
-    storage: str | None = None  # None: sqlite in run_dir; 'journal'; 'journal:PATH'; an RDB URL
+    """Seeds the strategy and the training."""
+    run_dir: Path | None = None
+    """Storage (SQLite) and exported models; None: no files."""
+    storage: str | None = None
+    """None: SQLite in run_dir; 'journal'; 'journal:PATH'; or a database URL."""
     study_name: str = "search"
-    max_failures: int = 20  # trials failed by a builder / evaluator error before giving up
-    max_rejections: int = 500  # consecutive constraint rejections before giving up
-    # random / evolution / REINFORCE redraw a candidate that breaks a constraint (its costs
-    # are computed without training) up to this many times per trial; 1: never redraw
-    feasible_draws: int = 32
-    heartbeat_s: float = 5.0  # a running trial whose worker is silent 3× this long is lost
+    """The study's name in the storage."""
+    max_failures: int = Field(20, ge=1)
+    """Trials failed by a builder / evaluator error before giving up."""
+    max_rejections: int = Field(500, ge=1)
+    """Consecutive constraint rejections before giving up."""
+    feasible_draws: int = Field(32, ge=1)
+    """random / evolution / reinforce redraw a candidate that breaks a constraint (costs are
+    computed without training) up to this many times per trial; 1: never redraw."""
+    heartbeat_s: float = Field(5.0, gt=0)
+    """A running trial whose worker is silent 3× this long is lost."""
 
-    def __post_init__(self) -> None:
-        check_choice("SearchConfig.strategy", self.strategy, STRATEGIES)
-        check_choice("SearchConfig.evaluator", self.evaluator, EVALUATORS)
-        check_choice("SearchConfig.data", self.data, DATASETS)
-        object.__setattr__(self, "objectives", tuple(self.objectives))
-        object.__setattr__(self, "constraints", tuple(self.constraints))
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _one(cls, v):
+        return (v,) if isinstance(v, str) else v
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _parse(cls, v):
+        return tuple(_constraint(c, f"constraints[{i}]") for i, c in enumerate(v or ()))
+
+    @model_validator(mode="after")
+    def _consistent(self):
         if not self.objectives:
-            raise ConfigError("SearchConfig.objectives is empty: give at least 'accuracy'")
-        for o in self.objectives:
-            check_choice("SearchConfig.objectives[]", o, OBJECTIVES)
+            raise ValueError("objectives is empty: give at least 'accuracy'")
         if len(set(self.objectives)) != len(self.objectives):
-            raise ConfigError(f"SearchConfig.objectives={self.objectives} repeats an objective")
+            raise ValueError(f"objectives={list(self.objectives)} repeats an objective")
         metrics = [o for o in self.objectives if o in METRICS]
         if len(metrics) != 1 or self.objectives[0] not in METRICS:
-            raise ConfigError(f"SearchConfig.objectives={list(self.objectives)}: the first "
-                              f"objective is the one metric ({' or '.join(METRICS)}); costs "
-                              f"follow")
+            raise ValueError(f"objectives={list(self.objectives)}: the first objective is the "
+                             f"one metric ({' or '.join(METRICS)}); costs follow")
         if self.strategy == "nsga2" and len(self.objectives) < 2:
-            raise ConfigError("SearchConfig.strategy='nsga2' needs ≥ 2 objectives, e.g. "
-                              "('accuracy', 'latency_ms')")
-        for name in ("n_trials", "top_k", "max_failures", "max_rejections", "feasible_draws"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < (0 if name == "top_k" else 1):
-                raise ConfigError(f"SearchConfig.{name}={v!r} must be a positive int")
-        if self.run_dir is not None:
-            object.__setattr__(self, "run_dir", Path(self.run_dir))
-        if self.heartbeat_s <= 0:
-            raise ConfigError(f"SearchConfig.heartbeat_s={self.heartbeat_s} must be > 0")
+            raise ValueError("strategy='nsga2' needs ≥ 2 objectives, e.g. ('accuracy', "
+                             "'latency_ms')")
+        return self
 
     @property
     def directions(self) -> list[str]:
@@ -156,61 +182,34 @@ class SearchConfig:
                 "evaluator": self.evaluator, "seed": self.seed, "data": self.data}
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["run_dir"] = str(self.run_dir) if self.run_dir is not None else None
-        d["objectives"], d["constraints"] = list(self.objectives), [
-            {"cost": c.cost, "max": c.max} for c in self.constraints]
-        return d
+        return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
-        """From plain data (YAML): nested dicts for the sub-configs; constraints as
+    def from_dict(cls, d: dict[str, Any], where: str = "search") -> SearchConfig:
+        """From plain data (YAML): nested mappings for the sub-configs; constraints as
         {'cost': 'latency_ms', 'max': 2.0} or 'latency_ms <= 2.0'."""
-        return _build(cls, d, "search")
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
+        try:
+            return cls.model_validate(d)
+        except ValidationError as e:
+            raise ConfigError(explain(e, where)) from None
 
 
-_NESTED = {"proxy": ProxyConfig, "supernet": SupernetConfig, "evolution": EvolutionConfig,
-           "reinforce": ReinforceConfig, "latency": LatencyConfig, "retrain": ProxyConfig}
-
-
-def _constraint(v, path: str) -> Constraint:
-    if isinstance(v, Constraint):
+def _constraint(v, path: str):
+    if isinstance(v, Constraint | dict):
         return v
     if isinstance(v, str):
         cost, sep, limit = v.partition("<=")
         try:
-            return Constraint(cost.strip(), float(limit)) if sep else _bad(v, path)
+            if sep:
+                return {"cost": cost.strip(), "max": float(limit)}
         except ValueError:
-            _bad(v, path)
-    if isinstance(v, dict):
-        return _build(Constraint, v, path)
-    _bad(v, path)
+            pass
+    raise ValueError(f"{path}={v!r}: write a constraint as 'COST <= MAX' or "
+                     f"{{cost: COST, max: MAX}} with COST one of {list(COSTS)}")
 
 
-def _bad(v, path):
-    raise ConfigError(f"{path}={v!r}: write a constraint as 'COST <= MAX' or "
-                      f"{{cost: COST, max: MAX}} with COST one of {list(COSTS)}")
-
-
-def _build(cls, d, path: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"{path} must be a mapping, got {type(d).__name__}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - fields)
-    if unknown:
-        raise ConfigError(f"{path}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
-    kw = {}
-    for k, v in d.items():
-        if cls is SearchConfig and k in _NESTED and isinstance(v, dict):
-            v = _build(_NESTED[k], v, f"{path}.{k}")
-        elif cls is SearchConfig and k == "constraints":
-            v = tuple(_constraint(c, f"{path}.constraints[{i}]") for i, c in enumerate(v))
-        elif cls is SearchConfig and k == "objectives" and isinstance(v, str):
-            v = (v,)
-        kw[k] = v
-    try:
-        return cls(**kw)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
-    except TypeError as e:
-        raise ConfigError(f"{path}: {e}") from e
+if set(get_args(Strategy)) != set(STRATEGIES):  # one list of strategies, declared twice
+    raise RuntimeError(f"SearchConfig's Strategy {get_args(Strategy)} must name every "
+                       f"registered strategy {sorted(STRATEGIES)}")

@@ -16,11 +16,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from slimkit.config import Config
 from slimkit.errors import ConfigError, SlimkitError, check_choice
 from slimkit.latency.table import layer_specs
 
@@ -53,17 +55,13 @@ class Choice:
         return {"name": self.name, "options": list(self.options), "ordered": self.ordered}
 
 
-@dataclass(frozen=True)
-class Constraint:
-    """cost ≤ max, checked before a candidate is trained. cost: params, macs or latency_ms."""
+class Constraint(Config):
+    """cost ≤ max, checked before a candidate is trained."""
 
-    cost: str
-    max: float
-
-    def __post_init__(self) -> None:
-        check_choice("Constraint.cost", self.cost, COSTS)
-        if not isinstance(self.max, int | float) or self.max <= 0:
-            raise ConfigError(f"Constraint({self.cost!r}).max={self.max!r} must be > 0")
+    cost: Literal["params", "macs", "latency_ms"]
+    """What is limited: parameters, MACs, or the latency model's milliseconds."""
+    max: float = Field(gt=0)
+    """The limit."""
 
     def __str__(self) -> str:
         return f"{self.cost} ≤ {self.max:g}"

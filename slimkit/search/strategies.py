@@ -31,47 +31,51 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from pydantic import Field, model_validator
 
-from slimkit.errors import ConfigError, check_choice
+from slimkit.config import Config
+from slimkit.errors import check_choice
 from slimkit.search.objectives import hypervolume
 from slimkit.search.space import Space
 
 
-@dataclass(frozen=True)
-class EvolutionConfig:
-    population: int = 16  # P: the most recent finished trials (also NSGA-II's population)
-    sample: int = 4  # S: tournament size
+class EvolutionConfig(Config):
+    """Aging evolution (Real et al. 2019)."""
 
-    def __post_init__(self) -> None:
+    population: int = 16
+    """P: the most recent finished trials (also NSGA-II's population)."""
+    sample: int = 4
+    """S: tournament size."""
+
+    @model_validator(mode="after")
+    def _sizes(self):
         if not 2 <= self.sample <= self.population:
-            raise ConfigError(f"EvolutionConfig: need 2 ≤ sample ≤ population, got sample="
-                              f"{self.sample}, population={self.population}")
+            raise ValueError(f"need 2 ≤ sample ≤ population, got sample={self.sample}, "
+                             f"population={self.population}")
+        return self
 
 
-@dataclass(frozen=True)
-class ReinforceConfig:
-    lr: float = 0.3  # step on the logits per finished trial (advantage normalised to ~±1)
-    baseline_decay: float = 0.9  # moving average of the reward (and of its squared deviation)
-    entropy: float = 0.02  # bonus weight: keeps the distribution from collapsing early
-    # a candidate rejected by a constraint counts as the worst reward seen so far (True), or
-    # is left out (False: the policy is then only shaped by trained candidates' metrics)
+class ReinforceConfig(Config):
+    """REINFORCE over the encoding's choices (Williams 1992; Zoph & Le 2017)."""
+
+    lr: float = Field(0.3, gt=0)
+    """Step on the logits per finished trial (advantage normalised to ~±1)."""
+    baseline_decay: float = Field(0.9, ge=0, lt=1)
+    """Moving average of the reward (and of its squared deviation)."""
+    entropy: float = Field(0.02, ge=0)
+    """Bonus weight: keeps the distribution from collapsing early."""
     penalize_rejected: bool = True
-    # 'baseline': (reward − moving average) / moving std; 'rank': the reward's centred rank
-    # among all rewards so far, in [−1, 1] (fitness shaping: a noisy outlier moves no more
-    # than any other better-than-most candidate)
-    advantage: str = "baseline"
-
-    def __post_init__(self) -> None:
-        check_choice("ReinforceConfig.advantage", self.advantage, {"baseline", "rank"})
-        if self.lr <= 0 or not 0 <= self.baseline_decay < 1 or self.entropy < 0:
-            raise ConfigError(f"ReinforceConfig: need lr > 0, 0 ≤ baseline_decay < 1, "
-                              f"entropy ≥ 0; got {self}")
+    """A candidate rejected by a constraint counts as the worst reward seen so far (true), or
+    is left out (false: only trained candidates' metrics shape the policy)."""
+    advantage: Literal["baseline", "rank"] = "baseline"
+    """baseline: (reward − moving average) / moving std; rank: the reward's centred rank among
+    all rewards so far, in [−1, 1] (a noisy outlier moves no more than any other)."""
 
 
 # ---- history: what every custom strategy reads from storage ------------------------------------
