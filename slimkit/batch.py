@@ -114,6 +114,18 @@ def evaluating(model: nn.Module, grad: bool = False) -> Iterator[nn.Module]:
         model.train(was)
 
 
+def observe(model: nn.Module, examples: list, hooks: list) -> None:
+    """Run each example inputs through the model (eval mode, no autograd) so the forward
+    `hooks` already registered see them; the hooks are removed afterwards, whatever happens."""
+    try:
+        with evaluating(model):
+            for x in examples:
+                model(*as_args(x))
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def call(model: nn.Module, inputs: Any) -> Any:
     """model(inputs): a tensor as the one argument, a tuple as positional arguments, a dict
     as keyword arguments."""
@@ -217,5 +229,5 @@ def _signature(params: dict[str, inspect.Parameter]) -> str:
 
 
 __all__ = ["ACCEPTED", "BatchError", "as_args", "call", "call_model", "check", "describe",
-           "evaluating",
+           "evaluating", "observe",
            "inputs_of", "join", "rows", "split", "take", "target_of"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slimkit.batch import as_args, evaluating
+from slimkit.batch import observe
 from slimkit.errors import ConfigError, check_choice
 
 KINDS = ("conv", "depthwise", "linear")
@@ -83,12 +83,7 @@ def layer_specs(model: nn.Module, example_inputs) -> list[tuple[str, LayerSpec]]
                 found.append((n, LayerSpec("linear", mod.in_features, mod.out_features,
                                            h=rows, bias=mod.bias is not None)))
             hooks.append(m.register_forward_hook(lin))
-    try:
-        with evaluating(model):
-            model(*as_args(example_inputs))
-    finally:
-        for h in hooks:
-            h.remove()
+    observe(model, [example_inputs], hooks)
     return found
 
 

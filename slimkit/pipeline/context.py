@@ -123,6 +123,21 @@ class Context:
                  value, a.drop, "fits" if a.fits else "over budget")
         return a
 
+    def doubling(self, what: str, epochs: int, max_epochs: int, fallback: bool, cfg,
+                 attempt) -> list[tuple[Attempt, object]]:
+        """Train and measure with `epochs`, then — over budget, with the fallback on — again
+        with twice the epochs up to `max_epochs`, saying each time what comes and how long it
+        should take. attempt(epochs) → (Attempt, what to keep with it); all are returned."""
+        tried = []
+        while True:
+            a, kept = attempt(epochs)
+            tried.append((a, kept))
+            if a.fits or not fallback or epochs * 2 > max_epochs:
+                return tried
+            self.say(f"{what}: {self.over(a, cfg)}; training again with {epochs * 2} epochs, "
+                     f"about {2 * a.seconds:.0f} s")
+            epochs *= 2
+
     def over(self, a: Attempt, cfg) -> str:
         return self.guard.over(a.label, a.metric, cfg)
 

@@ -42,9 +42,9 @@ def _distiller(ctx: Context, cfg: DistillStage) -> Distiller:
 
 @stage("distill", DistillStage, trains=True)
 def run_distill(ctx: Context, model: nn.Module, cfg: DistillStage) -> StageResult:
-    attempts, epochs = [], cfg.epochs
     loss_kind = cfg.loss or ctx.task.kind
-    while True:
+
+    def attempt(epochs: int):
         t0 = time.perf_counter()
         student = copy.deepcopy(model)
         kd = _distiller(ctx, cfg)
@@ -52,13 +52,11 @@ def run_distill(ctx: Context, model: nn.Module, cfg: DistillStage) -> StageResul
         ctx.train(student, cfg.model_copy(update={"epochs": epochs}), f"ckpt-{epochs}", kd,
                   extra)
         unchanged(ctx, model, student, "distill")
-        a = ctx.measure(student, f"KD {loss_kind}, {epochs} epochs", cfg, t0)
-        attempts.append(a)
-        if a.fits or not cfg.fallback or epochs * 2 > cfg.max_epochs:
-            break
-        ctx.say(f"distill: {ctx.over(a, cfg)}; training again with {epochs * 2} epochs, "
-                f"about {2 * a.seconds:.0f} s")
-        epochs *= 2
+        return ctx.measure(student, f"KD {loss_kind}, {epochs} epochs", cfg, t0), student
+
+    tried = ctx.doubling("distill", cfg.epochs, cfg.max_epochs, cfg.fallback, cfg, attempt)
+    attempts = [a for a, _ in tried]
+    a, student = tried[-1]
     if a.fits or not cfg.fallback:
         return StageResult(student, attempts, f"{a.label}: fits the budget" if a.fits else
                            f"{a.label}: over budget (fallback off)", chosen=a)

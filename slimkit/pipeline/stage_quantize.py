@@ -171,9 +171,9 @@ def _float_fallback(ctx, model, cfg, qc, q, first: Attempt, info) -> StageResult
 
 
 def _run_qat(ctx: Context, model: nn.Module, cfg: QuantizeStage) -> StageResult:
-    qc, spec, attempts, models = to_config(cfg), cfg.qat, [], []
-    epochs = spec.epochs
-    while True:
+    qc, spec = to_config(cfg), cfg.qat
+
+    def attempt(epochs: int):
         t0 = time.perf_counter()
         torch.manual_seed(ctx.recipe.seed + ctx.index)
         # (inputs,): the data contract's 1-tuple, whatever form the inputs take
@@ -182,15 +182,14 @@ def _run_qat(ctx: Context, model: nn.Module, cfg: QuantizeStage) -> StageResult:
         ctx.train(qat, spec.model_copy(update={"epochs": epochs}), f"ckpt-qat{epochs}", loss)
         info = _info(None, qat)
         q = convert(qat)
-        a = ctx.measure(q, f"{qc.name} QAT, {epochs} epochs" + (" + KD" if spec.kd else ""),
-                        cfg, t0)
-        attempts.append(a)
-        models.append((q, info))
-        if a.fits or not cfg.fallback or epochs * 2 > spec.max_epochs:
-            break
-        ctx.say(f"quantize: {ctx.over(a, cfg)}; QAT again with {epochs * 2} epochs, about "
-                f"{2 * a.seconds:.0f} s")
-        epochs *= 2
+        label = f"{qc.name} QAT, {epochs} epochs" + (" + KD" if spec.kd else "")
+        return ctx.measure(q, label, cfg, t0), (q, info)
+
+    tried = ctx.doubling("quantize (QAT)", spec.epochs, spec.max_epochs, cfg.fallback, cfg,
+                         attempt)
+    attempts, models = [a for a, _ in tried], [m for _, m in tried]
+    a, (q, info) = tried[-1]
+    epochs = spec.epochs * 2 ** (len(tried) - 1)
     if a.fits or not cfg.fallback:
         return StageResult(q, attempts, _kept(a), False, info, a)
     overall = [k for k, x in enumerate(attempts) if x.fits_overall]

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.export.graph_signature import TensorArgument
 
-from slimkit.batch import as_args, evaluating, inputs_of, split
+from slimkit.batch import as_args, evaluating, inputs_of, observe, split
 from slimkit.errors import ConfigError
 from slimkit.graph import rules
 from slimkit.graph.deps import DependencyGraph, export_program
@@ -66,12 +66,7 @@ def _same_shape_modules(model: nn.Module, example) -> dict[str, tuple[torch.Size
                     and out.shape == args[0].shape):
                 found[n] = (out.shape, len(args) == 1 and not kwargs)
         hooks.append(m.register_forward_hook(hook, with_kwargs=True))
-    try:
-        with evaluating(model):
-            model(*as_args(example))
-    finally:
-        for h in hooks:
-            h.remove()
+    observe(model, [example], hooks)
     return found
 
 
@@ -166,13 +161,7 @@ def influence(model: nn.Module, blocks: list[str], batches: list) -> torch.Tenso
             sums[i] += float((1 - cos).mean())
         return f
     hooks = [modules[b].register_forward_hook(hook(i)) for i, b in enumerate(blocks)]
-    try:
-        with torch.no_grad():
-            for x in batches:
-                model(*as_args(x))
-    finally:
-        for h in hooks:
-            h.remove()
+    observe(model, batches, hooks)
     return sums / max(len(batches), 1)
 
 

@@ -66,6 +66,12 @@ def _wrappers(model: nn.Module) -> list[QuantLayer | QuantRNN]:
     return [m for m in model.modules() if isinstance(m, QuantLayer | QuantRNN)]
 
 
+def _no_algorithms(config: QuantConfig, why: str) -> None:
+    """A config's algorithms are never silently ignored."""
+    if config.algorithms:
+        raise ConfigError(f"{config.name} names algorithms {list(config.algorithms)}: {why}")
+
+
 def _covering(plan: QuantPlan, model: nn.Module) -> QuantPlan:
     """A plan that quantizes nothing would return the float model as if quantized: refused,
     with every layer's reason."""
@@ -116,9 +122,8 @@ def quantize(
     plan (`sk.record_of(q).plan`).
     `target` ('auto': this machine; a preset such as 'portable' or 'x86-vnni'; a Target) picks
     the int8 weight range its kernels compute exactly — the simulation uses the same."""
-    if config.algorithms:
-        raise ConfigError(f"{config.name} names algorithms {list(config.algorithms)}: run it "
-                          "through sk.quantize (slimkit.quant.quantize), which runs them")
+    _no_algorithms(config, "run it through sk.quantize (slimkit.quant.quantize), which runs "
+                   "them")
     original, model = model, model if inplace else copy_model(model)
     source_record = record_of(original, create=False)
     model.eval()
@@ -143,9 +148,8 @@ def prepare_qat(
     `example_inputs` (a tensor, tuple or dict batch) seeds the activation ranges and LSQ scales.
     Activations observed with plain min-max are switched to an EMA for training (a running
     min/max would keep the widest range of the early, unstable steps forever)."""
-    if config.algorithms:
-        raise ConfigError(f"{config.name} names algorithms {list(config.algorithms)}: they are "
-                          "post-training methods; quantization-aware training takes none")
+    _no_algorithms(config, "they are post-training methods; quantization-aware training takes "
+                   "none")
     original, model = model, model if inplace else copy_model(model)
     source_record = record_of(original, create=False)
     config = config.with_act_observer(QAT_ACT_OBSERVER, replacing=MinMax)
