@@ -109,14 +109,16 @@ def pick(res, cands: list[Candidate]) -> dict[str, dict]:
 
 def _choice(res, cands: list[Candidate], ref: int, members: list[int]) -> dict:
     rows = [res.rows[i] for i in members]
-    ok = [r for r in rows if acceptable(r.fidelity)]
+    ok = [r for r in rows if r.error is None and acceptable(r.fidelity)]
     best = min(ok, key=lambda r: r.median_ms)
     others = sorted((r for r in ok if r is not best), key=lambda r: r.median_ms)
     why = f"{cands[ref].name}: {label(best)}{_sparse(best)} {best.median_ms:.3g} ms"
     if others:
         nxt = others[0]
-        why += (f", {nxt.median_ms / best.median_ms:.2f}× faster than {label(nxt)}"
-                f"{_sparse(nxt)} ({nxt.median_ms:.3g} ms)")
+        ratio, lo, hi, noisy = res.interval(res.rows.index(best), res.rows.index(nxt))
+        versus = f"{label(nxt)}{_sparse(nxt)} ({nxt.median_ms:.3g} ms)"
+        why += (f"; {versus}: the ratio {lo:.2f}–{hi:.2f}× is noisy, no headline" if noisy
+                else f", {ratio:.2f}× ({lo:.2f}–{hi:.2f}) faster than {versus}")
     if best.fidelity:
         why += (f"; outputs vs {label(rows[0])}: cosine {best.fidelity['cosine']:.5f}"
                 + (f", top-1 agreement {100 * best.fidelity['top1']:.1f}%"
@@ -126,7 +128,8 @@ def _choice(res, cands: list[Candidate], ref: int, members: list[int]) -> dict:
         why += "; refused (outputs differ): " + ", ".join(
             f"{label(r)} (cosine {r.fidelity['cosine']:.4f})" for r in refused)
     i = members[rows.index(best)]
-    return {"runtime": best.runtime, "precision": best.precision, "sparse": _sparse(best) != "",
+    return {"index": i, "runtime": best.runtime, "precision": best.precision,
+            "sparse": _sparse(best) != "",
             "config": cands[i].config, "median_ms": best.median_ms, "fidelity": best.fidelity,
             "why": why, "machine": machine_line(res.threads)}
 

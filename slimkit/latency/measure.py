@@ -1,13 +1,24 @@
-"""sk.benchmark: latency / throughput / memory / size of several candidates, in one process.
+"""The measurement core: latency / throughput / memory / size of several candidates, in one
+process, every ratio with its interval (sk.benchmark, the benchmark stage, the latency
+probes and the per-layer latency model all time through here).
 
-Timing follows the project's rule for a drifting machine: warm-up, then `rounds` rounds in
-which every candidate runs `runs_per_round` times back to back, candidates interleaved in a
-fresh (seeded) random order each round, so drift — and whatever a neighbour leaves running —
-hits all alike; medians, p90 and min over all timed runs; ratios against the first.
-Each block starts with one untimed call, and ONNX Runtime sessions are built without
-spin-waiting when several candidates share the machine: an idle pool that spins steals the
-two cores from whichever candidate runs next (measured here: int8 medians 2× too slow).
-Scripts should also set OMP_WAIT_POLICY=PASSIVE before importing torch, for the same reason.
+Timing follows the project's rule for a drifting machine:
+- every session is warmed up until its times settle (stats.settled);
+- then rounds: every candidate runs `runs_per_round` times back to back, the candidates in a
+  fresh seeded random order each round, so drift — and whatever a neighbour leaves running —
+  hits all alike;
+- rounds go on past `rounds` until every ratio's 95% interval (a bootstrap over rounds,
+  stats.ratio_interval) is within ±`target`, or `cap_s` seconds have passed;
+- a ratio whose interval stays wider than ±10%, or measured while the load exceeded the cores,
+  is marked noisy;
+- every round's raw times are kept (BenchResult.raw_ms), so a later reader can recompute.
+
+Each block starts with one untimed call; torch gets the same threads as the runtimes and runs
+in inference mode; ONNX Runtime sessions are built without spin-waiting when several
+candidates share the machine (an idle pool that spins steals the cores from whichever runs
+next: int8 medians measured 2× too slow). Scripts should also set OMP_WAIT_POLICY=PASSIVE
+before importing torch, for the same reason. A candidate that fails to load or run gets a
+row that says why; the others are measured.
 """
 
 from __future__ import annotations
@@ -29,6 +40,10 @@ from torch import nn
 from slimkit.batch import as_args
 from slimkit.deploy.runtimes import session
 from slimkit.latency.machine import environment, machine_line
+from slimkit.latency.stats import NOISY, format_ratio, half_width, overloaded, ratio_interval
+from slimkit.latency.stats import settled as has_settled
+
+MAX_WARMUP = 30  # warm-up runs at most, per session
 
 
 @dataclass
@@ -53,38 +68,56 @@ class Row:
     rss_delta_mb: float  # resident memory added by loading + running it
     size_mb: float | None  # model file (or state_dict) size
     size_ratio: float | None  # first candidate's size / this size
-    precision: str = "f32"
+    precision: str = "f32"  # the runtime's float precision (not the model's numerics)
     fidelity: dict | None = None  # vs the candidate's reference: cosine, top1 agreement
+    ci: tuple[float, float] | None = None  # the speedup's 95% interval
+    noisy: bool = False  # the interval is wider than ±10%, or the machine was overloaded
+    error: str | None = None  # why this candidate has no times
 
 
 @dataclass
 class BenchResult:
     batch: int
     threads: int
-    runs: int
+    runs: int  # timed runs per candidate
     rows: list[Row] = field(default_factory=list)
-    machine: dict = field(default_factory=dict)  # bench.machine.environment(): CPU, versions
+    machine: dict = field(default_factory=dict)  # latency.machine.environment()
     skipped: list[str] = field(default_factory=list)  # runtimes not installed, named
     choice: dict | None = None  # model → its fastest deployment, and why (bench/choose.py)
+    rounds: int = 0
+    stopped: str = ""  # why the rounds ended: intervals reached, the time cap, fixed rounds
+    load: float = 0.0  # the 1-minute load average when the rounds began
+    raw_ms: list[list[list[float]]] = field(default_factory=list)  # candidate → round → runs
+
+    def interval(self, i: int, j: int) -> tuple[float, float, float, bool]:
+        """(ratio, low, high, noisy) of candidate j's median over candidate i's: how many
+        times faster i is than j (> 1: i is faster)."""
+        ratio, lo, hi = ratio_interval(self.raw_ms[j], self.raw_ms[i])
+        noisy = half_width(ratio, lo, hi) > NOISY or overloaded(self.load)
+        return ratio, lo, hi, noisy
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
     def __str__(self) -> str:
         head = (f"{'candidate':<28}{'runtime':>14}{'median ms':>11}{'p90 ms':>9}{'min ms':>8}"
-                f"{'speedup':>9}"
+                f"{'speedup (95% interval)':>29}"
                 f"{'items/s':>10}{'size MB':>9}{'smaller':>9}{'RSS +MB':>9}")
         lines = [machine_line(self.threads),
-                 f"batch {self.batch}, {self.threads} threads, {self.runs} timed runs each", head,
-                 "-" * len(head)]
+                 f"batch {self.batch}, {self.threads} threads, {self.runs} timed runs each "
+                 f"({self.rounds} rounds: {self.stopped})", head, "-" * len(head)]
         for r in self.rows:
+            rt = r.runtime if r.precision == "f32" else f"{r.runtime}:{r.precision}"
+            if r.error:
+                lines.append(f"{r.name:<28}{rt:>14}  failed: {r.error}")
+                continue
             size = "—" if r.size_mb is None else f"{r.size_mb:.2f}"
             ratio = "—" if r.size_ratio is None else f"{r.size_ratio:.1f}×"
-            rt = r.runtime if r.precision == "f32" else f"{r.runtime}:{r.precision}"
-            lines.append(f"{r.name:<28}{rt:>14}{r.median_ms:>11.2f}{r.p90_ms:>9.2f}"
-                         f"{r.min_ms:>8.2f}"
-                         f"{r.speedup:>8.2f}×{r.throughput:>10.1f}{size:>9}{ratio:>9}"
-                         f"{r.rss_delta_mb:>9.1f}")
+            speed = (format_ratio(r.speedup, *r.ci, r.noisy) if r.ci
+                     else f"{r.speedup:.2f}×")
+            lines.append(f"{r.name:<28}{rt:>14}{r.median_ms:>11.3g}{r.p90_ms:>9.3g}"
+                         f"{r.min_ms:>8.3g}{speed:>29}{r.throughput:>10.1f}{size:>9}"
+                         f"{ratio:>9}{r.rss_delta_mb:>9.1f}")
         lines += [f"skipped: {s}" for s in self.skipped]
         lines += [f"fastest: {c['why']}" for c in (self.choice or {}).values()]
         return "\n".join(lines)
@@ -113,48 +146,101 @@ def as_candidates(candidates: dict | list[Candidate]) -> list[Candidate]:
     return list(candidates)
 
 
+def _open(c: Candidate, xs: tuple, threads: int, alone: bool, warmup: int):
+    """(session, RSS added, error): the candidate loaded and warmed up until its times settle."""
+    gc.collect()
+    before = _rss_mb()
+    try:
+        s = session(c.model, c.runtime, threads, spin=alone, precision=c.precision,
+                    config=c.config)
+        times = []
+        while len(times) < MAX_WARMUP and (len(times) < warmup or not has_settled(times)):
+            t = time.perf_counter()
+            s.run(xs)
+            times.append(time.perf_counter() - t)
+    except Exception as e:  # noqa: BLE001 — a runtime refusing one model: said, not fatal
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return None, 0.0, f"{type(e).__name__}: {first[:200]}"
+    return s, _rss_mb() - before, None
+
+
+def _round(sessions: list, xs: tuple, runs: int, rng: random.Random) -> list[list[float]]:
+    """One round: every live session `runs` times back to back, in a random order."""
+    out: list[list[float]] = [[] for _ in sessions]
+    live = [i for i, s in enumerate(sessions) if s is not None]
+    for i in rng.sample(live, len(live)):
+        sessions[i].run(xs)  # re-warm after the switch; not timed
+        for _ in range(runs):
+            t = time.perf_counter()
+            sessions[i].run(xs)
+            out[i].append((time.perf_counter() - t) * 1e3)
+    return out
+
+
 def measure(candidates: dict | list[Candidate], example_inputs, *, rounds: int = 10,
             runs_per_round: int = 3, warmup: int = 3, threads: int = 2,
-            skipped: list[str] | None = None) -> BenchResult:
-    """Time the candidates in one process: warm-up, then `rounds` rounds in a seeded-random
-    order, `runs_per_round` timed runs each; medians, p90, min, throughput, RSS, size, ratios
-    against the first, and each variant's output agreement with its reference."""
+            skipped: list[str] | None = None, target: float | None = 0.05,
+            cap_s: float = 20.0) -> BenchResult:
+    """Time the candidates in one process (the module docstring says how): at least `rounds`
+    rounds, then more until every speedup's interval is within ±`target` (None: exactly
+    `rounds`) or `cap_s` seconds have passed; ratios against the first candidate."""
     cands = as_candidates(candidates)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # torch eager gets the runtimes' threads
     xs = as_args(example_inputs)
-    sessions, rss = [], []
-    for c in cands:
-        gc.collect()
-        before = _rss_mb()
-        s = session(c.model, c.runtime, threads, spin=len(cands) == 1, precision=c.precision,
-                    config=c.config)
-        for _ in range(warmup):
-            s.run(xs)
-        sessions.append(s)
-        rss.append(_rss_mb() - before)
-    times: list[list[float]] = [[] for _ in cands]
-    rng = random.Random(0)
-    for _ in range(rounds):
-        for i in rng.sample(range(len(sessions)), len(sessions)):
-            s = sessions[i]
-            s.run(xs)  # re-warm after the switch; not timed
-            for _ in range(runs_per_round):
-                t = time.perf_counter()
-                s.run(xs)
-                times[i].append(time.perf_counter() - t)
-    batch = int(xs[0].shape[0]) if hasattr(xs[0], "shape") else 1
-    res = BenchResult(batch, threads, rounds * runs_per_round, machine=environment(threads),
-                      skipped=list(skipped or []))
-    sizes = [_size_mb(c.model) for c in cands]  # a module is serialised once to measure it
-    base_med, base_size = statistics.median(times[0]), sizes[0]
-    fid = _fidelity(cands, sessions, xs)
-    for c, s, t, r, size, f in zip(cands, sessions, times, rss, sizes, fid, strict=True):
-        med = statistics.median(t)
-        res.rows.append(Row(c.name, s.name, med * 1e3, float(np.percentile(t, 90)) * 1e3,
-                            min(t) * 1e3, batch / med, base_med / med, r, size,
-                            None if size is None or base_size is None else base_size / size,
-                            c.precision, f))
+    opened = [_open(c, xs, threads, len(cands) == 1, warmup) for c in cands]
+    sessions = [s for s, _, _ in opened]
+    if sessions[0] is None:
+        raise RuntimeError(f"the first candidate ({cands[0].name}), which every ratio is "
+                           f"against, fails: {opened[0][2]}")
+    load, raw = os.getloadavg()[0], [[] for _ in cands]
+    rng, t0, n = random.Random(0), time.perf_counter(), 0
+    while True:
+        for i, times in enumerate(_round(sessions, xs, runs_per_round, rng)):
+            raw[i].append(times)
+        n += 1
+        stop = _stop(raw, sessions, n, rounds, target, time.perf_counter() - t0, cap_s)
+        if stop:
+            break
+    res = BenchResult(int(xs[0].shape[0]) if hasattr(xs[0], "shape") else 1, threads,
+                      n * runs_per_round, machine=environment(threads),
+                      skipped=list(skipped or []), rounds=n, stopped=stop, load=load,
+                      raw_ms=raw)
+    _rows(res, cands, sessions, opened, xs)
     return res
+
+
+def _stop(raw, sessions, n: int, rounds: int, target: float | None, elapsed: float,
+          cap_s: float) -> str:
+    """Why the rounds end now ('' to go on)."""
+    if n < rounds:
+        return ""
+    if target is None:
+        return "fixed rounds"
+    widths = [half_width(*ratio_interval(raw[0], raw[i])) for i, s in enumerate(sessions)
+              if i and s is not None]
+    if all(w <= target for w in widths):
+        return f"every interval within ±{target:.0%}"
+    return f"time cap {cap_s:g} s" if elapsed >= cap_s else ""
+
+
+def _rows(res: BenchResult, cands, sessions, opened, xs) -> None:
+    sizes = [_size_mb(c.model) if s is not None else None
+             for c, s in zip(cands, sessions, strict=True)]
+    base_med = statistics.median(t for r in res.raw_ms[0] for t in r)
+    fid = _fidelity(cands, sessions, xs)
+    for i, (c, (s, rss, err)) in enumerate(zip(cands, opened, strict=True)):
+        if s is None:
+            res.rows.append(Row(c.name, c.runtime or "ort", float("nan"), float("nan"),
+                                float("nan"), 0.0, float("nan"), 0.0, None, None,
+                                c.precision, None, None, False, err))
+            continue
+        t = [x for r in res.raw_ms[i] for x in r]
+        med = statistics.median(t)
+        speed, lo, hi, noisy = res.interval(i, 0) if i else (1.0, 1.0, 1.0, False)
+        res.rows.append(Row(c.name, s.name, med, float(np.percentile(t, 90)), min(t),
+                            res.batch / med * 1e3, base_med / med, rss, sizes[i],
+                            None if sizes[i] is None or sizes[0] is None
+                            else sizes[0] / sizes[i], c.precision, fid[i], (lo, hi), noisy))
 
 
 def _fidelity(cands: list[Candidate], sessions: list, xs: tuple) -> list[dict | None]:
@@ -166,7 +252,8 @@ def _fidelity(cands: list[Candidate], sessions: list, xs: tuple) -> list[dict | 
         if i not in outs:
             outs[i] = np.asarray(sessions[i].run(xs), dtype=np.float64)
         return outs[i]
-    return [None if c.reference is None else agreement(out(c.reference), out(i))
+    return [None if c.reference is None or sessions[i] is None
+            or sessions[c.reference] is None else agreement(out(c.reference), out(i))
             for i, c in enumerate(cands)]
 
 
@@ -177,3 +264,6 @@ def agreement(ref: np.ndarray, out: np.ndarray) -> dict:
     top1 = float((r.argmax(1) == o.argmax(1)).mean()) if ref.ndim == 2 and r.shape[1] > 1 \
         else None
     return {"cosine": float(cos.mean()), "top1": top1}
+
+
+__all__ = ["BenchResult", "Candidate", "Row", "agreement", "as_candidates", "measure"]

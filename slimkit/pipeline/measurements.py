@@ -3,9 +3,7 @@ the exported ONNX file (by weights), and a quick latency probe (by structure).""
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 import weakref
 from pathlib import Path
 
@@ -15,9 +13,10 @@ from torch import nn
 
 from slimkit.atomic import write_atomic
 from slimkit.batch import as_args, take
-from slimkit.deploy import export, session
+from slimkit.deploy import export
 from slimkit.deploy.onnx_export import DEFAULT_OPSET
 from slimkit.graph.deps import DependencyError, DependencyGraph
+from slimkit.latency.measure import Candidate, measure
 from slimkit.quant.modules import QuantLayer
 
 
@@ -114,14 +113,14 @@ class Measurements:
         runtime session is timed as it is; a structure probed before is not probed again."""
         xs = tuple(t.numpy() for t in example_args(self.example))
         if isinstance(model, RuntimeModule):
-            return _median_ms(model.sess, xs, runs)
+            return _median_ms(model, xs, runs, self.threads)  # the session, as it is
         key = structure_key(model)
         if key in self._probes:
             return self._probes[key]
         try:
             with tempfile.TemporaryDirectory() as d:
-                sess = session(self.onnx(model, Path(d) / "probe.onnx"), threads=self.threads)
-                ms = _median_ms(sess, xs, runs)
+                ms = _median_ms(self.onnx(model, Path(d) / "probe.onnx"), xs, runs,
+                                self.threads)
         except Exception:  # noqa: BLE001 — a model that does not export has no probe
             ms = None
         self._probes[key] = ms
@@ -135,15 +134,11 @@ def _fingerprint(model: nn.Module) -> tuple:
                  for t in model.state_dict().values())
 
 
-def _median_ms(sess, xs: tuple, runs: int) -> float:
-    for _ in range(3):
-        sess.run(xs)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(xs)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+def _median_ms(model, xs: tuple, runs: int, threads: int) -> float:
+    """Median ms of an ONNX file (or a runtime module) through the measurement core."""
+    res = measure([Candidate("probe", model)], xs, rounds=4,
+                  runs_per_round=max(1, runs // 4), threads=threads, target=None)
+    return res.rows[0].median_ms
 
 
 __all__ = ["Measurements", "RuntimeModule", "example_args", "structure_key"]

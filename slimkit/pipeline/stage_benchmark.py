@@ -32,7 +32,7 @@ from slimkit.pipeline.context import Context, StageResult
 from slimkit.pipeline.measurements import example_args
 from slimkit.pipeline.recipe import Strict
 from slimkit.pipeline.registry import planner, stage
-from slimkit.quant.flows import is_quantized
+from slimkit.quant.flows import is_quantized, model_numerics
 from slimkit.record import record_of
 
 
@@ -57,6 +57,12 @@ class BenchmarkStage(Strict):
     """Baselines made from the original in the same run."""
     layers: int = Field(12, ge=0)
     """Per-layer view: this many slowest layers (0: none)."""
+    target: float | None = Field(0.05, gt=0)
+    """Rounds go on until every speedup's 95% interval is within ± this share (null: exactly
+    `rounds`)."""
+    cap_s: float = Field(20.0, gt=0)
+    """… or until this many seconds have passed (per batch size); a ratio still wider than
+    ±10% is marked noisy and kept out of headline sentences."""
 
 
 @stage("benchmark", BenchmarkStage, changes_model=False)
@@ -66,27 +72,28 @@ def run_benchmark(ctx: Context, model: nn.Module, cfg: BenchmarkStage) -> StageR
     kept = ctx.kept if cfg.models == "all" else ctx.kept[-1:]
     cands, owners, files, skipped = _candidates(ctx, kept, cfg, out)
     info: dict = {"skipped": skipped, "batches": {}, "fastest": {}, "layers": {},
-                  "vs_anchor": {}, "machine": machine_line(ctx.recipe.threads)}
+                  "vs_anchor": {}, "rounds": {}, "machine": machine_line(ctx.recipe.threads)}
+    numerics = {label: model_numerics(m) for label, m in kept}
     final = kept[-1][0]
     for b in cfg.batch_sizes or sorted({1, ctx.data.batch_size}):
         x = _batch(ctx.data.example, b)
         res = benchmark(cands, x, rounds=cfg.rounds, runs_per_round=cfg.runs_per_round,
-                        threads=ctx.recipe.threads)
-        rows = [{"model": o[0], "runtime": o[1], "precision": r.precision,
-                 "sparse": r.name.endswith("(sparse)"), "median_ms": r.median_ms,
-                 "p90_ms": r.p90_ms, "speedup": r.speedup, "throughput": r.throughput,
-                 "size_mb": r.size_mb, "fidelity": r.fidelity}
-                for o, r in zip(owners, res.rows, strict=True)]
+                        threads=ctx.recipe.threads, target=cfg.target, cap_s=cfg.cap_s)
+        rows = _rows(res, owners, numerics)
         info["batches"][str(b)] = rows
+        info["rounds"][str(b)] = {"rounds": res.rounds, "stopped": res.stopped,
+                                  "load": res.load, "raw_ms": res.raw_ms}
         info["table"] = info.get("table", "") + f"\n{res}\n"
-        best = _fastest(pick(res, cands), final)
+        best = _fastest(res, pick(res, cands), final)
         info["fastest"][str(b)] = best
-        anchors = [r for r in rows if r["model"].startswith("anchor")]
+        anchors = [i for i, r in enumerate(rows) if r["model"].startswith("anchor")
+                   and r["error"] is None]
         if anchors:
-            a = min(anchors, key=lambda r: r["median_ms"])
-            info["vs_anchor"][str(b)] = {"anchor": f"{a['model']} · {a['runtime']}",
-                                         "anchor_ms": a["median_ms"],
-                                         "speedup": a["median_ms"] / best["median_ms"]}
+            a = min(anchors, key=lambda i: rows[i]["median_ms"])
+            ratio, lo, hi, noisy = res.interval(best["index"], a)
+            info["vs_anchor"][str(b)] = {"anchor": _label(rows[a]),
+                                         "anchor_ms": rows[a]["median_ms"], "speedup": ratio,
+                                         "ci": [lo, hi], "noisy": noisy}
         if cfg.layers:
             info["layers"][str(b)] = _layer_view(files["original"], files[final], best, x,
                                                  ctx.recipe.threads, cfg.layers)
@@ -95,15 +102,43 @@ def run_benchmark(ctx: Context, model: nn.Module, cfg: BenchmarkStage) -> StageR
                        False, info)
 
 
-def _fastest(choice: dict[str, dict], final: str) -> dict:
+def _rows(res, owners: list[tuple[str, str]], numerics: dict[str, str]) -> list[dict]:
+    """One dict per measured candidate: which model (and its numerics), on which runtime at
+    which float precision, its times and its speedup's interval."""
+    out = []
+    for (model, runtime), r in zip(owners, res.rows, strict=True):
+        out.append({"model": model, "numerics": numerics.get(model, "fp32"),
+                    "runtime": runtime, "precision": r.precision,
+                    "sparse": r.name.endswith("(sparse)"), "median_ms": r.median_ms,
+                    "p90_ms": r.p90_ms, "speedup": r.speedup,
+                    "ci": list(r.ci) if r.ci else None, "noisy": r.noisy,
+                    "throughput": r.throughput, "size_mb": r.size_mb,
+                    "fidelity": r.fidelity, "error": r.error})
+        out[-1]["label"] = _label(out[-1])
+    return out
+
+
+def _label(row: dict) -> str:
+    """'0:prune (int8) · openvino bf16': every row told apart from every other."""
+    rt = row["runtime"] + ("" if row["precision"] == "f32" else f" {row['precision']}")
+    sparse = " sparse" if row.get("sparse") else ""
+    num = "" if row.get("numerics", "fp32") == "fp32" else f" ({row['numerics']})"
+    return f"{row['model']}{num} · {rt}{sparse}"
+
+
+def _fastest(res, choice: dict[str, dict], final: str) -> dict:
     """The final model's fastest acceptable deployment: its file's best variant or torch
-    eager, whichever is faster (the other named in `why`)."""
+    eager, whichever is faster (the other named in `why`, with the ratio's interval; a noisy
+    ratio is not headlined)."""
     options = sorted((dict(c, model=final) for name, c in choice.items()
                       if name in (final, f"{final} · torch")), key=lambda c: c["median_ms"])
     best = options[0]
     if len(options) > 1:
-        best["why"] += (f"; {options[1]['median_ms'] / best['median_ms']:.2f}× faster than "
-                        f"{options[1]['runtime']} ({options[1]['median_ms']:.3g} ms)")
+        other = options[1]
+        ratio, lo, hi, noisy = res.interval(best["index"], other["index"])
+        versus = f"{other['runtime']} ({other['median_ms']:.3g} ms)"
+        best["why"] += (f"; {versus}: {lo:.2f}–{hi:.2f}×, noisy" if noisy
+                        else f"; {ratio:.2f}× ({lo:.2f}–{hi:.2f}) faster than {versus}")
     return best
 
 

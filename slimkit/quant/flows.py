@@ -52,6 +52,15 @@ def _record(model: nn.Module, source_record, original: nn.Module | None, plan: Q
     set_record(model, rec)
 
 
+def model_numerics(model: nn.Module) -> str:
+    """'fp32' for a model slimkit did not quantize; else its plan's numerics ('int8',
+    'int4 weights', 'w4a8', 'mixed')."""
+    rec = record_of(model, create=False)
+    if not is_quantized(model) or rec is None or rec.plan is None:
+        return "fp32"
+    return rec.plan.numerics()
+
+
 def is_quantized(model: nn.Module) -> bool:
     """slimkit quantized at least one of its layers (QuantLayer or QuantRNN)."""
     return bool(quant_layers(model))

@@ -23,6 +23,16 @@ class PlanEntry:
     reason: str
 
 
+def _numerics(spec: LayerQuant | None) -> str:
+    if spec is None or spec.weight is None:
+        return "fp32"
+    w = getattr(spec.weight.scheme, "bits", None)
+    a = spec.input.scheme.bits if spec.input is not None else None
+    if a is None:
+        return f"int{w} weights"
+    return f"int{w}" if a == w else f"w{w}a{a}"
+
+
 @dataclass(frozen=True)
 class QuantPlan:
     config_name: str
@@ -33,6 +43,12 @@ class QuantPlan:
 
     def quantized(self) -> list[PlanEntry]:
         return [e for e in self.entries if e.spec is not None]
+
+    def numerics(self) -> str:
+        """The model's numerics in a word: 'int8', 'int4', 'w4a8', … when every planned layer
+        shares one, 'mixed' otherwise (some float, or several schemes)."""
+        kinds = {_numerics(e.spec) for e in self.entries}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
 
     @property
     def needs_calibration(self) -> bool:

@@ -33,7 +33,7 @@ def fmt(value, kind: str) -> str:
 def lookup(report: dict, path: str):
     node = report
     for part in path.split("."):
-        node = node[int(part)] if isinstance(node, list) else node[part]
+        node = node[int(part)] if isinstance(node, list | tuple) else node[part]
     return node
 
 

@@ -148,7 +148,11 @@ def _hbar_figure(labels: list[str], xmax: float, h: float) -> tuple[Figure, Pane
 def latency_bars(rows: list[dict], batch: str) -> bytes | None:
     if not rows:
         return None
-    labels = [f"{r['model']} · {r['runtime']}" for r in rows]
+    rows = [r for r in rows if not r.get("error")]
+    if not rows:
+        return None
+    labels = [r.get("label") or f"{r['model']} · {r['runtime']} {r.get('precision', '')}"
+              for r in rows]
     ms = [r["median_ms"] for r in rows]
     title = f"batch {batch}: every kept model on every runtime"
     fig, ax = _hbar_figure(labels, max(ms), 80 + 22 * len(rows))

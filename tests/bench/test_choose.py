@@ -14,7 +14,7 @@ from slimkit.latency.measure import BenchResult, Candidate, Row
 def test_choose_tries_each_runtime_and_precision_and_says_why(tiny_files, calib):
     pytest.importorskip("openvino")
     res = sk.benchmark({"fp32": tiny_files["fp32"], "int8": tiny_files["int8"]}, calib[0],
-                       rounds=2, runs_per_round=2, warmup=1, choose=True)
+                       rounds=2, runs_per_round=2, warmup=1, choose=True, cap_s=3)
     by = {(r.name, r.runtime, r.precision) for r in res.rows}
     for name in ("fp32", "int8"):
         assert {(name, "ort", "f32"), (name, "openvino", "f32")} <= by
@@ -42,11 +42,12 @@ def test_a_faster_variant_whose_outputs_drift_is_refused_and_named():
              Candidate("m", "m.onnx", "openvino", "bf16", None, 0)]
     res = BenchResult(1, 2, 4, [_row("m", "ort", "f32", 3.0),
                                 _row("m", "openvino", "f32", 2.0, {"cosine": 1.0, "top1": 1.0}),
-                                _row("m", "openvino", "bf16", 1.0, {"cosine": 0.97, "top1": 0.9})])
+                                _row("m", "openvino", "bf16", 1.0, {"cosine": 0.97, "top1": 0.9})],
+                      raw_ms=[[[ms, ms]] * 6 for ms in (3.0, 2.0, 1.0)])
     c = pick(res, cands)["m"]
     assert (c["runtime"], c["precision"], c["median_ms"]) == ("openvino", "f32", 2.0)
     assert "refused (outputs differ): openvino bf16 (cosine 0.9700)" in c["why"]
-    assert "1.50× faster than ort" in c["why"]
+    assert "1.50× (1.50–1.50) faster than ort" in c["why"]  # the ratio and its interval
 
 
 def test_agreement_is_cosine_and_top1():

@@ -11,9 +11,13 @@ def test_benchmark_reports_every_candidate_with_ratios(tmp_path):
     m = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 8)).eval()
     x = torch.randn(4, 32)
     p = sk.export(m, x, tmp_path / "m.onnx")
-    res = sk.benchmark({"eager": m, "ort": p}, x, rounds=3, runs_per_round=2, warmup=1)
+    res = sk.benchmark({"eager": m, "ort": p}, x, rounds=3, runs_per_round=2, warmup=1, cap_s=2)
     assert [r.name for r in res.rows] == ["eager", "ort"]
-    assert res.rows[0].speedup == 1.0 and res.runs == 6
+    # at least the 3 rounds asked, more while an interval is wider than ±5% (2 s at most)
+    assert res.rows[0].speedup == 1.0 and res.rounds >= 3 and res.runs == 2 * res.rounds
+    assert all(len(t) == res.rounds for t in res.raw_ms)  # every round's times, kept
+    lo, hi = res.rows[1].ci
+    assert lo <= res.rows[1].speedup <= hi and res.stopped
     for r in res.rows:
         assert 0 < r.min_ms <= r.median_ms <= r.p90_ms
         assert r.throughput > 0 and r.size_mb > 0

@@ -20,7 +20,7 @@ stages:
   - distill: {epochs: 1, lr: 0.0005}
   - quantize: {preset: w8a8}
   - export: {runtimes: [ort]}
-  - benchmark: {batch_sizes: [1], rounds: 1, runs_per_round: 2, runtimes: [torch, ort]}
+  - benchmark: {batch_sizes: [1], rounds: 1, runs_per_round: 2, runtimes: [torch, ort], cap_s: 2}
 """
 
 

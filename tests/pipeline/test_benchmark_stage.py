@@ -13,10 +13,10 @@ STAGES = """  - prune: {ratio: 0.3, finetune: {epochs: 1, lr: 0.001}}
   - distill: {epochs: 1, lr: 0.0005}
   - quantize: {preset: w8a8}
   - export: {runtimes: [ort]}
-  - benchmark: {batch_sizes: [1], rounds: 1, runs_per_round: 2, runtimes: [torch, ort]}
+  - benchmark: {batch_sizes: [1], rounds: 1, runs_per_round: 2, runtimes: [torch, ort], cap_s: 2}
 """
 BENCH = """  - quantize: {preset: w8a8}
-  - benchmark: {batch_sizes: [1, 8], rounds: 2, runs_per_round: 2,
+  - benchmark: {batch_sizes: [1, 8], rounds: 2, runs_per_round: 2, cap_s: 3,
                 anchors: [ort_quantize_static, openvino_nncf]}
 """
 
