@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test test-slow test-zoo lint install clean sysdeps
+.PHONY: demo test test-slow test-oldest test-zoo lint install clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,8 +25,28 @@ test: $(STAMP) sysdeps
 	$(BIN)/ruff check slimkit tests benchmarks zoo
 	$(BIN)/python -m pytest
 
-test-slow: $(STAMP) sysdeps
+test-slow: $(STAMP) sysdeps test-oldest
 	$(BIN)/python -m pytest -m slow
+
+# The export and latency tests once more with the oldest runtimes and converters pyproject.toml
+# declares: a venv holding only those pins, which sees .venv's packages behind its own.
+OLDEST := .venv-oldest
+OLDEST_PINS := onnxruntime==1.19.2 openvino==2024.4.0 onnx==1.17.0 onnxscript==0.7.0
+OLDEST_TESTS := tests/deploy tests/latency tests/bench tests/search/test_latency.py \
+	tests/quant/mixed_precision/test_latency_cost.py tests/pipeline/test_benchmark_stage.py
+$(OLDEST)/.installed: $(STAMP) Makefile
+	test -x $(OLDEST)/bin/python || $(PY) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install -q --no-deps $(OLDEST_PINS)
+	$(BIN)/python -c "import site; print('import site; site.addsitedir(%r)' % site.getsitepackages()[0])" \
+	  > "$$($(OLDEST)/bin/python -c 'import site; print(site.getsitepackages()[0])')/main-venv.pth"
+	touch $@
+
+test-oldest: $(OLDEST)/.installed sysdeps
+	$(OLDEST)/bin/python -c "import onnxruntime, openvino, onnx, onnxscript; \
+	  print('oldest declared:', 'onnxruntime', onnxruntime.__version__, '· openvino', \
+	        openvino.__version__.split('-')[0], '· onnx', onnx.__version__, '· onnxscript', \
+	        onnxscript.__version__)"
+	$(OLDEST)/bin/python -m pytest -m 'slow or not slow' $(OLDEST_TESTS)
 
 # System packages the tests use, installed where this machine can (root + apt-get):
 #   qemu-user  runs ONNX Runtime on an emulated AVX2 CPU without VNNI (tests/deploy/test_emulate.py)
@@ -61,4 +81,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check slimkit tests benchmarks zoo
 
 clean:
-	rm -rf $(VENV) $(ZOO) .slimkit runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST) $(ZOO) .slimkit runs .pytest_cache .ruff_cache

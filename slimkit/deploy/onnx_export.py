@@ -20,13 +20,12 @@ from slimkit.deploy.lowering import ExportError, lower
 from slimkit.deploy.onnx_qdq import insert_qdq
 from slimkit.deploy.ops import translation_table
 from slimkit.deploy.qdq_place import place
+from slimkit.deploy.versions import OPSET, fit
 from slimkit.target import Target, resolve_target
-
-DEFAULT_OPSET = 20
 
 
 def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
-            opset: int = DEFAULT_OPSET, runtime: str = "any"):
+            opset: int = OPSET, runtime: str = "any"):
     """The ONNX ModelProto of `model` (QDQ where slimkit quantized it, placed the way
     `runtime` fuses best: deploy/qdq_place.py)."""
     import onnx
@@ -52,6 +51,7 @@ def to_onnx(model: nn.Module, example_inputs, dynamic_batch: bool = True,
     if layers:
         place(proto, runtime)
     _strip_debug_info(proto)
+    fit(proto)
     onnx.checker.check_model(proto)
     return proto
 
@@ -66,7 +66,7 @@ def _strip_debug_info(proto) -> None:
 
 
 def export(model: nn.Module, example_inputs, path: str | os.PathLike, *,
-           dynamic_batch: bool = True, opset: int = DEFAULT_OPSET,
+           dynamic_batch: bool = True, opset: int = OPSET,
            target: str | Target | None = "auto", runtime: str = "any") -> Path:
     """Export to ONNX at `path`. Quantized layers become QuantizeLinear/DequantizeLinear
     around int8 weights, placed the way `runtime` ('any', 'ort', 'openvino') fuses best;

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slimkit.deploy.onnx_export import DEFAULT_OPSET
+from slimkit.deploy.versions import OPSET, fit
 from slimkit.errors import check_choice
 from slimkit.latency.spec import LayerSpec
 
@@ -84,8 +84,8 @@ def layer_onnx(spec: LayerSpec, batch: int, precision: str = "fp32") -> bytes:
     graph = helper.make_graph(
         nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DEFAULT_OPSET)])
-    return model.SerializeToString()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    return fit(model).SerializeToString()
 
 
 __all__ = ["PRECISIONS", "layer_onnx", "shapes"]

@@ -14,7 +14,7 @@ from torch import nn
 from slimkit.atomic import write_atomic
 from slimkit.batch import as_args, take
 from slimkit.deploy import export
-from slimkit.deploy.onnx_export import DEFAULT_OPSET
+from slimkit.deploy.versions import OPSET
 from slimkit.graph.deps import DependencyError, DependencyGraph
 from slimkit.latency.measure import Candidate, measure
 from slimkit.quant.modules import QuantLayer
@@ -96,7 +96,7 @@ class Measurements:
     def onnx(self, model: nn.Module, path: Path, opset: int | None = None) -> Path:
         """`model` exported to `path` (dynamic batch) — once per model in a run: the latency
         probe, the export stage and the final artifact share one export (≈ 1 s each)."""
-        opset = opset or DEFAULT_OPSET
+        opset = opset or OPSET
         fp = _fingerprint(model)
         hit = self._onnx.get(id(model))
         if hit is not None and hit[0]() is model and hit[1:3] == (fp, opset):

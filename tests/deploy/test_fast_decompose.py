@@ -32,6 +32,7 @@ def _digits(quantized: bool):
     return (sk.quantize(m, sk.QuantConfig.w8a8(), [x]) if quantized else m), x
 
 
+_SHAPE_PLUMBING = {"Reshape", "Shape", "Concat", "Unsqueeze", "Squeeze"}
 CASES = {"digits float (batch norm)": lambda: _digits(False),
          "digits w8a8": lambda: _digits(True),
          # (benchmarks/export_speed.py checks the other families and torchvision's CNNs)
@@ -48,9 +49,11 @@ def test_the_shortcut_applies_and_exports_the_same_model(name, monkeypatch):
     assert taken, f"{name}: the decomposition re-trace ran"
     monkeypatch.setattr(oe, "skip_needless_decomposition", contextlib.nullcontext)
     slow = to_onnx(model, example)
-    ops = [Counter(n.op_type for n in p.graph.node if n.op_type != "Reshape")
+    # The same compute ops; the shape plumbing may differ by an op or two (a view chain may
+    # keep one Reshape more, and each onnxscript version's optimizer folds shapes its own way)
+    ops = [Counter(n.op_type for n in p.graph.node if n.op_type not in _SHAPE_PLUMBING)
            for p in (fast, slow)]
-    assert ops[0] == ops[1]  # (a view chain may keep one Reshape more: same values)
+    assert ops[0] == ops[1]
     for a, b in zip(_run(fast, example), _run(slow, example), strict=True):
         np.testing.assert_array_equal(a, b)
 
