@@ -15,4 +15,9 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["png"]
+def outside_legend(ax) -> None:
+    """The legend right of the axes, never over the data (png's tight bbox keeps it)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+
+
+__all__ = ["outside_legend", "png"]

@@ -27,17 +27,18 @@ from slimkit.errors import ConfigError
 # Features that change numerics or speed, by slimkit's names.
 X86_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
                 "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
-ARM_FEATURES = ("neon", "dotprod", "i8mm", "sve", "bf16")
+ARM_FEATURES = ("neon", "dotprod", "i8mm", "sve", "bf16", "fp16")
 # /proc/cpuinfo spellings → slimkit's names
 _PROC_FLAGS = {"avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512bw": "avx512bw",
                "avx512vl": "avx512vl", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
                "avx512_bf16": "avx512_bf16", "avx512_fp16": "avx512_fp16",
                "amx_tile": "amx_tile", "amx_int8": "amx_int8", "amx_bf16": "amx_bf16",
                "asimd": "neon", "asimddp": "dotprod", "i8mm": "i8mm", "sve": "sve",
-               "bf16": "bf16"}
+               "bf16": "bf16", "asimdhp": "fp16"}
 _SHORT = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI",
           "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8", "amx_bf16": "AMX-BF16",
-          "avx512_bf16": "AVX512-BF16", "neon": "NEON", "dotprod": "DOTPROD", "i8mm": "I8MM"}
+          "avx512_bf16": "AVX512-BF16", "avx512_fp16": "AVX512-FP16", "neon": "NEON",
+          "dotprod": "DOTPROD", "i8mm": "I8MM"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,18 @@ class Target:
     @property
     def vnni(self) -> bool:
         return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & self.features)
+
+    # ---- and for float16 / bfloat16 -------------------------------------------------------
+    def float_units(self, precision: str) -> tuple[str, ...]:
+        """This CPU's arithmetic units for `precision` ('bf16', 'fp16'), by name; () where it
+        has none and every op is emulated by conversions ('fp32': always ('fp32',))."""
+        units = {"fp32": ("fp32",), "bf16": ("avx512_bf16", "amx_bf16", "bf16"),
+                 "fp16": ("avx512_fp16", "fp16")}
+        if precision not in units:
+            raise ConfigError(f"precision {precision!r}: expected one of {sorted(units)}")
+        if precision == "fp32":
+            return units["fp32"]
+        return tuple(_SHORT.get(u, u.upper()) for u in units[precision] if u in self.features)
 
     @property
     def u8s8_pairs_saturate(self) -> bool:

@@ -7,10 +7,12 @@ Timing follows the project's rule for a drifting machine:
 - then rounds: every candidate runs `runs_per_round` times back to back, the candidates in a
   fresh seeded random order each round, so drift — and whatever a neighbour leaves running —
   hits all alike;
-- rounds go on past `rounds` until every ratio's 95% interval (a bootstrap over rounds,
-  stats.ratio_interval) is within ±`target`, or `cap_s` seconds have passed;
-- a ratio whose interval stays wider than ±10%, or measured while the load exceeded the cores,
-  is marked noisy;
+- rounds go on past `rounds`, and for at least `min_s` seconds (a slow spell lasts seconds:
+  ten rounds of a fast model take well under one), until every ratio's 95% interval
+  (stats.ratio_interval) is within ±`target`, or `cap_s` seconds have passed;
+- a ratio whose interval stays wider than ±10%, or measured while the machine was contended
+  (load above the cores, or other processes busy on > 25% of the CPUs: stats.contended), is
+  marked noisy;
 - every round's raw times are kept (BenchResult.raw_ms), so a later reader can recompute.
 
 Each block starts with one untimed call; torch gets the same threads as the runtimes and runs
@@ -40,7 +42,15 @@ from torch import nn
 from slimkit.batch import as_args
 from slimkit.deploy.runtimes import session
 from slimkit.latency.machine import environment, machine_line
-from slimkit.latency.stats import NOISY, format_ratio, half_width, overloaded, ratio_interval
+from slimkit.latency.stats import (
+    NOISY,
+    contended,
+    cpu_snapshot,
+    format_ratio,
+    half_width,
+    others_share,
+    ratio_interval,
+)
 from slimkit.latency.stats import settled as has_settled
 
 MAX_WARMUP = 30  # warm-up runs at most, per session
@@ -86,14 +96,15 @@ class BenchResult:
     choice: dict | None = None  # model → its fastest deployment, and why (bench/choose.py)
     rounds: int = 0
     stopped: str = ""  # why the rounds ended: intervals reached, the time cap, fixed rounds
-    load: float = 0.0  # the 1-minute load average when the rounds began
+    load: float = 0.0  # the 1-minute load average: the higher of the rounds' start and end
+    others: float | None = None  # share of the CPUs other processes kept busy in the rounds
     raw_ms: list[list[list[float]]] = field(default_factory=list)  # candidate → round → runs
 
     def interval(self, i: int, j: int) -> tuple[float, float, float, bool]:
         """(ratio, low, high, noisy) of candidate j's median over candidate i's: how many
         times faster i is than j (> 1: i is faster)."""
         ratio, lo, hi = ratio_interval(self.raw_ms[j], self.raw_ms[i])
-        noisy = half_width(ratio, lo, hi) > NOISY or overloaded(self.load)
+        noisy = half_width(ratio, lo, hi) > NOISY or contended(self.load, self.others)
         return ratio, lo, hi, noisy
 
     def to_json(self) -> str:
@@ -180,7 +191,7 @@ def _round(sessions: list, xs: tuple, runs: int, rng: random.Random) -> list[lis
 def measure(candidates: dict | list[Candidate], example_inputs, *, rounds: int = 10,
             runs_per_round: int = 3, warmup: int = 3, threads: int = 2,
             skipped: list[str] | None = None, target: float | None = 0.05,
-            cap_s: float = 20.0) -> BenchResult:
+            cap_s: float = 20.0, min_s: float = 3.0) -> BenchResult:
     """Time the candidates in one process (the module docstring says how): at least `rounds`
     rounds, then more until every speedup's interval is within ±`target` (None: exactly
     `rounds`) or `cap_s` seconds have passed; ratios against the first candidate."""
@@ -192,30 +203,34 @@ def measure(candidates: dict | list[Candidate], example_inputs, *, rounds: int =
     if sessions[0] is None:
         raise RuntimeError(f"the first candidate ({cands[0].name}), which every ratio is "
                            f"against, fails: {opened[0][2]}")
-    load, raw = os.getloadavg()[0], [[] for _ in cands]
+    load, raw, snap = os.getloadavg()[0], [[] for _ in cands], cpu_snapshot()
     rng, t0, n = random.Random(0), time.perf_counter(), 0
     while True:
         for i, times in enumerate(_round(sessions, xs, runs_per_round, rng)):
             raw[i].append(times)
         n += 1
-        stop = _stop(raw, sessions, n, rounds, target, time.perf_counter() - t0, cap_s)
+        stop = _stop(raw, sessions, n, rounds, target, time.perf_counter() - t0,
+                     min(min_s, cap_s), cap_s)
         if stop:
             break
     res = BenchResult(int(xs[0].shape[0]) if hasattr(xs[0], "shape") else 1, threads,
                       n * runs_per_round, machine=environment(threads),
-                      skipped=list(skipped or []), rounds=n, stopped=stop, load=load,
-                      raw_ms=raw)
+                      skipped=list(skipped or []), rounds=n, stopped=stop,
+                      load=max(load, os.getloadavg()[0]),
+                      others=others_share(snap, cpu_snapshot()), raw_ms=raw)
     _rows(res, cands, sessions, opened, xs)
     return res
 
 
 def _stop(raw, sessions, n: int, rounds: int, target: float | None, elapsed: float,
-          cap_s: float) -> str:
+          min_s: float, cap_s: float) -> str:
     """Why the rounds end now ('' to go on)."""
     if n < rounds:
         return ""
     if target is None:
         return "fixed rounds"
+    if elapsed < min_s:
+        return ""
     widths = [half_width(*ratio_interval(raw[0], raw[i])) for i, s in enumerate(sessions)
               if i and s is not None]
     if all(w <= target for w in widths):

@@ -112,13 +112,16 @@ class Context:
         if changed:
             self.kept.append((label, model))
 
-    def measure(self, model: nn.Module, label: str, cfg, t0: float, note: str = "") -> Attempt:
+    def measure(self, model: nn.Module, label: str, cfg, t0: float, note: str = "",
+                of: nn.Module | None = None) -> Attempt:
+        """The metric of `model`; params, MACs, bytes and the latency probe of `of` where
+        given (a runtime's session measures the metric of the model it was exported from)."""
         value = self.metric(model)
-        drop = self.metric.drop
+        drop, sized = self.metric.drop, model if of is None else of
         a = Attempt(label, value, drop(self.input_metric, value), drop(self.baseline, value),
                     self.guard.fits(value, cfg), self.guard.fits_overall(value),
-                    count_params(model), self.cache.macs(model), state_bytes(model),
-                    self.cache.latency_probe(model), time.perf_counter() - t0, note)
+                    count_params(sized), self.cache.macs(sized), state_bytes(sized),
+                    self.cache.latency_probe(sized), time.perf_counter() - t0, note)
         log.info("stage %d %s: %s %.4g (drop %.3g, %s)", self.index, label, self.unit,
                  value, a.drop, "fits" if a.fits else "over budget")
         return a

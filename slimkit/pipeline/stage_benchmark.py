@@ -82,7 +82,8 @@ def run_benchmark(ctx: Context, model: nn.Module, cfg: BenchmarkStage) -> StageR
         rows = _rows(res, owners, numerics)
         info["batches"][str(b)] = rows
         info["rounds"][str(b)] = {"rounds": res.rounds, "stopped": res.stopped,
-                                  "load": res.load, "raw_ms": res.raw_ms}
+                                  "load": res.load, "others": res.others,
+                                  "raw_ms": res.raw_ms}
         info["table"] = info.get("table", "") + f"\n{res}\n"
         best = _fastest(res, pick(res, cands), final)
         info["fastest"][str(b)] = best

@@ -47,7 +47,8 @@ def run_export(ctx: Context, model: nn.Module, cfg: ExportStage) -> StageResult:
             continue
         t0 = time.perf_counter()
         attempts.append(ctx.measure(RuntimeModule(session(onnx_path, rt)), f"{rt} runtime",
-                                    cfg, t0, note="the metric measured through the runtime"))
+                                    cfg, t0, note="the metric measured through the runtime",
+                                    of=model))
         if rt == "openvino":
             ir = _openvino_ir(onnx_path, out)
             info["files"]["openvino"] = str(ir.relative_to(ctx.run.run_dir))

@@ -107,7 +107,7 @@ def weight_histograms(layers: list[dict]) -> bytes | None:
         ax.stairs(h["quant"], h["edges"], ORANGE)
         ax.frame(_fit(f"{la['layer']} ({la['weight_sqnr']:.1f} dB)", cw - 64, 10), size=9,
                  tick_size=8)
-        if i == 0:
+        if i == cols - 1:  # right of the first row: nothing there to cover
             ax.legend([("float", BLUE, "box"), ("quantized", ORANGE, "line")], 8)
     return fig.bytes()
 
@@ -180,7 +180,7 @@ def layer_times(view: dict, batch: str) -> bytes | None:
     ax.frame(title, f"ms per call ({view['runtime']} {view['precision']}, its profiler)",
              yticks=False)
     ax.categories_y(labels)
-    ax.legend([("original", BLUE, "box"), ("final", ORANGE, "box")], bottom=True)  # slowest on top
+    ax.legend([("original", BLUE, "box"), ("final", ORANGE, "box")])
     return fig.bytes()
 
 
@@ -199,7 +199,9 @@ def search_curve(curve: list, pareto: dict) -> bytes | None:
         ax.point(x, y, 2, GREY)
     ax.line(xs, best, BLUE)
     ax.frame("search curve", "trial", names[0])
-    ax.legend([("trial", GREY, "dot"), ("best so far", BLUE, "line")])
+    legend = [("trial", GREY, "dot"), ("best so far", BLUE, "line")]
+    if not two:
+        ax.legend(legend)
     if two:
         pts = pareto.get("all", [])
         front = sorted(pareto.get("front", []), key=lambda p: p[1])
@@ -209,6 +211,7 @@ def search_curve(curve: list, pareto: dict) -> bytes | None:
             ax2.point(p[1], p[0], 2, GREY)
         ax2.line([p[1] for p in front], [p[0] for p in front], ORANGE, marker=3)
         ax2.frame("Pareto front", names[1], names[0])
+        ax2.legend([*legend, ("Pareto front", ORANGE, "line")])  # right of both panels
     return fig.bytes()
 
 

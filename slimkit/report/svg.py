@@ -64,6 +64,7 @@ class Panel:
     xlim: tuple[float, float] = (0.0, 1.0)
     ylim: tuple[float, float] = (0.0, 1.0)
     parts: list[str] = field(default_factory=list)
+    legend_w: float = 0.0  # pixels right of the panel its legend takes (the figure widens)
 
     def px(self, v: float) -> float:
         lo, hi = self.xlim
@@ -79,7 +80,8 @@ class Panel:
         for x, v in zip(xs, heights, strict=True):
             top = self.py(v)
             x0, x1 = self.px(x - width / 2), self.px(x + width / 2)
-            self.parts.append(_rect(x0, min(top, base), x1 - x0, abs(base - top), color))
+            self.parts.append(_rect(x0, min(top, base), x1 - x0, abs(base - top), color,
+                                    "mark"))
 
     def row(self, v: float) -> float:
         """Pixel y of category row v on a horizontal-bar panel: the first category on top."""
@@ -92,7 +94,7 @@ class Panel:
             y0 = self.row(y - height / 2)
             c = colors[i] if colors else PALETTE[0]
             self.parts.append(_rect(base, y0, max(0.0, self.px(v) - base),
-                                    self.row(y + height / 2) - y0, c))
+                                    self.row(y + height / 2) - y0, c, "mark"))
 
     def stairs(self, values, edges, color: str, fill: bool = False, width: float = 1.2) -> None:
         pts = [(self.px(edges[0]), self.py(0.0))]
@@ -100,20 +102,20 @@ class Panel:
             pts += [(self.px(a), self.py(v)), (self.px(b), self.py(v))]
         pts.append((self.px(edges[-1]), self.py(0.0)))
         if fill:
-            self.parts.append(f'<polygon points="{_points(pts)}" fill="{color}" '
-                              'fill-opacity="0.55"/>')
+            self.parts.append(f'<polygon class="mark" points="{_points(pts)}" '
+                              f'fill="{color}" fill-opacity="0.55"/>')
         else:
-            self.parts.append(_polyline(pts, color, width))
+            self.parts.append(_polyline(pts, color, width, cls="mark"))
 
     def line(self, xs, ys, color: str = PALETTE[0], width: float = 1.5, dash: str = "",
              marker: float = 0.0) -> None:
         pts = [(self.px(x), self.py(y)) for x, y in zip(xs, ys, strict=True)]
-        self.parts.append(_polyline(pts, color, width, dash))
+        self.parts.append(_polyline(pts, color, width, dash, cls="mark"))
         for x, y in pts if marker else ():
-            self.parts.append(_circle(x, y, marker, color, color))
+            self.parts.append(_circle(x, y, marker, color, color, "mark"))
 
     def point(self, x: float, y: float, r: float, fill: str, stroke: str = "none") -> None:
-        self.parts.append(_circle(self.px(x), self.py(y), r, fill, stroke))
+        self.parts.append(_circle(self.px(x), self.py(y), r, fill, stroke, "mark"))
 
     def hline(self, y: float, color: str, dash: str = "", width: float = 0.9) -> None:
         if self.ylim[0] <= y <= self.ylim[1]:
@@ -127,13 +129,20 @@ class Panel:
 
     def label(self, x: float, y: float, s: str, dx: float = 3, dy: float = -3,
               size: float = 9) -> None:
-        self.parts.append(text(self.px(x) + dx, self.py(y) + dy, s, size))
+        """`s` beside the point (x, y): to its right, or its left where it would leave the
+        panel (into the legend beside it)."""
+        at = self.px(x)
+        if at + dx + text_width(s, size) > self.x + self.w:
+            self.parts.append(text(at - dx, self.py(y) + dy, s, size, "end", cls="mark"))
+        else:
+            self.parts.append(text(at + dx, self.py(y) + dy, s, size, cls="mark"))
 
     # ---- furniture ----------------------------------------------------------------------
     def frame(self, title: str = "", xlabel: str = "", ylabel: str = "", size: float = 11,
               xticks: bool = True, yticks: bool = True, tick_size: float = 9) -> None:
-        self.parts.append(f'<rect x="{self.x:.1f}" y="{self.y:.1f}" width="{self.w:.1f}" '
-                          f'height="{self.h:.1f}" fill="none" stroke="#333" stroke-width="0.8"/>')
+        self.parts.append(f'<rect class="plot-area" x="{self.x:.1f}" y="{self.y:.1f}" '
+                          f'width="{self.w:.1f}" height="{self.h:.1f}" fill="none" '
+                          'stroke="#333" stroke-width="0.8"/>')
         for v in nice_ticks(*self.xlim) if xticks else ():
             xx = self.px(v)
             self.parts.append(_tick(xx, self.y + self.h, xx, self.y + self.h + 3))
@@ -158,28 +167,29 @@ class Panel:
         for i, s in enumerate(labels):
             xx, yy = self.px(i), self.y + self.h + 5
             self.parts.append(_tick(xx, self.y + self.h, xx, self.y + self.h + 3))
-            self.parts.append(text(xx, yy + size / 2, s, size, "end", rotate=rotate))
+            self.parts.append(text(xx, yy + size / 2, s, size, "end", rotate=rotate,
+                                   cls="category"))
 
     def categories_y(self, labels, size: float = 9) -> None:
         """Category names left of the y axis (category i at row i, top first)."""
         for i, s in enumerate(labels):
-            self.parts.append(text(self.x - 4, self.row(i) + size / 3, s, size, "end"))
+            self.parts.append(text(self.x - 4, self.row(i) + size / 3, s, size, "end",
+                                   cls="category"))
 
-    def legend(self, entries: list[tuple[str, str, str]], size: float = 9,
-               bottom: bool = False) -> None:
-        """entries: (label, colour, kind: box, line, dash, dotted, dot or ring), inside at the
-        top right (or the bottom right: where bars sorted longest first leave room)."""
+    def legend(self, entries: list[tuple[str, str, str]], size: float = 9) -> None:
+        """entries: (label, colour, kind: box, line, dash, dotted, dot or ring), outside the
+        plot area, at the top right of the panel: never over a data point (the figure widens
+        to hold it)."""
         wide = max(text_width(s, size) for s, _, _ in entries) + 22
         tall = len(entries) * (size + 4) + 4
-        x0 = self.x + self.w - wide - 4
-        y0 = self.y + self.h - tall - 4 if bottom else self.y + 4
-        self.parts.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{wide:.1f}" '
-                          f'height="{tall:.1f}" fill="white" '
-                          f'fill-opacity="0.85" stroke="#ccc" stroke-width="0.6"/>')
+        x0, y0 = self.x + self.w + 10, self.y
+        parts = [f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{wide:.1f}" height="{tall:.1f}" '
+                 'fill="white" stroke="#ccc" stroke-width="0.6"/>']
         for i, (s, c, kind) in enumerate(entries):
             yy = y0 + 4 + i * (size + 4) + size / 2
-            self.parts.append(_swatch(x0 + 4, yy, c, kind))
-            self.parts.append(text(x0 + 20, yy + size / 3, s, size))
+            parts += [_swatch(x0 + 4, yy, c, kind), text(x0 + 20, yy + size / 3, s, size)]
+        self.parts.append(f'<g class="legend">{"".join(parts)}</g>')
+        self.legend_w = wide + 14
 
 
 class Figure:
@@ -197,27 +207,35 @@ class Figure:
 
     def bytes(self) -> bytes:
         body = "".join(self.parts + [s for p in self.panels for s in p.parts])
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.w:.0f}" '
-                f'height="{self.h:.0f}" viewBox="0 0 {self.w:.0f} {self.h:.0f}" '
+        w = max([self.w] + [p.x + p.w + p.legend_w for p in self.panels if p.legend_w])
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0f}" '
+                f'height="{self.h:.0f}" viewBox="0 0 {w:.0f} {self.h:.0f}" '
                 f'font-family="{FONT}"><rect width="100%" height="100%" fill="white"/>'
                 f"{body}</svg>").encode()
 
 
 # ---- elements -------------------------------------------------------------------------------
+def _cls(cls: str) -> str:
+    """The class attribute: what the report's browser test tells apart (data marks, the plot
+    area, legends, category names)."""
+    return f' class="{cls}"' if cls else ""
+
+
 def text(x: float, y: float, s: str, size: float, anchor: str = "start",
-         rotate: float = 0.0) -> str:
+         rotate: float = 0.0, cls: str = "") -> str:
     rot = f' transform="rotate({rotate:g} {x:.1f} {y:.1f})"' if rotate else ""
-    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size:g}" text-anchor="{anchor}"'
-            f"{rot}>{escape(str(s))}</text>")
+    return (f'<text{_cls(cls)} x="{x:.1f}" y="{y:.1f}" font-size="{size:g}" '
+            f'text-anchor="{anchor}"{rot}>{escape(str(s))}</text>')
 
 
-def _rect(x, y, w, h, color: str) -> str:
-    return f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" fill="{color}"/>'
+def _rect(x, y, w, h, color: str, cls: str = "") -> str:
+    return (f'<rect{_cls(cls)} x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
+            f'fill="{color}"/>')
 
 
-def _circle(x, y, r, fill: str, stroke: str) -> str:
-    return (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:g}" fill="{fill}" stroke="{stroke}" '
-            'stroke-width="0.9"/>')
+def _circle(x, y, r, fill: str, stroke: str, cls: str = "") -> str:
+    return (f'<circle{_cls(cls)} cx="{x:.1f}" cy="{y:.1f}" r="{r:g}" fill="{fill}" '
+            f'stroke="{stroke}" stroke-width="0.9"/>')
 
 
 _DASHES = {"": "", "dash": ' stroke-dasharray="5 3"', "dot": ' stroke-dasharray="1.5 2"'}
@@ -232,8 +250,8 @@ def _points(pts) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
 
 
-def _polyline(pts, color: str, width: float, dash: str = "") -> str:
-    return (f'<polyline points="{_points(pts)}" fill="none" stroke="{color}" '
+def _polyline(pts, color: str, width: float, dash: str = "", cls: str = "") -> str:
+    return (f'<polyline{_cls(cls)} points="{_points(pts)}" fill="none" stroke="{color}" '
             f'stroke-width="{width:g}"{_DASHES[dash]}/>')
 
 

@@ -3,7 +3,7 @@ Each returns PNG bytes (matplotlib's Agg backend: no display needed)."""
 
 from __future__ import annotations
 
-from slimkit.figures import png
+from slimkit.figures import outside_legend, png
 from slimkit.search.results import SearchResult
 
 
@@ -34,7 +34,7 @@ def pareto_png(result: SearchResult, x_axis: int = 1) -> bytes:
             ax.axvline(limit, ls="--", c="C0", lw=1, label=f"{cost} ≤ {limit:g}")
     ax.set_xlabel(pts["axes"][x_axis])
     ax.set_ylabel(pts["axes"][0])
-    ax.legend(fontsize=8)
+    outside_legend(ax)
     return png(fig)
 
 

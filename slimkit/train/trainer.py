@@ -32,6 +32,7 @@ from slimkit.task import Task
 from slimkit.train import checkpoint
 from slimkit.train.config import TrainConfig
 from slimkit.train.guard import LossGuard, TrainingError, describe_loss
+from slimkit.train.precision import warn_if_slow
 
 log = logging.getLogger("slimkit.train")
 # loss(model, inputs, target): inputs as the data contract splits a batch (batch.py)
@@ -224,6 +225,18 @@ class Trainer:
     def _trainable(self) -> list[torch.Tensor]:
         return [p for p in (*self.model.parameters(), *self.extra_parameters)
                 if p.requires_grad]
+
+    @property
+    def precision(self) -> str:
+        """The autocast precision of the next steps: 'fp32', 'bf16' or 'fp16'."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        # the config's, or a schedule's (ProgressivePrecision) later: slow here is said loudly
+        if value != getattr(self, "_precision", None) and self.rank == 0:
+            warn_if_slow(value, self.device, stacklevel=4)
+        self._precision = value
 
     def _autocast(self):
         if self.precision == "fp32":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from slimkit.figures import png
+from slimkit.figures import outside_legend, png
 from slimkit.quant.mixed_precision.table import SensitivityTable
 
 
@@ -27,7 +27,7 @@ def plot_sensitivity(table: SensitivityTable, value: str = "sqnr_db") -> bytes:
     ax.set_xticklabels(table.layers, rotation=70, ha="right", fontsize=7)
     ax.set_ylabel(value.replace("_", " "))
     ax.set_title("per-layer sensitivity (only that layer quantized)")
-    ax.legend(fontsize=8)
+    outside_legend(ax)
     return png(fig)
 
 
@@ -45,5 +45,5 @@ def plot_pareto(result) -> bytes:
     ax.set_xlabel("cost")
     ax.set_ylabel(result.measure)
     ax.set_yscale("symlog", linthresh=1e-6)
-    ax.legend(fontsize=8)
+    outside_legend(ax)
     return png(fig)
