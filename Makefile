@@ -51,11 +51,13 @@ test-oldest: $(OLDEST)/.installed sysdeps
 # System packages the tests use, installed where this machine can (root + apt-get):
 #   qemu-user  runs ONNX Runtime on an emulated AVX2 CPU without VNNI (tests/deploy/test_emulate.py)
 #   chromium   renders report.html headless (tests/pipeline/test_browser.py)
+#   postgresql a real server in a temporary directory for the search's storage (tests/search)
 # Elsewhere those tests skip and say why.
-SYSPKGS := qemu-x86_64:qemu-user chromium:chromium
+SYSPKGS := qemu-x86_64:qemu-user chromium:chromium initdb:postgresql
 sysdeps:
 	@for pair in $(SYSPKGS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 && continue; \
+	  ls /usr/lib/postgresql/*/bin/$$cmd >/dev/null 2>&1 && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
 	      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$pkg >/dev/null 2>&1; } || \

@@ -94,13 +94,13 @@ def _fail(e: Exception) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def compress(recipe: Path, out: Path, force: bool, quiet: bool) -> None:
     """Run RECIPE on its model: every stage under the accuracy budget, resumable."""
-    _run_recipe(recipe, out, force, quiet, workers=1)
+    _run_recipe(recipe, out, force, quiet)
 
 
-def _run_recipe(recipe: Path, out: Path, force: bool, quiet: bool, workers: int) -> None:
+def _run_recipe(recipe: Path, out: Path, force: bool, quiet: bool, **search) -> None:
     try:
         report = compress_recipe(recipe, out, force=force, progress=False if quiet else None,
-                     workers=workers)
+                                 **search)
     except KeyboardInterrupt:  # Ctrl-C: the checkpoints are written; say how to go on
         click.echo(f"\ninterrupted: run the same command again to resume from {out}",
                    err=True)
@@ -115,12 +115,20 @@ def _run_recipe(recipe: Path, out: Path, force: bool, quiet: bool, workers: int)
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Processes the search stage runs trials in (one storage).")
-@click.option("--force", is_flag=True)
+@click.option("--storage", default=None, metavar="URL",
+              help="The search's storage, e.g. postgresql://user@host/db (needs slimkit"
+                   "[postgres]); hosts running the same recipe on one URL share the trials. "
+                   "Default: SQLite in --out.")
+@click.option("--force", is_flag=True,
+              help="Replace a run of another recipe in --out, and a study of another recipe "
+                   "in the storage.")
 @click.option("--quiet", is_flag=True)
-def search(recipe: Path, out: Path, workers: int, force: bool, quiet: bool) -> None:
+def search(recipe: Path, out: Path, workers: int, storage: str | None, force: bool,
+           quiet: bool) -> None:
     """Run RECIPE (with a `search` stage) like compress, its trials in WORKERS processes;
-    rerunning the same command resumes the search from its storage."""
-    _run_recipe(recipe, out, force, quiet, workers)
+    rerunning the same command resumes the search from its storage. On several hosts: the
+    same command with the same --storage URL on each; they finish n_trials together."""
+    _run_recipe(recipe, out, force, quiet, workers=workers, storage=storage)
 
 
 @main.command()

@@ -42,6 +42,8 @@ class Run:
     baseline: float  # the original's metric
     progress: bool | None = None
     workers: int = 1  # search stages: worker processes on one storage
+    storage: str | None = None  # search stages: the storage URL (other hosts share it)
+    force: bool = False  # search stages: replace a study another recipe left in the storage
     run_dir: Path = Path(".")
 
 

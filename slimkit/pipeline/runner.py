@@ -76,13 +76,14 @@ def build(recipe_path) -> Sources:
 
 
 def context(src: Sources, model: nn.Module, progress: bool | None = None, *,
-            measured: bool = True, workers: int = 1, run_dir: Path = Path(".")) -> Context:
+            measured: bool = True, run_dir: Path = Path("."), **options) -> Context:
     """A run's context around `model`; measured=False: no metric, no baseline (the plans
-    of a source the recipe trains first need neither)."""
+    of a source the recipe trains first need neither). options: Run's workers, storage,
+    force."""
     metric = build_metric(src.task, src.data, model) if measured else None
     baseline = metric(model) if measured else float("nan")
     return Context(Run(src.recipe, src.stages, src.data, src.task, metric, model, baseline,
-                       progress, workers, run_dir))
+                       progress, run_dir=run_dir, **options))
 
 
 def _train_source(src: Sources, progress, out: Path):
@@ -100,17 +101,20 @@ def _train_source(src: Sources, progress, out: Path):
 
 # ---- compress -------------------------------------------------------------------------------
 def compress(recipe_path, out, *, force: bool = False, progress: bool | None = None,
-             workers: int = 1) -> dict:
-    """Run the recipe into `out`; workers: processes a `search` stage runs its trials in."""
+             workers: int = 1, storage: str | None = None) -> dict:
+    """Run the recipe into `out`. A `search` stage runs its trials in `workers` processes on
+    `storage` (a database URL other hosts join with the same recipe; default: SQLite in out);
+    force also replaces a study another recipe left there."""
     out = Path(out)
     src = build(recipe_path)  # bad recipes, factories, data and tasks fail here …
     trains = src.recipe.model.train is not None
-    plans(context(src, src.model, progress, measured=not trains))  # … and impossible plans
+    options = {"workers": workers, "storage": storage, "force": force}
+    plans(context(src, src.model, progress, measured=not trains, **options))  # … and plans
     _claim(out, src.recipe, force)
     handler = _log_to(out / "log.txt")
     try:
         model = _train_source(src, progress, out) if trains else src.model
-        ctx = context(src, model, progress, workers=workers, run_dir=out)
+        ctx = context(src, model, progress, run_dir=out, **options)
         (out / "recipe.yaml").write_text(Path(recipe_path).read_text())
         return _run(ctx, out, recipe_path)
     finally:

@@ -17,7 +17,8 @@ from slimkit.pipeline.context import Context, StageResult
 from slimkit.pipeline.recipe import RecipeError
 from slimkit.pipeline.registry import planner, stage
 from slimkit.record import record_of
-from slimkit.search import SearchConfig, run_search
+from slimkit.search import SearchConfig, SearchError, run_search
+from slimkit.search.storage import open_storage
 
 
 class SearchStage(SearchConfig):
@@ -31,11 +32,11 @@ def run_search_stage(ctx: Context, model: nn.Module, cfg: SearchStage) -> StageR
         raise RecipeError(f"stages[{ctx.index}].search: architecture search trains and "
                           f"scores candidates by cross-entropy; this run's task is "
                           f"{ctx.task.kind} (search supports classification)")
-    seed = cfg.seed if "seed" in cfg.model_fields_set else ctx.recipe.seed
-    sc = cfg.replace(run_dir=ctx.dir / "search", seed=seed)
+    sc = _config(ctx, cfg)
     t0 = time.perf_counter()
     result = run_search(sc, model=model if sc.space == "prune" else None,
-                        workers=ctx.run.workers)
+                        workers=ctx.run.workers, owner=ctx.recipe.identity(),
+                        replace=ctx.run.force)
     if result.latency:
         ctx.notes.append(result.latency)
     attempts, models = [], []
@@ -61,8 +62,22 @@ def run_search_stage(ctx: Context, model: nn.Module, cfg: SearchStage) -> StageR
                        False, info, a)
 
 
+def _config(ctx: Context, cfg: SearchStage) -> SearchConfig:
+    """The stage's search: its run directory; the seed, the recipe's unless given; the storage,
+    the command line's (--storage) over the recipe's."""
+    seed = cfg.seed if "seed" in cfg.model_fields_set else ctx.recipe.seed
+    return cfg.replace(run_dir=ctx.dir / "search", seed=seed,
+                       storage=ctx.run.storage or cfg.storage)
+
+
 @planner("search")
 def plan_search(ctx: Context, model: nn.Module, cfg: SearchStage):
+    storage = ctx.run.storage or cfg.storage
+    if storage is not None:  # unreachable or without its driver: say so before any work
+        try:
+            open_storage(cfg.replace(storage=storage, run_dir=None))
+        except SearchError as e:
+            raise RecipeError(f"stages[{ctx.index}].search: {e}") from None
     return (f"{cfg.strategy} over space '{cfg.space}', {cfg.n_trials} trials, objectives "
             f"{list(cfg.objectives)}, constraints {[str(c) for c in cfg.constraints]}, "
             f"evaluator {cfg.evaluator}; retrain top {cfg.top_k}"), model

@@ -48,14 +48,15 @@ def make_evaluator(config: SearchConfig, space: Space, data: SearchData) -> Eval
 
 
 class _Worker:
-    def __init__(self, config: SearchConfig, space: Space, evaluator: Evaluator, table) -> None:
+    def __init__(self, config: SearchConfig, space: Space, evaluator: Evaluator, table,
+                 owner: str | None = None) -> None:
         self.cfg, self.space, self.evaluate, self.table = config, space, evaluator, table
         sampler = make_sampler(config.strategy, space, config.seed, config.evolution,
                                config.reinforce)
         if hasattr(sampler, "constrain"):  # redraws: infeasible or already finished ones
             sampler.constrain(self.feasible if config.constraints else None,
                               config.feasible_draws)
-        self.study = open_study(config, space, sampler)
+        self.study = open_study(config, space, sampler, owner)
         self._costs: dict[tuple, Costs] = {}  # encoding → costs (a redrawn one is costed once)
         self._last: tuple | None = None  # (encoding, model) of the last draw feasible() built
         self.lease = Lease(config.heartbeat_s)
@@ -166,36 +167,43 @@ class _Worker:
 
 
 def search_worker(config: SearchConfig, space: Space, evaluator: Evaluator | None = None,
-                  data: SearchData | None = None, table=None):
+                  data: SearchData | None = None, table=None, owner: str | None = None):
     """Run trials until the study holds config.n_trials completed ones; returns the study.
     table: the LatencyTable that costs latency (default: latency_table(config, space), the
-    cached calibration of this space, or a new one)."""
+    cached calibration of this space, or a new one). owner: who the study belongs to (a
+    recipe's identity); a study of another owner is refused."""
     evaluator = evaluator or make_evaluator(config, space, data or search_data(config.data))
     table = table if table is not None else latency_table(config, space)
-    return _Worker(config, space, evaluator, table).run()
+    return _Worker(config, space, evaluator, table, owner).run()
 
 
-def _worker_main(config_dict: dict) -> None:  # a spawned worker process
+def _worker_main(config_dict: dict, owner: str | None) -> None:  # a spawned worker process
 
     torch.set_num_threads(1)
     config = SearchConfig.from_dict(config_dict)
-    search_worker(config, get_space(config.space, **config.space_options))
+    search_worker(config, get_space(config.space, **config.space_options), owner=owner)
 
 
 def run_search(config: SearchConfig, *, space: Space | None = None,
                evaluator: Evaluator | None = None, data: SearchData | None = None,
-               model: torch.nn.Module | None = None, workers: int = 1):
+               model: torch.nn.Module | None = None, workers: int = 1,
+               owner: str | None = None, replace: bool = False):
     """Search, then retrain the top_k candidates from scratch (pruning spaces: fine-tune),
     export and benchmark them. Returns a SearchResult. space: a Space object (default: the
-    config's registered one; 'prune' builds the per-layer ratio space of `model`)."""
+    config's registered one; 'prune' builds the per-layer ratio space of `model`).
+    owner: who the study belongs to (a recipe's identity): a study of another owner is refused,
+    or with replace=True deleted first. Other hosts join by running the same config (and
+    owner) against the same storage URL."""
     if space is None:
         space = _resolve_space(config, model)
     data = data or search_data(config.data)
     t0 = time.perf_counter()
+    # the study exists and is checked (schema, owner, identity) before any worker opens it
+    open_study(config, space, None, owner, replace)
     table = latency_table(config, space)  # calibrated (and cached) before any worker starts
-    procs = _spawn_workers(config, evaluator, workers - 1) if workers > 1 else []
+    procs = _spawn_workers(config, evaluator, workers - 1, owner) if workers > 1 else []
     try:
-        study = search_worker(config, space, evaluator, data, table)
+        study = search_worker(config, space, evaluator, data, table, owner)
         seconds = time.perf_counter() - t0
     finally:
         for p in procs:
@@ -209,7 +217,7 @@ def run_search(config: SearchConfig, *, space: Space | None = None,
     return finish(result, config, space, data, table)
 
 
-def _spawn_workers(config, evaluator, n: int) -> list:
+def _spawn_workers(config, evaluator, n: int, owner: str | None) -> list:
     if evaluator is not None or (config.space not in SPACES and ":" not in config.space):
         raise SearchError("workers > 1 starts processes from the config alone: name the space "
                           "in the registry or as 'pkg.module:function' and use the built-in "
@@ -218,7 +226,7 @@ def _spawn_workers(config, evaluator, n: int) -> list:
         raise SearchError("workers > 1 needs a storage they can share: set run_dir (SQLite / "
                           "'journal') or storage")
     ctx = mp.get_context("spawn")  # not fork: torch's thread pools do not survive a fork
-    procs = [ctx.Process(target=_worker_main, args=(config.to_dict(),)) for _ in range(n)]
+    procs = [ctx.Process(target=_worker_main, args=(config.to_dict(), owner)) for _ in range(n)]
     for p in procs:
         p.start()
     return procs

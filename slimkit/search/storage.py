@@ -5,6 +5,9 @@ and the bookkeeping that lets workers share it and a killed search resume.
 - Identity: the space and the parts of the config that give trials their meaning are stored
   as study attributes; resuming with a different space, strategy, objective or constraint is
   refused with the difference named.
+- Owner: a study made by a recipe run carries that recipe's identity; another recipe (on this
+  host or another sharing the URL) is refused, or with replace=True deletes it and starts anew.
+  A study of the same owner is always joined, never replaced, so hosts cannot erase each other.
 - Leases: the worker running a trial writes its host:pid and a heartbeat into the trial (user
   attr 'lease'); a RUNNING trial whose worker is gone (same host, pid dead) or silent for 3
   heartbeats is marked FAIL ('lost'), so a restarted search loses only the trials that ran.
@@ -12,6 +15,7 @@ and the bookkeeping that lets workers share it and a killed search resume.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -42,8 +46,7 @@ def open_storage(config: SearchConfig):
     try:
         if spec == "journal" or spec.startswith("journal:"):
             return _journal(spec, run_dir)
-        kwargs = {"connect_args": {"timeout": 60}} if spec.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs)
+        return _rdb(spec)
     except SearchError:
         raise
     except Exception as e:  # noqa: BLE001 — sqlalchemy / driver errors: keep the cause, name the URL
@@ -51,6 +54,43 @@ def open_storage(config: SearchConfig):
         raise SearchError(f"cannot open search storage {spec!r}: {type(e).__name__}: {first} "
                           "(use an sqlite:///PATH, postgresql://…, mysql://… URL whose driver "
                           "is installed, or 'journal' / 'journal:PATH')") from e
+
+
+def _rdb(spec: str):
+    spec = _with_driver(spec)
+    if spec.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 60}}
+    elif spec.startswith("postgresql"):  # an unreachable host fails in seconds, not minutes
+        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    else:
+        kwargs = {}
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs)
+        except Exception as e:  # noqa: BLE001
+            # workers of several hosts creating the schema at once: one wins, the others'
+            # CREATE TABLE collides; a second look finds the tables. A refused connection
+            # or a missing driver fails the same way every time: no point waiting.
+            if attempt == 2 or not _racing(e):
+                raise
+            time.sleep(0.5 + attempt)
+
+
+def _with_driver(spec: str) -> str:
+    """postgresql://… with the PostgreSQL driver that is installed: SQLAlchemy's default
+    changed from psycopg2 (2.0) to psycopg 3 (2.1); slimkit[postgres] installs psycopg 3."""
+    if not spec.startswith("postgresql://"):
+        return spec
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return spec.replace("postgresql://", f"postgresql+{dialect}://", 1)
+    raise SearchError(f"cannot open search storage {spec!r}: no PostgreSQL driver is "
+                      "installed (pip install 'slimkit[postgres]': psycopg)")
+
+
+def _racing(e: Exception) -> bool:
+    text = f"{type(e).__name__} {e}".lower()
+    return any(k in text for k in ("already exists", "duplicate", "unique", "integrity"))
 
 
 def _journal(spec: str, run_dir):
@@ -69,9 +109,13 @@ def _journal(spec: str, run_dir):
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-def open_study(config: SearchConfig, space: Space, sampler) -> optuna.Study:
-    """Create the study, or load it and check it is the same search."""
+def open_study(config: SearchConfig, space: Space, sampler, owner: str | None = None,
+               replace: bool = False) -> optuna.Study:
+    """Create the study, or load it and check it is the same search (and owner's).
+    replace: delete a study another owner left under this name first."""
     storage = open_storage(config)
+    if replace and owner is not None:
+        _replace_foreign(storage, config.study_name, owner)
     study = optuna.create_study(storage=storage, study_name=config.study_name, sampler=sampler,
                                 directions=config.directions, load_if_exists=True)
     for _ in range(20):  # a worker that created it a moment ago is writing its identity
@@ -81,12 +125,29 @@ def open_study(config: SearchConfig, space: Space, sampler) -> optuna.Study:
     if "slimkit.space" not in study.user_attrs and not study.get_trials(deepcopy=False):
         study.set_user_attr("slimkit.space", space.to_dict())  # racing workers write the same
         study.set_user_attr("slimkit.config", json.loads(json.dumps(config.identity())))
-    _check_same(study, config, space)
+        if owner is not None:
+            study.set_user_attr("slimkit.owner", owner)
+    _check_same(study, config, space, owner)
     return study
 
 
-def _check_same(study: optuna.Study, config: SearchConfig, space: Space) -> None:
+def _replace_foreign(storage, name: str, owner: str) -> None:
+    try:
+        old = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return  # no such study yet
+    if old.user_attrs.get("slimkit.owner") != owner:
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+def _check_same(study: optuna.Study, config: SearchConfig, space: Space,
+                owner: str | None = None) -> None:
     where = f"study '{study.study_name}'"
+    theirs = study.user_attrs.get("slimkit.owner")
+    if owner is not None and theirs not in (None, owner):
+        raise SearchError(f"cannot join {where}: another recipe created it (recipe identity "
+                          f"{theirs}, this one {owner}); give another study_name or storage, "
+                          "or pass --force to delete that study and start this one")
     stored = study.user_attrs.get("slimkit.space")
     if stored is None:
         raise SearchError(f"cannot resume {where}: it was not created by slimkit.search")

@@ -2,13 +2,16 @@
 
 A checkpoint is one dict of tensors and plain Python values (torch.load(weights_only=True)
 can read it). Files are `step-00001234.pt` in one directory; a new one is written to a temp
-file and renamed, so a crash mid-write never touches the previous good checkpoint.
+file and renamed, so a crash mid-write never touches the previous good checkpoint. Sharded
+training (train/shard.py) writes directories `step-00001234/` the same way; both kinds are
+listed here, the newest first to resume from.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -16,7 +19,7 @@ import torch
 from slimkit.atomic import atomic_path
 from slimkit.errors import SlimkitError
 
-_NAME = re.compile(r"step-(\d{8})\.pt$")
+_NAME = re.compile(r"^step-(\d{8})(\.pt)?$")
 
 
 class CheckpointError(SlimkitError):
@@ -29,9 +32,21 @@ def write(state: dict, directory: str | os.PathLike, step: int, keep: int = 2) -
     path = directory / f"step-{step:08d}.pt"
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-    for old in list_checkpoints(directory)[:-keep]:
-        old.unlink(missing_ok=True)
+    prune(directory, keep)
     return path
+
+
+def prune(directory: str | os.PathLike, keep: int = 2) -> None:
+    """Delete all but the newest `keep` checkpoints (files or sharded directories)."""
+    for old in list_checkpoints(directory)[:-keep]:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+def is_sharded(path: str | os.PathLike) -> bool:
+    return Path(path).is_dir()
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
@@ -39,7 +54,8 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if _NAME.search(p.name))
+    return sorted((p for p in directory.iterdir() if _NAME.search(p.name)),
+                  key=lambda p: int(_NAME.search(p.name).group(1)))
 
 
 def read(path: str | os.PathLike) -> dict:

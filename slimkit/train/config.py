@@ -46,6 +46,10 @@ class TrainConfig(Schedule):
     """bf16: autocast; fp16: autocast + GradScaler (CUDA; slow on CPU)."""
     seed: int = 0
     """Seeds the model's initialisation and the data order."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Under torchrun: ddp (every rank holds the whole model, gradients and optimizer state)
+    or fsdp (FSDP2: each rank holds 1/world of them; a model too large for one worker;
+    sharded checkpoints). Ignored in one process."""
     checkpoint_dir: Path | None = None
     """Where checkpoints go (resume=True reads the latest)."""
     checkpoint_every: int = Field(0, ge=0)

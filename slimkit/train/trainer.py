@@ -7,7 +7,10 @@
       every grad_accum micro-batches: unscale, clip, step, zero, schedule, callbacks,
                                        log, checkpoint (rank 0, atomic)
 Runs unchanged under `torchrun --nproc_per_node=N` (gloo on CPU, NCCL on GPU); the global batch
-is split across ranks, so 1 and N processes see the same optimizer steps.
+is split across ranks, so 1 and N processes see the same optimizer steps. parallel='fsdp'
+shards the model, gradients and optimizer state across ranks (train/shard.py) instead of
+replicating them; torchrun --max-restarts restarts killed workers, which resume here from the
+last checkpoint (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -29,7 +34,7 @@ from slimkit.callbacks import Callback
 from slimkit.errors import ConfigError
 from slimkit.progress import Bar
 from slimkit.task import Task
-from slimkit.train import checkpoint
+from slimkit.train import checkpoint, shard
 from slimkit.train.config import TrainConfig
 from slimkit.train.guard import LossGuard, TrainingError, describe_loss
 from slimkit.train.precision import warn_if_slow
@@ -80,9 +85,9 @@ class Trainer:
             raise ConfigError("train_data is empty: the trainer needs at least one sample")
         torch.manual_seed(config.seed)
         self.model = model.to(self.device)
-        self.module = model  # what runs forward: the model, or its DDP wrapper
-        if self.world > 1:
-            self.module = nn.parallel.DistributedDataParallel(model)  # broadcasts buffers too
+        self.sharded = self.world > 1 and config.parallel == "fsdp"
+        self._skeleton = shard.skeleton(model) if self.sharded else None
+        self.module = self._wrap(model)  # what runs forward: the model, or its DDP wrapper
         self.sampler = DistributedSampler(train_data, self.world, self.rank, shuffle=True,
                                           seed=config.seed)
         # a private generator: each epoch's iterator draws a base seed from it, and from the
@@ -111,14 +116,33 @@ class Trainer:
         """Train `model` from here on (a pruning schedule cut the old one): a fresh optimizer
         over its tensors, the LR schedule continuing where it was."""
         sched = self.scheduler.state_dict()
+        if self.sharded:
+            raise ConfigError("replacing the model mid-training (a pruning schedule) is not "
+                              "supported with parallel='fsdp': prune first, then fine-tune "
+                              "sharded, or use parallel='ddp'")
         self.model = model.to(self.device)
-        self.module = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        self.module = self._wrap(model)
         self.optimizer = _optimizer(model, self.cfg, self.extra_parameters)
         self.scheduler = _scheduler(self.optimizer, self.cfg, self.total_steps)
         self.scheduler.load_state_dict(sched)
         for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(),
                              strict=True):
             group["lr"] = lr
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.world == 1:
+            return model
+        if self.sharded:
+            return shard.shard(model)  # in place: model is the sharded module
+        return nn.parallel.DistributedDataParallel(model)  # broadcasts buffers too
+
+    def consolidated(self) -> nn.Module | None:
+        """The trained model as one plain module, to save or export: under parallel='fsdp'
+        its shards gathered on rank 0 (None on the other ranks; every rank must call it);
+        otherwise the model itself."""
+        if not self.sharded:
+            return self.model
+        return shard.consolidate(self.model, self._skeleton)
 
     def __enter__(self) -> Trainer:
         return self
@@ -194,7 +218,12 @@ class Trainer:
             cb.on_epoch_end(self)
 
     def _forward_backward(self, x, y, last_micro: bool) -> float:
-        sync = nullcontext() if last_micro or self.world == 1 else self.module.no_sync()
+        if self.sharded:  # FSDP2: reduce-scatter the gradients only on the step's last one
+            self.module.set_requires_gradient_sync(last_micro)
+            self.sync_buffers()  # as DDP does before each forward: one set of BN / observers
+            sync = nullcontext()
+        else:
+            sync = nullcontext() if last_micro or self.world == 1 else self.module.no_sync()
         with sync:
             with self._autocast():
                 loss = self.loss_fn(self.module, x, y)  # x: (B/world, ...), loss: ()
@@ -212,8 +241,13 @@ class Trainer:
                     p.grad /= self.world
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_([*self.model.parameters(), *self.extra_parameters],
-                                     self.cfg.grad_clip)
+            if self.sharded:  # sharded (DTensor) and plain gradients do not mix in one norm
+                nn.utils.clip_grad_norm_(list(self.model.parameters()), self.cfg.grad_clip)
+                if self.extra_parameters:
+                    nn.utils.clip_grad_norm_(self.extra_parameters, self.cfg.grad_clip)
+            else:
+                nn.utils.clip_grad_norm_([*self.model.parameters(), *self.extra_parameters],
+                                         self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -271,9 +305,14 @@ class Trainer:
     # ---- checkpoints ---------------------------------------------------------------------
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                **self._counters()}
+
+    def _counters(self) -> dict:
+        """Everything but the model and optimizer (a sharded checkpoint's trainer.pt)."""
+        return {"scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "rng": torch.get_rng_state(), "world": self.world,
+                "parallel": "fsdp" if self.sharded else "ddp",
                 # parameters trained beside the model (a Distiller's feature adapters); their
                 # optimizer moments are in "optimizer" already
                 "extra": [p.detach().clone() for p in self.extra_parameters]}
@@ -302,8 +341,14 @@ class Trainer:
     def save_checkpoint(self) -> None:
         self._last_checkpoint = _clock()
         self.sync_buffers()
-        if self.rank == 0:
-            checkpoint.write(self.state(), self.cfg.checkpoint_dir, self.step)
+        directory = Path(self.cfg.checkpoint_dir)
+        if self.sharded:
+            shard.save(self.model, self.extra_parameters, self.optimizer, self._counters(),
+                       directory, self.step)
+            if self.rank == 0:
+                checkpoint.prune(directory)
+        elif self.rank == 0:
+            checkpoint.write(self.state(), directory, self.step)
         if self.world > 1:
             dist.barrier()
 
@@ -314,6 +359,12 @@ class Trainer:
         if path is None:
             return None  # nothing saved yet: a fresh start
         log.info("resuming from %s", path)
+        if checkpoint.is_sharded(path):  # model and optimizer: loaded in _load_states
+            return {**shard.read_meta(path), "sharded": path}
+        if self.sharded:
+            raise ConfigError(f"checkpoint {path} holds a whole model (written with "
+                              "parallel='ddp' or one process); parallel='fsdp' resumes only "
+                              "from sharded checkpoints: resume it with parallel='ddp'")
         return checkpoint.read(path)
 
     def _restore(self) -> None:
@@ -323,7 +374,14 @@ class Trainer:
             self._load_states(s)
 
     def _load_states(self, s: dict) -> None:
-        self.model.load_state_dict(s["model"])
+        if s.get("world", self.world) != self.world and self.rank == 0:
+            log.warning("resuming a checkpoint of %d ranks with %d: the model and optimizer "
+                        "are whole again, but the rest of epoch %d sees a different sample "
+                        "order", s["world"], self.world, s["epoch"] + 1)
+        if "sharded" in s:  # DCP reshards to this run's world (or loads whole tensors)
+            shard.load(self.model, self.extra_parameters, self.optimizer, s["sharded"])
+        else:
+            self.model.load_state_dict(s["model"])
         extra = s.get("extra", [])
         if [tuple(t.shape) for t in extra] != [tuple(p.shape) for p in self.extra_parameters]:
             raise ConfigError(
@@ -334,7 +392,8 @@ class Trainer:
         with torch.no_grad():
             for p, t in zip(self.extra_parameters, extra, strict=True):
                 p.copy_(t)
-        self.optimizer.load_state_dict(s["optimizer"])
+        if "sharded" not in s:
+            self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
         self.step, self.epoch, self.batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
@@ -356,6 +415,7 @@ def _init_distributed() -> tuple[int, int, torch.device, bool]:
     cuda = torch.cuda.is_available()
     joined = world > 1 and not dist.is_initialized()
     if joined:
+        _warn_shared_store()
         dist.init_process_group("nccl" if cuda else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     if cuda:
@@ -363,6 +423,19 @@ def _init_distributed() -> tuple[int, int, torch.device, bool]:
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local), joined
     return rank, world, torch.device("cpu"), joined
+
+
+def _warn_shared_store() -> None:
+    """torchrun's workers share the rendezvous' TCP store by default; after a restart a worker
+    can read the previous attempt's addresses there and never connect (PyTorch issue 135712:
+    'Connection refused' or a hang). Without the sharing every attempt has a fresh store."""
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    if restarts and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and \
+            os.environ.get("RANK") == "0":
+        warnings.warn("torchrun --max-restarts with the rendezvous store shared by the workers "
+                      "(the default): a restarted job can fail to connect or hang; set "
+                      "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's environment "
+                      "(docs/scaling.md)", RuntimeWarning, stacklevel=3)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig, extra: list) -> torch.optim.Optimizer:

@@ -93,3 +93,25 @@ def test_resume_with_a_different_space_or_strategy_is_refused(tmp_path):
 def test_a_storage_that_cannot_be_opened_gets_a_clear_error(url, match):
     with pytest.raises(SearchError, match=match):
         search_worker(SearchConfig(storage=url, n_trials=1), tiny_space(), ScoreEvaluator())
+
+
+def test_search_command_with_an_unreachable_storage_stops_before_any_work(tmp_path):
+    """Named with its URL, exit code 2, and no run directory: the planner opens the storage
+    before the source model is trained or anything is written."""
+    from click.testing import CliRunner
+
+    from slimkit.cli import main
+
+    recipe = tmp_path / "s.yaml"
+    recipe.write_text("""
+model: {factory: slimkit.models:DigitsCNN, kwargs: {width: 0.25}, train: {epochs: 1}}
+data: {digits: {}}
+stages:
+  - search: {space: digits, strategy: random, n_trials: 2}
+""")
+    url = "postgresql://slimkit@127.0.0.1:1/nowhere"  # port 1: nothing listens
+    res = CliRunner().invoke(main, ["search", str(recipe), "--out", str(tmp_path / "run"),
+                                    "--storage", url, "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert f"stages[0].search: cannot open search storage '{url}'" in res.output
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,235 @@
+"""Beyond one machine, measured: the search on a real PostgreSQL server, elastic two-node
+training with a killed worker, and how large a model QAT trains sharded (FSDP2) vs replicated
+(DDP) within one memory limit per worker.
+
+1. Search: the digits space, proxy-trained candidates (1 thread each), one study of N trials on
+   a PostgreSQL server started in a temporary directory (Debian's postgresql): 1 worker process
+   vs 4, then 4 with one SIGKILLed mid-search. Trials completed, asked beyond the budget
+   (surplus, never evaluated), lost, wall time. The machine's cores bound the speed-up.
+2. Elastic training: two torchrun launchers on localhost (c10d rendezvous: two "nodes"), QAT +
+   distillation, rank 1 SIGKILLed at step 25: completed or not, the checkpoint it resumed
+   from, top-1 vs an uninterrupted run of the same two ranks.
+3. FSDP: an MLP of width W (4 W×W layers) with w8a8 QAT and AdamW, 2 ranks under torchrun,
+   parallel ddp vs fsdp: the peak resident memory of a worker for each W; the largest W whose
+   peak stays under the limit (measured, not enforced: the limit is a line drawn through the
+   measured peaks).
+
+    python benchmarks/scale_out.py [--trials 16] [--limit-gib 2.0] [--parts search,elastic,fsdp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from slimkit.latency.machine import machine_line  # noqa: E402
+
+WIDTHS = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+# ---- 1. search on PostgreSQL ------------------------------------------------------------------
+def _search_config(url: str, trials: int):
+    from slimkit.search import SearchConfig
+
+    return SearchConfig.from_dict({"space": "digits", "strategy": "random", "n_trials": trials,
+                                   "proxy": {"epochs": 1, "data_fraction": 0.3},
+                                   "storage": url, "seed": 0})
+
+
+def _search_run(url: str, trials: int, workers: int, kill_after: int | None) -> dict:
+    import optuna
+
+    from slimkit.search.runner import _worker_main
+    from slimkit.search.storage import open_storage, tally
+
+    cfg = _search_config(url, trials)
+    ctx = mp.get_context("spawn")
+    t0 = time.perf_counter()
+    procs = [ctx.Process(target=_worker_main, args=(cfg.to_dict(), "bench")) for _ in
+             range(workers)]
+    for p in procs:
+        p.start()
+    killed = 0
+    if kill_after is not None:
+        study = None
+        while True:
+            time.sleep(0.2)
+            try:
+                study = study or optuna.load_study(study_name=cfg.study_name,
+                                                   storage=open_storage(cfg))
+            except KeyError:
+                continue
+            t = tally(study)
+            if t.complete >= kill_after and t.running >= 1:
+                os.kill(procs[0].pid, signal.SIGKILL)
+                killed = 1
+                break
+    for p in procs:
+        p.join()
+    seconds = time.perf_counter() - t0
+    study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg))
+    t = tally(study)
+    trials_ = study.get_trials(deepcopy=False)
+    surplus = sum("surplus" in tr.user_attrs for tr in trials_)
+    evaluated = sum("metrics" in tr.user_attrs for tr in trials_)
+    workers_seen = len({tr.user_attrs["lease"][0] for tr in trials_
+                        if tr.state.name == "COMPLETE"})
+    return {"workers": workers, "killed": killed, "seconds": seconds, "complete": t.complete,
+            "evaluated": evaluated, "surplus": surplus, "lost": t.lost, "failed": t.failed,
+            "took_part": workers_seen}
+
+
+def search_part(trials: int) -> None:
+    from tests.postgres import missing, postgres_server
+
+    why = missing()
+    if why:
+        print(f"search on PostgreSQL: skipped ({why})\n")
+        return
+    print(f"1. search on PostgreSQL: digits space, {trials} proxy-trained trials, one thread "
+          "per worker process")
+    with postgres_server() as server:
+        rows = [_search_run(server.database("one"), trials, 1, None),
+                _search_run(server.database("four"), trials, 4, None),
+                _search_run(server.database("killed"), trials, 4, trials // 3)]
+    base = rows[0]["seconds"]
+    print(" workers  killed   wall s  speed-up  complete  evaluated  surplus  lost  failed  "
+          "took part")
+    for r in rows:
+        print(f" {r['workers']:7d}  {r['killed']:6d}  {r['seconds']:7.1f}  "
+              f"{base / r['seconds']:7.2f}×  {r['complete']:8d}  {r['evaluated']:9d}  "
+              f"{r['surplus']:7d}  {r['lost']:4d}  {r['failed']:6d}  {r['took_part']:9d}")
+    print("evaluated = complete + lost would mean no trial ran twice; surplus trials were "
+          "asked past the budget and never evaluated\n")
+
+
+# ---- 2. elastic two-node training ------------------------------------------------------------
+def elastic_part() -> None:
+    os.environ["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"  # docs/scaling.md: why
+    from tests.train.test_elastic import _node, _port, uninterrupted
+
+    print("2. elastic training: 2 torchrun nodes (c10d), QAT + distillation, rank 1 killed at "
+          "step 25 of 44")
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        args = [d / "ckpt", d / "e.pt", "--resume", "--kill-at", 25, "--kill-rank", 1, "--qat",
+                "--kd"]
+        port, t0 = _port(), time.perf_counter()
+        nodes = [_node(i, port, args) for i in range(2)]
+        codes = []
+        for n in nodes:
+            n.communicate(timeout=600)
+            codes.append(n.returncode)
+        seconds = time.perf_counter() - t0
+        done = all(c == 0 for c in codes) and (d / "e.pt").exists()
+        e = torch.load(d / "e.pt", weights_only=True) if done else {}
+        t1 = time.perf_counter()
+        one = uninterrupted(d / "one.pt", [d / "one", d / "one.pt", "--qat", "--kd"])
+        one_s = time.perf_counter() - t1
+    print(" run                   completed  resumed at  steps  top-1 %  wall s")
+    print(f" 2 nodes, 1 killed     {'yes' if done else 'NO':>9}  {e.get('resumed_at', '-'):>10}  "
+          f"{e.get('step', '-'):>5}  {e.get('accuracy', float('nan')):7.2f}  {seconds:6.1f}")
+    print(f" 2 ranks, not killed   {'yes':>9}  {'-':>10}  {one['step']:>5}  "
+          f"{one['accuracy']:7.2f}  {one_s:6.1f}")
+    if done:
+        print(f"top-1 difference {e['accuracy'] - one['accuracy']:+.2f} pt (tolerance ±1.0)\n")
+
+
+# ---- 3. FSDP vs DDP memory --------------------------------------------------------------------
+def fsdp_worker(width: int, parallel: str) -> None:
+    """Under torchrun: QAT-train the MLP a few steps; rank 0 prints the peak RSS of the ranks."""
+    import torch.distributed as dist
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    import slimkit as sk
+    from slimkit.train import TrainConfig, Trainer
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    layers = [nn.Linear(64, width), nn.ReLU()]
+    for _ in range(4):
+        layers += [nn.Linear(width, width), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(width, 10))
+    x = torch.randn(64, 64)
+    data = TensorDataset(x, torch.randint(0, 10, (64,)))
+    model = sk.prepare_qat(model, sk.QuantConfig.w8a8(), x[:8])
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-4, progress=False, parallel=parallel)
+    with Trainer(model, cfg, data) as t:
+        t.fit()
+        peak = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20])
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX)  # KiB → GiB, the larger rank
+        if t.rank == 0:
+            params = sum(p.numel() for p in model.parameters())  # a DTensor: the whole size
+            print(f"RESULT {peak.item():.3f} {params}", flush=True)
+
+
+def _fsdp_run(width: int, parallel: str) -> tuple[float, int] | None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           __file__, "--fsdp-worker", str(width), parallel]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")]
+    if r.returncode or not line:
+        print(f"   width {width} {parallel}: failed ({r.returncode}): {r.stderr[-400:]}")
+        return None
+    peak, params = line[-1].split()[1:]
+    return float(peak), int(params)
+
+
+def fsdp_part(limit_gib: float) -> None:
+    print(f"3. QAT (w8a8, AdamW) of an MLP with 4 W×W layers on 2 ranks: peak RSS per worker; "
+          f"limit {limit_gib:g} GiB per worker")
+    print("  width   params (M)   fp32 MB   ddp GiB   fsdp GiB   fsdp/ddp")
+    largest = {"ddp": None, "fsdp": None}
+    for w in WIDTHS:
+        ddp, fsdp = _fsdp_run(w, "ddp"), _fsdp_run(w, "fsdp")
+        if ddp is None or fsdp is None:
+            continue
+        params = ddp[1]
+        print(f"  {w:5d}   {params / 1e6:10.1f}   {params * 4 / 2**20:7.0f}   {ddp[0]:7.2f}   "
+              f"{fsdp[0]:8.2f}   {fsdp[0] / ddp[0]:8.2f}")
+        for name, (peak, _) in (("ddp", ddp), ("fsdp", fsdp)):
+            if peak <= limit_gib:
+                largest[name] = (w, params)
+    for name, got in largest.items():
+        where = "none of the widths" if got is None else (f"width {got[0]}, "
+                                                          f"{got[1] / 1e6:.1f} M parameters")
+        print(f"largest model under {limit_gib:g} GiB per worker, {name}: {where}")
+    print()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--limit-gib", type=float, default=2.0)
+    ap.add_argument("--parts", default="search,elastic,fsdp")
+    ap.add_argument("--fsdp-worker", nargs=2, default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.fsdp_worker:
+        return fsdp_worker(int(a.fsdp_worker[0]), a.fsdp_worker[1])
+    print(machine_line(2), f"· load {os.getloadavg()[0]:.1f}\n")
+    parts = a.parts.split(",")
+    if "search" in parts:
+        search_part(a.trials)
+    if "elastic" in parts:
+        elastic_part()
+    if "fsdp" in parts:
+        fsdp_part(a.limit_gib)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Sharded training (TrainConfig.parallel='fsdp'): PyTorch's FSDP2 `fully_shard`, and sharded
+checkpoints through torch.distributed.checkpoint (DCP).
+
+Under DDP every rank holds the whole model, its gradients and the optimizer's moments (AdamW:
+4× the parameters, before activations). FSDP2 keeps 1/world of each parameter per rank and
+gathers a layer's weights only for its forward and backward, so a model whose training state
+exceeds one worker trains on several.
+
+A sharded checkpoint is a directory `step-00001234/`: every rank writes its shards (DCP), rank
+0 the trainer's counters, scheduler and RNG (`trainer.pt`). It is written under a temporary
+name and renamed by rank 0 once every rank has finished, so a kill mid-write leaves the
+previous checkpoint as the latest. DCP reshards on load: a restart with another world size
+reads it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
+from torch.distributed.fsdp import fully_shard
+
+TRAINER_FILE = "trainer.pt"
+
+
+def shard(model: nn.Module) -> nn.Module:
+    """fully_shard every child that holds parameters (containers: their children), then the
+    root: each unit's weights are gathered just for its own forward / backward. In place."""
+    for unit in _units(model):
+        fully_shard(unit)
+    fully_shard(model)
+    return model
+
+
+def _units(model: nn.Module) -> list[nn.Module]:
+    out = []
+    for child in model.children():
+        if not any(True for _ in child.parameters()):
+            continue
+        if isinstance(child, nn.Sequential | nn.ModuleList | nn.ModuleDict):
+            out += _units(child)
+        else:
+            out.append(child)
+    return out
+
+
+def skeleton(model: nn.Module) -> nn.Module:
+    """A copy of the model's structure without storage (meta tensors), to consolidate into."""
+    return copy.deepcopy(model).to("meta")
+
+
+def consolidate(model: nn.Module, empty: nn.Module) -> nn.Module | None:
+    """The whole trained model as a plain module on rank 0 (None on the others). Collective."""
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                cpu_offload=True))
+    if dist.get_rank() != 0:
+        return None
+    out = empty.to_empty(device="cpu")
+    out.load_state_dict(full)
+    return out.eval()
+
+
+class _Trained(nn.Module):
+    """The model and the parameters trained beside it (a Distiller's adapters) as one module:
+    DCP's state-dict helpers name every tensor the optimizer holds by a module path."""
+
+    def __init__(self, model: nn.Module, extra) -> None:
+        super().__init__()
+        self.model, self.extra = model, nn.ParameterList(extra)  # the same tensors, no copy
+
+
+def save(model: nn.Module, extra, optimizer, meta: dict, directory: Path, step: int) -> Path:
+    """Write a sharded checkpoint `directory/step-XXXXXXXX/` (collective)."""
+    final = directory / f"step-{step:08d}"
+    tmp = directory / f".step-{step:08d}.tmp"
+    if dist.get_rank() == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed earlier attempt's leftovers
+    dist.barrier()
+    model_sd, optim_sd = get_state_dict(_Trained(model, extra), optimizer)
+    dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(tmp))
+    if dist.get_rank() == 0:
+        torch.save(meta, tmp / TRAINER_FILE)
+        _fsync_dir(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    dist.barrier()
+    return final
+
+
+def load(model: nn.Module, extra, optimizer, path: Path) -> None:
+    """Load a sharded checkpoint's model, extra parameters and optimizer into this run's (any
+    world size; collective when distributed)."""
+    trained = _Trained(model, extra)
+    model_sd, optim_sd = get_state_dict(trained, optimizer)
+    state = {"model": model_sd, "optimizer": optim_sd}
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(trained, optimizer, model_state_dict=state["model"],
+                   optim_state_dict=state["optimizer"])
+
+
+def read_meta(path: Path) -> dict:
+    return torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    for f in path.iterdir():
+        with open(f, "rb+") as fh:
+            os.fsync(fh.fileno())
