@@ -16,6 +16,7 @@ from slimkit.pipeline.inspect import inspect_model
 from slimkit.pipeline.summary import summary
 from slimkit.quant import QuantConfig, resolve_plan
 from slimkit.report import rebuild
+from slimkit.train import service
 
 
 @click.group()
@@ -98,9 +99,11 @@ def compress(recipe: Path, out: Path, force: bool, quiet: bool) -> None:
 
 
 def _run_recipe(recipe: Path, out: Path, force: bool, quiet: bool, **search) -> None:
-    try:
-        report = compress_recipe(recipe, out, force=force, progress=False if quiet else None,
-                                 **search)
+    try:  # under torchrun: rank 0 runs the recipe, its training stages run on every rank
+        report = service.on_ranks(lambda: compress_recipe(
+            recipe, out, force=force, progress=False if quiet else None, **search))
+        if report is None:
+            return  # a serving rank: rank 0 reports
     except KeyboardInterrupt:  # Ctrl-C: the checkpoints are written; say how to go on
         click.echo(f"\ninterrupted: run the same command again to resume from {out}",
                    err=True)

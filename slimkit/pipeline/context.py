@@ -22,7 +22,7 @@ from slimkit.pipeline.sources import Data, RunMetric
 from slimkit.progress import note
 from slimkit.quant.modules import QuantLayer
 from slimkit.task import Task
-from slimkit.train import TrainConfig, Trainer
+from slimkit.train import TrainConfig, service
 from slimkit.train.config import Schedule
 from slimkit.train.guard import describe_loss
 
@@ -160,12 +160,12 @@ class Context:
         cfg = TrainConfig(**spec.model_dump(include=set(Schedule.model_fields)),
                           seed=self.recipe.seed + self.index, checkpoint_dir=self.dir / tag,
                           checkpoint_seconds=5, progress=self.run.progress is not False)
-        with Trainer(model, cfg, self.data.train, loss_fn=loss_fn, extra_parameters=list(extra),
-                     task=self.task) as t:
-            history = t.fit(resume=True)
-            losses = [h["loss"] for h in history if "loss" in h]
-            self.training.append({"run": tag, "loss": describe_loss(t.loss_fn),
-                                  "first_losses": losses[:5], "last_loss": losses[-1:]})
+        # under torchrun (slimkit compress launched by it): on every rank, rank 0's model
+        t = service.train(model, cfg, self.data.train, loss_fn=loss_fn,
+                          extra_parameters=list(extra), task=self.task)
+        losses = [h["loss"] for h in t.history if "loss" in h]
+        self.training.append({"run": tag, "loss": describe_loss(t.loss_fn), "ranks": t.world,
+                              "first_losses": losses[:5], "last_loss": losses[-1:]})
         return model.eval()
 
     def recovery_loss(self, kd: bool, temperature: float = 4.0, alpha: float = 0.9):

@@ -48,7 +48,7 @@ from slimkit.pipeline.sources import (
 from slimkit.pipeline.stage_benchmark import note_deployment
 from slimkit.report import write_html
 from slimkit.task import Task
-from slimkit.train import TrainConfig, Trainer
+from slimkit.train import TrainConfig, service
 
 log = logging.getLogger("slimkit.pipeline")
 RUN_FORMAT = "slimkit.run/1"
@@ -93,8 +93,7 @@ def _train_source(src: Sources, progress, out: Path):
         return load(target / "model")
     cfg = TrainConfig(**spec.model_dump(), seed=src.recipe.seed, checkpoint_dir=target / "ckpt",
                       checkpoint_seconds=5, progress=progress is not False)
-    with Trainer(src.model, cfg, src.data.train, task=src.task) as t:
-        t.fit(resume=True)
+    service.train(src.model, cfg, src.data.train, task=src.task)  # every rank under torchrun
     save(src.model.eval(), target / "model")
     return src.model.eval()
 

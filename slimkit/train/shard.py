@@ -22,22 +22,18 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_state_dict,
-    set_state_dict,
-)
-from torch.distributed.fsdp import fully_shard
 
 TRAINER_FILE = "trainer.pt"
+# torch.distributed.checkpoint and fsdp load on first use: they cost 0.6 s at import, and
+# most runs never shard
 
 
 def shard(model: nn.Module) -> nn.Module:
     """fully_shard every child that holds parameters (containers: their children), then the
     root: each unit's weights are gathered just for its own forward / backward. In place."""
+    from torch.distributed.fsdp import fully_shard
+
     for unit in _units(model):
         fully_shard(unit)
     fully_shard(model)
@@ -57,12 +53,21 @@ def _units(model: nn.Module) -> list[nn.Module]:
 
 
 def skeleton(model: nn.Module) -> nn.Module:
-    """A copy of the model's structure without storage (meta tensors), to consolidate into."""
-    return copy.deepcopy(model).to("meta")
+    """A copy of the model's structure without storage (meta tensors), to consolidate into.
+    Its tensors are made on the meta device directly (a deepcopy memo), so the copy never
+    holds a second set of weights in memory."""
+    memo: dict = {}
+    for t in (*model.parameters(), *model.buffers()):
+        empty = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(empty, t.requires_grad) if isinstance(t, nn.Parameter) \
+            else empty
+    return copy.deepcopy(model, memo)
 
 
 def consolidate(model: nn.Module, empty: nn.Module) -> nn.Module | None:
     """The whole trained model as a plain module on rank 0 (None on the others). Collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
                                                                 cpu_offload=True))
     if dist.get_rank() != 0:
@@ -83,6 +88,9 @@ class _Trained(nn.Module):
 
 def save(model: nn.Module, extra, optimizer, meta: dict, directory: Path, step: int) -> Path:
     """Write a sharded checkpoint `directory/step-XXXXXXXX/` (collective)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
     final = directory / f"step-{step:08d}"
     tmp = directory / f".step-{step:08d}.tmp"
     if dist.get_rank() == 0:
@@ -103,6 +111,9 @@ def save(model: nn.Module, extra, optimizer, meta: dict, directory: Path, step: 
 def load(model: nn.Module, extra, optimizer, path: Path) -> None:
     """Load a sharded checkpoint's model, extra parameters and optimizer into this run's (any
     world size; collective when distributed)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
     trained = _Trained(model, extra)
     model_sd, optim_sd = get_state_dict(trained, optimizer)
     state = {"model": model_sd, "optimizer": optim_sd}

@@ -19,8 +19,8 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -408,14 +408,35 @@ def _to(x, device):
     return x.to(device) if isinstance(x, torch.Tensor) else x
 
 
+_MODE: list[bool | None] = [None]  # distributed_mode's setting; None: torchrun's environment
+
+
+@contextmanager
+def distributed_mode(on: bool | None) -> Iterator[None]:
+    """Trainers built inside: False, one-process whatever the environment says (rank 0 of a
+    program whose other ranks wait for jobs, train/service.py); True, on the process group
+    already joined; None, as torchrun's environment says (the default)."""
+    before, _MODE[0] = _MODE[0], on
+    try:
+        yield
+    finally:
+        _MODE[0] = before
+
+
 def _init_distributed() -> tuple[int, int, torch.device, bool]:
     """(rank, world, device, joined); joins the process group torchrun describes in the
     environment — `joined` says this call created it, so close() should destroy it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if _MODE[0] is False:
+        world = 1
+    elif _MODE[0] is True:
+        world = dist.get_world_size()
     cuda = torch.cuda.is_available()
+    if world == 1:
+        return 0, 1, torch.device("cuda" if cuda else "cpu"), False
     joined = world > 1 and not dist.is_initialized()
     if joined:
-        _warn_shared_store()
+        warn_shared_store()
         dist.init_process_group("nccl" if cuda else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     if cuda:
@@ -425,7 +446,7 @@ def _init_distributed() -> tuple[int, int, torch.device, bool]:
     return rank, world, torch.device("cpu"), joined
 
 
-def _warn_shared_store() -> None:
+def warn_shared_store() -> None:
     """torchrun's workers share the rendezvous' TCP store by default; after a restart a worker
     can read the previous attempt's addresses there and never connect (PyTorch issue 135712:
     'Connection refused' or a hang). Without the sharing every attempt has a fresh store."""
