@@ -12,10 +12,11 @@ training with a killed worker, and how large a model QAT trains sharded (FSDP2) 
 3. FSDP: an MLP of width W (4 W×W layers) with w8a8 QAT and AdamW, 2 ranks under torchrun,
    parallel ddp vs fsdp: the peak resident memory of a worker while it trains (VmHWM reset
    after the model is built and wrapped; the float original the QAT model's record keeps is
-   released), for each W; the largest W whose peak stays under the limit (measured, not
-   enforced: the limit is a line drawn through the measured peaks).
+   released), for each W; for each memory limit, the largest W whose peak stays under it
+   (measured, not enforced: the limit is a line drawn through the measured peaks).
 
-    python benchmarks/scale_out.py [--trials 16] [--limit-gib 3.0] [--parts search,elastic,fsdp]
+    python benchmarks/scale_out.py [--trials 16] [--limits-gib 2,3,4,6,8]
+                                   [--parts search,elastic,fsdp]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch  # noqa: E402
 
 from slimkit.latency.machine import machine_line  # noqa: E402
 
-WIDTHS = (1024, 2048, 4096, 6144, 8192)
+WIDTHS = (1024, 2048, 3072, 4096, 5120, 6144, 7168, 8192)
 
 
 # ---- 1. search on PostgreSQL ------------------------------------------------------------------
@@ -220,11 +221,11 @@ def _fsdp_run(width: int, parallel: str) -> tuple[float, int] | None:
     return float(peak), int(params)
 
 
-def fsdp_part(limit_gib: float) -> None:
-    print(f"3. QAT (w8a8, AdamW) of an MLP with 4 W×W layers on 2 ranks: peak RSS per worker; "
-          f"limit {limit_gib:g} GiB per worker")
+def fsdp_part(limits: list[float]) -> None:
+    print("3. QAT (w8a8, AdamW) of an MLP with 4 W×W layers on 2 ranks: peak RSS per worker "
+          "while training")
     print("  width   params (M)   fp32 MB   ddp GiB   fsdp GiB   fsdp/ddp")
-    largest = {"ddp": None, "fsdp": None}
+    peaks: dict[str, list[tuple[int, int, float]]] = {"ddp": [], "fsdp": []}
     for w in WIDTHS:
         ddp, fsdp = _fsdp_run(w, "ddp"), _fsdp_run(w, "fsdp")
         if ddp is None or fsdp is None:
@@ -233,19 +234,22 @@ def fsdp_part(limit_gib: float) -> None:
         print(f"  {w:5d}   {params / 1e6:10.1f}   {params * 4 / 2**20:7.0f}   {ddp[0]:7.2f}   "
               f"{fsdp[0]:8.2f}   {fsdp[0] / ddp[0]:8.2f}")
         for name, (peak, _) in (("ddp", ddp), ("fsdp", fsdp)):
-            if peak <= limit_gib:
-                largest[name] = (w, params)
-    for name, got in largest.items():
-        where = "none of the widths" if got is None else (f"width {got[0]}, "
-                                                          f"{got[1] / 1e6:.1f} M parameters")
-        print(f"largest model under {limit_gib:g} GiB per worker, {name}: {where}")
+            peaks[name].append((w, params, peak))
+    print("\n  limit per worker   largest DDP model        largest FSDP model")
+    for limit in limits:
+        cells = []
+        for name in ("ddp", "fsdp"):
+            fit = [(w, n) for w, n, peak in peaks[name] if peak <= limit]
+            cells.append(f"width {fit[-1][0]:5d} ({fit[-1][1] / 1e6:5.1f} M)" if fit
+                         else "none of the widths   ")
+        print(f"  {limit:8.1f} GiB       {cells[0]}   {cells[1]}")
     print()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=16)
-    ap.add_argument("--limit-gib", type=float, default=3.0)
+    ap.add_argument("--limits-gib", default="2,3,4,6,8")
     ap.add_argument("--parts", default="search,elastic,fsdp")
     ap.add_argument("--fsdp-worker", nargs=2, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -258,7 +262,7 @@ def main() -> None:
     if "elastic" in parts:
         elastic_part()
     if "fsdp" in parts:
-        fsdp_part(a.limit_gib)
+        fsdp_part([float(v) for v in a.limits_gib.split(",")])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The measurement core: latency / throughput / memory / size of several candidates, in one
-process, every ratio with its interval (sk.benchmark, the benchmark stage, the latency
-probes and the per-layer latency model all time through here).
+process, every ratio with its interval (sk.benchmark, the benchmark stage and the latency
+probes time through here; the per-layer latency model's sessions follow the same rules —
+latency/rounds.py: warm-up, interleaved rounds — and read each layer's kernel time from the
+runtime's profiler).
 
 Timing follows the project's rule for a drifting machine:
-- every session is warmed up until its times settle (stats.settled);
+- every session is warmed up until its times settle (rounds.warm, stats.settled);
 - then rounds: every candidate runs `runs_per_round` times back to back, the candidates in a
   fresh seeded random order each round, so drift — and whatever a neighbour leaves running —
   hits all alike;
@@ -42,6 +44,7 @@ from torch import nn
 from slimkit.batch import as_args
 from slimkit.deploy.runtimes import session
 from slimkit.latency.machine import environment, machine_line
+from slimkit.latency.rounds import timed_round, warm
 from slimkit.latency.stats import (
     NOISY,
     contended,
@@ -51,9 +54,6 @@ from slimkit.latency.stats import (
     others_share,
     ratio_interval,
 )
-from slimkit.latency.stats import settled as has_settled
-
-MAX_WARMUP = 30  # warm-up runs at most, per session
 
 
 @dataclass
@@ -164,11 +164,7 @@ def _open(c: Candidate, xs: tuple, threads: int, alone: bool, warmup: int):
     try:
         s = session(c.model, c.runtime, threads, spin=alone, precision=c.precision,
                     config=c.config)
-        times = []
-        while len(times) < MAX_WARMUP and (len(times) < warmup or not has_settled(times)):
-            t = time.perf_counter()
-            s.run(xs)
-            times.append(time.perf_counter() - t)
+        warm(lambda: s.run(xs), warmup)
     except Exception as e:  # noqa: BLE001 — a runtime refusing one model: said, not fatal
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         return None, 0.0, f"{type(e).__name__}: {first[:200]}"
@@ -177,15 +173,8 @@ def _open(c: Candidate, xs: tuple, threads: int, alone: bool, warmup: int):
 
 def _round(sessions: list, xs: tuple, runs: int, rng: random.Random) -> list[list[float]]:
     """One round: every live session `runs` times back to back, in a random order."""
-    out: list[list[float]] = [[] for _ in sessions]
-    live = [i for i, s in enumerate(sessions) if s is not None]
-    for i in rng.sample(live, len(live)):
-        sessions[i].run(xs)  # re-warm after the switch; not timed
-        for _ in range(runs):
-            t = time.perf_counter()
-            sessions[i].run(xs)
-            out[i].append((time.perf_counter() - t) * 1e3)
-    return out
+    return timed_round([(lambda s=s: s.run(xs)) if s is not None else None
+                        for s in sessions], runs, rng)
 
 
 def measure(candidates: dict | list[Candidate], example_inputs, *, rounds: int = 10,

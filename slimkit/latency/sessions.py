@@ -13,13 +13,13 @@ import bisect
 import json
 import random
 import statistics
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
 from slimkit.deploy.runtimes import openvino_config
+from slimkit.latency.rounds import timed_round, warm
 
 # ops at a one-layer graph's edges that a network does not pay per layer (OpenVINO's
 # "Subgraph" is the input quantize / output dequantize of the graph, jitted on their own)
@@ -145,21 +145,17 @@ SESSIONS = {"ort": OrtLayerSession, "openvino": OvLayerSession}
 
 def interleaved_medians(runs: list, rounds: int, runs_per_round: int, warmup: int,
                         seed: int = 0) -> list[float]:
-    """Median seconds of each zero-argument callable, timed by the rules of bench/measure.py:
-    warm-up; rounds in a fresh seeded-random order; each block starts with one untimed call."""
+    """Median seconds of each zero-argument callable, timed by the rules every slimkit timer
+    follows (latency/rounds.py: warm-up until settled, interleaved rounds in a seeded random
+    order, each block after one untimed call)."""
     for r in runs:
-        for _ in range(warmup):
-            r()
+        warm(r, warmup)
     times: list[list[float]] = [[] for _ in runs]
     rng = random.Random(seed)
     for _ in range(rounds):
-        for i in rng.sample(range(len(runs)), len(runs)):
-            runs[i]()
-            for _ in range(runs_per_round):
-                t = time.perf_counter()
-                runs[i]()
-                times[i].append(time.perf_counter() - t)
-    return [statistics.median(t) for t in times]
+        for i, ms in enumerate(timed_round(runs, runs_per_round, rng)):
+            times[i] += ms
+    return [statistics.median(t) / 1e3 for t in times]
 
 
 __all__ = ["SESSIONS", "OrtLayerSession", "OvLayerSession", "interleaved_medians"]
