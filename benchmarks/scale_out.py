@@ -167,7 +167,7 @@ def elastic_part() -> None:
 
 
 # ---- 3. FSDP vs DDP memory --------------------------------------------------------------------
-def fsdp_worker(width: int, parallel: str) -> None:
+def fsdp_worker(width: int, parallel: str, recompute: bool = False) -> None:
     """Under torchrun: QAT-train the MLP a few steps; rank 0 prints the peak RSS of the ranks."""
     import torch.distributed as dist
     from torch import nn
@@ -188,7 +188,8 @@ def fsdp_worker(width: int, parallel: str) -> None:
     # the float original the record keeps (distillation's default teacher) would stay whole
     # on every rank: without a teacher, let it go — what is measured is the training state
     sk.record_of(model).original = None
-    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-4, progress=False, parallel=parallel)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-4, progress=False, parallel=parallel,
+                      recompute=recompute)
     with Trainer(model, cfg, data) as t:
         # the peak while training: the whole model each rank built before sharding it is not
         # counted (a model too large for one worker is built on the meta device instead)
@@ -208,9 +209,9 @@ def _vm_hwm_gib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def _fsdp_run(width: int, parallel: str) -> tuple[float, int] | None:
+def _fsdp_run(width: int, parallel: str, recompute: bool = False) -> tuple[float, int] | None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           __file__, "--fsdp-worker", str(width), parallel]
+           __file__, "--fsdp-worker", str(width), parallel, str(int(recompute))]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
                        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")]
@@ -221,28 +222,32 @@ def _fsdp_run(width: int, parallel: str) -> tuple[float, int] | None:
     return float(peak), int(params)
 
 
+MODES = {"ddp": ("ddp", False), "fsdp": ("fsdp", False), "fsdp+recompute": ("fsdp", True)}
+
+
 def fsdp_part(limits: list[float]) -> None:
     print("3. QAT (w8a8, AdamW) of an MLP with 4 W×W layers on 2 ranks: peak RSS per worker "
-          "while training")
-    print("  width   params (M)   fp32 MB   ddp GiB   fsdp GiB   fsdp/ddp")
-    peaks: dict[str, list[tuple[int, int, float]]] = {"ddp": [], "fsdp": []}
+          "while training (GiB); recompute: TrainConfig.recompute, activation checkpointing")
+    print("  width   params (M)   fp32 MB       ddp      fsdp   fsdp+recompute   fsdp/ddp   "
+          "fsdp+recompute/ddp")
+    peaks: dict[str, list[tuple[int, int, float]]] = {m: [] for m in MODES}
     for w in WIDTHS:
-        ddp, fsdp = _fsdp_run(w, "ddp"), _fsdp_run(w, "fsdp")
-        if ddp is None or fsdp is None:
+        got = {m: _fsdp_run(w, *how) for m, how in MODES.items()}
+        if any(v is None for v in got.values()):
             continue
-        params = ddp[1]
-        print(f"  {w:5d}   {params / 1e6:10.1f}   {params * 4 / 2**20:7.0f}   {ddp[0]:7.2f}   "
-              f"{fsdp[0]:8.2f}   {fsdp[0] / ddp[0]:8.2f}")
-        for name, (peak, _) in (("ddp", ddp), ("fsdp", fsdp)):
-            peaks[name].append((w, params, peak))
-    print("\n  limit per worker   largest DDP model        largest FSDP model")
+        params, ddp = got["ddp"][1], got["ddp"][0]
+        print(f"  {w:5d}   {params / 1e6:10.1f}   {params * 4 / 2**20:7.0f}   {ddp:7.2f}   "
+              f"{got['fsdp'][0]:7.2f}   {got['fsdp+recompute'][0]:14.2f}   "
+              f"{got['fsdp'][0] / ddp:8.2f}   {got['fsdp+recompute'][0] / ddp:18.2f}")
+        for m, (peak, _) in got.items():
+            peaks[m].append((w, params, peak))
+    print("\n  limit per worker   largest model:  " + "".join(f"{m:>22}" for m in MODES))
     for limit in limits:
         cells = []
-        for name in ("ddp", "fsdp"):
-            fit = [(w, n) for w, n, peak in peaks[name] if peak <= limit]
-            cells.append(f"width {fit[-1][0]:5d} ({fit[-1][1] / 1e6:5.1f} M)" if fit
-                         else "none of the widths   ")
-        print(f"  {limit:8.1f} GiB       {cells[0]}   {cells[1]}")
+        for m in MODES:
+            fit = [(w, n) for w, n, peak in peaks[m] if peak <= limit]
+            cells.append(f"{fit[-1][0]:5d} ({fit[-1][1] / 1e6:5.1f} M)" if fit else "none")
+        print(f"  {limit:8.1f} GiB                   " + "".join(f"{c:>22}" for c in cells))
     print()
 
 
@@ -251,10 +256,10 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--limits-gib", default="2,3,4,6,8")
     ap.add_argument("--parts", default="search,elastic,fsdp")
-    ap.add_argument("--fsdp-worker", nargs=2, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--fsdp-worker", nargs=3, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.fsdp_worker:
-        return fsdp_worker(int(a.fsdp_worker[0]), a.fsdp_worker[1])
+        return fsdp_worker(int(a.fsdp_worker[0]), a.fsdp_worker[1], a.fsdp_worker[2] == "1")
     print(machine_line(2), "\n")
     parts = a.parts.split(",")
     if "search" in parts:

@@ -50,6 +50,10 @@ class TrainConfig(Schedule):
     """Under torchrun: ddp (every rank holds the whole model, gradients and optimizer state)
     or fsdp (FSDP2: each rank holds 1/world of them; a model too large for one worker;
     sharded checkpoints). Ignored in one process."""
+    recompute: bool = False
+    """Activation checkpointing: each child module's forward runs again in its backward
+    instead of keeping its activations (and QAT's fake-quantized weights): less memory, about
+    one more forward per step."""
     checkpoint_dir: Path | None = None
     """Where checkpoints go (resume=True reads the latest)."""
     checkpoint_every: int = Field(0, ge=0)

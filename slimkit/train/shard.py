@@ -15,9 +15,11 @@ reads it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -38,6 +40,67 @@ def shard(model: nn.Module) -> nn.Module:
         fully_shard(unit)
     fully_shard(model)
     return model
+
+
+@contextlib.contextmanager
+def recomputing(model: nn.Module, on: bool = True) -> Iterator[None]:
+    """Activation checkpointing on the same units while the block runs (fit): each unit's
+    forward runs again during its backward instead of keeping what it saved (activations, and
+    QAT's fake-quantized weights — a whole weight per layer, unsharded). Module names and the
+    model object are unchanged; afterwards the units' forward is their own again."""
+    from torch.utils.checkpoint import checkpoint
+
+    units = _units(model) if on else []
+    for unit in units:
+        def again(*args, _forward=unit.forward, _unit=unit, **kwargs):
+            if not torch.is_grad_enabled():  # evaluation: nothing would be saved anyway
+                return _forward(*args, **kwargs)
+            return checkpoint(_forward, *args, use_reentrant=False,
+                              context_fn=lambda: _replay(_unit), **kwargs)
+
+        unit.forward = again  # an instance attribute, removed below
+    try:
+        yield
+    finally:
+        for unit in units:
+            del unit.forward
+
+
+STATE_NUMEL = 1 << 16  # buffers up to this size are state a forward may change
+
+
+def _replay(unit: nn.Module):
+    """checkpoint's context pair: the recomputation sees the buffers as the forward saw them
+    (BN statistics, QAT observers and step counters before that forward) and leaves them as
+    the forward left them — a recomputed forward neither updates them twice nor computes
+    other scales than the original. By name: an observer replaces its tensors, not only their
+    values."""
+    slots = [(m, n) for m in unit.modules() for n, b in m._buffers.items()
+             if b is not None and b.numel() <= STATE_NUMEL]
+    before: list[torch.Tensor] = []
+
+    def snapshot() -> list[torch.Tensor]:
+        return [m._buffers[n].detach().clone() for m, n in slots]
+
+    def put(values: list[torch.Tensor]) -> None:
+        for (m, n), v in zip(slots, values, strict=True):
+            m._buffers[n] = v
+
+    @contextlib.contextmanager
+    def forward():
+        before[:] = snapshot()
+        yield
+
+    @contextlib.contextmanager
+    def recompute():
+        after = snapshot()
+        put([b.clone() for b in before])
+        try:
+            yield
+        finally:
+            put(after)
+
+    return forward(), recompute()
 
 
 def _units(model: nn.Module) -> list[nn.Module]:

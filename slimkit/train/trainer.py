@@ -173,8 +173,9 @@ class Trainer:
         bar = Bar("training", self.total_steps, None if (cfg.progress and self.rank == 0)
                   else False, completed=self.step)
         try:
-            while self.epoch < cfg.epochs:
-                self._epoch(bar)
+            with shard.recomputing(self.model, cfg.recompute):
+                while self.epoch < cfg.epochs:
+                    self._epoch(bar)
         finally:
             bar.close()
         self.sync_buffers()

@@ -1,7 +1,8 @@
 """Child process for the resume and DDP tests (run as a script, or under torchrun).
 
 usage: run_training.py CKPT_DIR OUT.pt [--kill-at STEP [--kill-rank R]] [--resume] [--batch N]
-                       [--epochs N] [--qat] [--kd] [--prune] [--fsdp] [--every-seconds S]
+                       [--epochs N] [--qat] [--kd] [--prune] [--fsdp] [--recompute]
+                       [--every-seconds S]
 Trains a small DigitsCNN on real digits; --kill-at sends SIGKILL to itself right after the
 optimizer step STEP (a checkpoint is written every 10 steps), like a preempted job. Under
 torchrun's --max-restarts only the first attempt dies (TORCHELASTIC_RESTART_COUNT 0), only
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--prune", action="store_true", help="fine-tune a pruned copy")
     ap.add_argument("--fsdp", action="store_true", help="TrainConfig.parallel='fsdp'")
+    ap.add_argument("--recompute", action="store_true", help="TrainConfig.recompute")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--qat", action="store_true", help="train w8a8 QAT; every rank saves buffers")
@@ -55,7 +57,7 @@ def main() -> None:
     cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch, lr=3e-3, checkpoint_dir=Path(a.ckpt),
                       checkpoint_every=0 if a.every_seconds else 10,
                       checkpoint_seconds=a.every_seconds, progress=False,
-                      parallel="fsdp" if a.fsdp else "ddp")
+                      parallel="fsdp" if a.fsdp else "ddp", recompute=a.recompute)
     callbacks = [KillAt(a.kill_at, a.kill_rank)] if a.kill_at else []
     model = DigitsCNN(width=0.5)
     if a.prune:

@@ -1,6 +1,6 @@
 """Sharded training (FSDP2 on CPU, gloo): QAT and distillation with the model, gradients and
-optimizer state split across two ranks; sharded checkpoints that survive a kill and resume
-with another world size; one whole model at the end."""
+optimizer state split across two ranks, activations recomputed; sharded checkpoints that
+survive a kill and resume with another world size; one whole model at the end."""
 
 import os
 import subprocess
@@ -35,8 +35,8 @@ def _why(r: subprocess.CompletedProcess) -> str:
 
 def test_sharded_qat_and_distillation_survive_a_kill_and_match_replicated_training(tmp_path):
     ckpt, out = tmp_path / "ckpt", tmp_path / "fsdp.pt"
-    r = _run(ckpt, out, "--fsdp", "--qat", "--kd", "--resume", "--kill-at", 25, "--kill-rank", 1,
-             ranks=2, restarts=1)
+    r = _run(ckpt, out, "--fsdp", "--recompute", "--qat", "--kd", "--resume", "--kill-at", 25,
+             "--kill-rank", 1, ranks=2, restarts=1)
     assert r.returncode == 0, _why(r)
     sharded = torch.load(out, weights_only=True)
     assert sharded["resumed_at"] == 20 and sharded["step"] == 44

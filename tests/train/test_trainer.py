@@ -250,3 +250,27 @@ def test_feature_kd_resumes_bit_identically_with_its_adapters(tmp_path):
     assert len(full_ad) == len(res_ad) > 0
     for a, b in zip(full_ad, res_ad, strict=True):
         assert torch.equal(a, b)
+
+
+def test_recompute_trains_the_same_weights_and_leaves_the_model_as_it_was(tmp_path):
+    """Activation checkpointing changes what is kept for backward, not the arithmetic: the
+    same steps give the same weights; afterwards the modules' forward is their own (the model
+    still pickles and saves)."""
+    import pickle
+
+    import slimkit as sk
+
+    def trained(recompute: bool):
+        torch.manual_seed(0)
+        x = torch.randn(8, 1, 8, 8)
+        model = sk.prepare_qat(DigitsCNN(width=0.25), sk.QuantConfig.w8a8(), x)
+        t = _tiny_trainer(tmp_path / str(recompute))
+        t = Trainer(model, t.cfg.replace(recompute=recompute), t.loader.dataset)
+        t.fit()
+        return model
+
+    plain, again = trained(False), trained(True)
+    for (k, a), b in zip(plain.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), k
+    assert not any("forward" in vars(m) for m in again.modules())
+    pickle.dumps(again)
