@@ -44,18 +44,23 @@ def on_ranks(program: Callable[[], T]) -> T | None:
         if dist.get_rank() != 0:
             serve()
             return None
+        _SERVED[0] = True
         try:
             with local_only():
                 return program()
         finally:
             stop()
+            _SERVED[0] = False
     finally:
         dist.destroy_process_group()
 
 
+_SERVED = [False]  # on_ranks sets it on rank 0 while the other ranks serve
+
+
 def active() -> bool:
-    """Whether this process is rank 0 of a group whose other ranks serve jobs."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """Whether this process is rank 0 of a group whose other ranks serve jobs (on_ranks)."""
+    return _SERVED[0]
 
 
 @contextlib.contextmanager

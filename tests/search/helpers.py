@@ -3,14 +3,19 @@ processes ('tests.search.helpers:tiny_space')."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
+import optuna
 import torch
 from torch import nn
 
 from slimkit.search import Choice, SearchConfig, Space, search_worker
+from slimkit.search.storage import open_storage
 
 
 class TinyNet(nn.Module):
@@ -64,9 +69,22 @@ class ScoreEvaluator:
         return {"accuracy": score(encoding)}
 
 
-if __name__ == "__main__":  # a worker process: python -m tests.search.helpers CONFIG_JSON LOG
-    import json
+ROOT = Path(__file__).resolve().parents[2]
 
+
+def worker_process(cfg: SearchConfig, log: Path, sleep_s: float = 0.05) -> subprocess.Popen:
+    """A search worker in its own process (this module's main), sharing only the storage."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tests.search.helpers",
+                             json.dumps(cfg.to_dict()), str(log), str(sleep_s)], cwd=ROOT,
+                            env=env, stderr=subprocess.PIPE)
+
+
+def stored_study(cfg: SearchConfig) -> optuna.Study:
+    return optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg))
+
+
+if __name__ == "__main__":  # a worker process: python -m tests.search.helpers CONFIG_JSON LOG
     torch.set_num_threads(1)
     cfg = SearchConfig.from_dict(json.loads(sys.argv[1]))
     sleep_s = float(sys.argv[3]) if len(sys.argv) > 3 else 0.05

@@ -17,9 +17,8 @@ import pytest
 from slimkit.search import SearchConfig, SearchError, search_worker
 from slimkit.search.storage import open_storage, open_study, tally
 from tests.postgres import missing, postgres_server
-from tests.search.helpers import ScoreEvaluator, tiny_space
+from tests.search.helpers import ScoreEvaluator, stored_study, tiny_space, worker_process
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None,
                                                    reason=missing() or "")]
 
@@ -35,17 +34,6 @@ def url(server, request):
     return server.database(request.node.name.lower()[:60])
 
 
-def _worker(cfg: SearchConfig, log: Path, sleep_s: float) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tests.search.helpers",
-                             json.dumps(cfg.to_dict()), str(log), str(sleep_s)], cwd=ROOT,
-                            env=env, stderr=subprocess.PIPE)
-
-
-def _study(cfg: SearchConfig) -> optuna.Study:
-    return optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg))
-
-
 def _evaluations(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
@@ -53,10 +41,10 @@ def _evaluations(log: Path) -> list[str]:
 def test_worker_processes_sharing_only_the_url_finish_n_trials_once_each(url, tmp_path):
     cfg = SearchConfig(strategy="evolution", n_trials=12, storage=url)
     log = tmp_path / "evals.log"
-    procs = [_worker(cfg, log, 0.2) for _ in range(3)]
+    procs = [worker_process(cfg, log, 0.2) for _ in range(3)]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read().decode()[-2000:]
-    done = [t for t in _study(cfg).get_trials() if t.state.name == "COMPLETE"]
+    done = [t for t in stored_study(cfg).get_trials() if t.state.name == "COMPLETE"]
     assert len(done) == 12 and len({t.number for t in done}) == 12
     assert len(_evaluations(log)) == 12  # no trial evaluated twice, none wasted
     assert len({t.user_attrs["lease"][0] for t in done}) >= 2  # the work was shared
@@ -65,7 +53,7 @@ def test_worker_processes_sharing_only_the_url_finish_n_trials_once_each(url, tm
 def test_a_killed_worker_loses_only_its_running_trial(url, tmp_path):
     cfg = SearchConfig(strategy="random", n_trials=10, storage=url)
     log = tmp_path / "evals.log"
-    victim, other = _worker(cfg, log, 0.4), _worker(cfg, log, 0.4)
+    victim, other = worker_process(cfg, log, 0.4), worker_process(cfg, log, 0.4)
     deadline = time.time() + 60
     while time.time() < deadline:  # kill it in the middle of an evaluation
         if any(ln.startswith(f"{victim.pid} ") for ln in _evaluations(log)):
@@ -74,7 +62,7 @@ def test_a_killed_worker_loses_only_its_running_trial(url, tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     assert other.wait(timeout=120) == 0, other.stderr.read().decode()[-2000:]
-    t = tally(_study(cfg))
+    t = tally(stored_study(cfg))
     assert t.complete == 10 and t.running == 0
     assert t.lost <= 1  # its running trial, marked FAIL ('lost'), never re-evaluated
     evaluated = _evaluations(log)

@@ -1,32 +1,14 @@
 """Workers sharing one storage, a killed search resumed, resume refused, bad storage URLs."""
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 
 from slimkit.search import SearchConfig, SearchError, search_worker
-from slimkit.search.storage import open_storage, tally
-from tests.search.helpers import ScoreEvaluator, tiny_space
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _worker(cfg: SearchConfig, log: Path, sleep_s: float = 0.05) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tests.search.helpers",
-                             json.dumps(cfg.to_dict()), str(log), str(sleep_s)], cwd=ROOT,
-                            env=env, stderr=subprocess.PIPE)
-
-
-def _study(cfg: SearchConfig) -> optuna.Study:
-    return optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg))
+from slimkit.search.storage import tally
+from tests.search.helpers import ScoreEvaluator, stored_study, tiny_space, worker_process
 
 
 def _wait_for_lines(log: Path, n: int, timeout: float = 60) -> None:
@@ -42,11 +24,11 @@ def test_two_workers_finish_n_trials_and_evaluate_each_once(tmp_path):
     """A worker process and this process share a journal storage."""
     cfg = SearchConfig(strategy="evolution", n_trials=10, run_dir=tmp_path, storage="journal")
     log = tmp_path / "evals.log"
-    p = _worker(cfg, log, sleep_s=0.1)
+    p = worker_process(cfg, log, sleep_s=0.1)
     _wait_for_lines(log, 1)  # it has started: run alongside it
     search_worker(cfg, tiny_space(), ScoreEvaluator(0.1, str(log)))
     assert p.wait(timeout=60) == 0, p.stderr.read().decode()[-2000:]
-    done = [t for t in _study(cfg).get_trials() if t.state.name == "COMPLETE"]
+    done = [t for t in stored_study(cfg).get_trials() if t.state.name == "COMPLETE"]
     assert len(done) == 10
     lines = log.read_text().split("\n")[:-1]
     assert len(lines) == 10  # one evaluation per completed trial, none repeated or wasted
@@ -58,14 +40,14 @@ def test_two_workers_finish_n_trials_and_evaluate_each_once(tmp_path):
 def test_killed_search_restarts_to_the_same_number_of_completed_trials(tmp_path):
     cfg = SearchConfig(strategy="reinforce", n_trials=6, run_dir=tmp_path, storage="journal")
     log = tmp_path / "evals.log"
-    p = _worker(cfg, log, sleep_s=0.2)
+    p = worker_process(cfg, log, sleep_s=0.2)
     _wait_for_lines(log, 2)  # kill it while it evaluates its second or third candidate
     p.send_signal(signal.SIGKILL)
     p.wait()
-    before = tally(_study(cfg))
+    before = tally(stored_study(cfg))
     assert 0 < before.complete < 6 and before.running == 1  # its trial is left RUNNING
     search_worker(cfg, tiny_space(), ScoreEvaluator())  # restart (here, in this process)
-    after = tally(_study(cfg))
+    after = tally(stored_study(cfg))
     assert after.complete == 6 and after.running == 0
     assert after.lost == 1  # only the trial that was running is lost
 
@@ -82,7 +64,7 @@ def test_resume_with_a_different_space_or_strategy_is_refused(tmp_path):
         search_worker(other, tiny_space(), ScoreEvaluator())
     more = SearchConfig(strategy="random", n_trials=3, run_dir=tmp_path)
     search_worker(more, tiny_space(), ScoreEvaluator())  # more trials of the same search: fine
-    assert tally(_study(more)).complete == 3
+    assert tally(stored_study(more)).complete == 3
 
 
 @pytest.mark.parametrize("url, match", [

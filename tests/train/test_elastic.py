@@ -64,7 +64,9 @@ def test_two_nodes_survive_a_killed_worker_and_match_an_uninterrupted_run(tmp_pa
         logs.append(text)
         assert n.returncode == 0, text[-4000:]
     elastic = torch.load(out, weights_only=True)
-    assert elastic["resumed_at"] == 20  # killed at 25: restarted from the step-20 checkpoint
+    # killed at 25: restarted from the step-20 checkpoint (a later one if torchrun restarted
+    # again, see test_fsdp.py), never from scratch
+    assert elastic["resumed_at"] >= 20
     assert elastic["step"] == 44  # not started over nor cut short
     state = checkpoint.read(checkpoint.latest(ckpt))
     assert state["world"] == 2
