@@ -66,13 +66,16 @@ def _config(ctx: Context, cfg: SearchStage) -> SearchConfig:
     """The stage's search: its run directory; the seed, the recipe's unless given; the storage,
     the command line's (--storage) over the recipe's."""
     seed = cfg.seed if "seed" in cfg.model_fields_set else ctx.recipe.seed
-    return cfg.replace(run_dir=ctx.dir / "search", seed=seed,
-                       storage=ctx.run.storage or cfg.storage)
+    return cfg.replace(run_dir=ctx.dir / "search", seed=seed, storage=_storage(ctx, cfg))
+
+
+def _storage(ctx: Context, cfg: SearchStage) -> str | None:
+    return ctx.run.storage or cfg.storage
 
 
 @planner("search")
 def plan_search(ctx: Context, model: nn.Module, cfg: SearchStage):
-    storage = ctx.run.storage or cfg.storage
+    storage = _storage(ctx, cfg)
     if storage is not None:  # unreachable or without its driver: say so before any work
         try:
             open_storage(cfg.replace(storage=storage, run_dir=None))

@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import torch
 import torch.distributed as dist
 
 from slimkit.train import checkpoint
@@ -36,8 +37,6 @@ def on_ranks(program: Callable[[], T]) -> T | None:
     its result, the others None. Without torchrun (WORLD_SIZE unset or 1): program()."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return program()
-    import torch
-
     warn_shared_store()
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:

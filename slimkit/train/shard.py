@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from slimkit.errors import ConfigError
+
 TRAINER_FILE = "trainer.pt"
 # torch.distributed.checkpoint and fsdp load on first use: they cost 0.6 s at import, and
 # most runs never shard
@@ -51,6 +53,9 @@ def recomputing(model: nn.Module, on: bool = True) -> Iterator[None]:
     from torch.utils.checkpoint import checkpoint
 
     units = _units(model) if on else []
+    if on and not units:  # nothing would be recomputed: say so rather than train as before
+        raise ConfigError(f"recompute=True: {type(model).__name__} has no child module that "
+                          "holds parameters, so there is no unit to recompute; leave it off")
     for unit in units:
         def again(*args, _forward=unit.forward, _unit=unit, **kwargs):
             if not torch.is_grad_enabled():  # evaluation: nothing would be saved anyway

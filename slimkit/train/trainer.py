@@ -313,7 +313,6 @@ class Trainer:
         return {"scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "rng": torch.get_rng_state(), "world": self.world,
-                "parallel": "fsdp" if self.sharded else "ddp",
                 # parameters trained beside the model (a Distiller's feature adapters); their
                 # optimizer moments are in "optimizer" already
                 "extra": [p.detach().clone() for p in self.extra_parameters]}

@@ -274,3 +274,11 @@ def test_recompute_trains_the_same_weights_and_leaves_the_model_as_it_was(tmp_pa
         assert torch.allclose(a, b, atol=1e-6), k
     assert not any("forward" in vars(m) for m in again.modules())
     pickle.dumps(again)
+
+
+def test_recompute_on_a_model_without_units_is_an_error(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(16, 4, generator=g), torch.randint(0, 2, (16,), generator=g))
+    cfg = TrainConfig(epochs=1, batch_size=8, progress=False, recompute=True)
+    with pytest.raises(ConfigError, match="recompute=True: Linear has no child module"):
+        Trainer(torch.nn.Linear(4, 2), cfg, data).fit()
